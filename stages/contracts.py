@@ -1,0 +1,419 @@
+"""The contracts between stages, defined once and validated at every boundary.
+
+Files (seed formats from DESIGN.md, plus our additions):
+
+- pairs manifest   `public/presets/<pack>/pairs-manifest.v0.json`   -> `load_manifest` / `Manifest`
+- eval row         one JSON object per line in shards and eval.jsonl -> `validate_eval_row`, `read_rows`
+- meta             `artifacts/coupled-eval/<pack>/meta.json`        -> `validate_meta`
+- quality file     `public/presets/<pack>/pairs-quality.v0.json`    -> `validate_quality`
+- elite manifest   hand-rated pairs                                  -> `load_elite`
+- ratings          `ratings.jsonl` in the workspace, from the player -> `validate_rating`, `read_ratings`
+- checkpoint       `outputs/coupling/models/coupling_net_final.pth` -> `validate_checkpoint`
+
+Everything JSON goes through `read_json` / `write_json` / `read_jsonl` / `append_jsonl` here, so no other
+module parses these files by hand. Writes are atomic (temp file + fsync + rename); appends are flushed
+and fsynced line by line, and a torn last line (a killed writer) is skipped and reported, never fatal.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+
+from stages.errors import ContractError
+
+MANIFEST_NAME = "pairs-manifest.v0.json"
+QUALITY_NAME = "pairs-quality.v0.json"
+META_KIND = "coupled_eval.v0"
+
+# ---------------------------------------------------------------------------------------------- JSON I/O
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; a missing or malformed file is a ContractError naming it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ContractError(path, "file not found") from None
+    except OSError as error:
+        raise ContractError(path, f"cannot read: {error.strerror}") from None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise ContractError(path, f"not valid JSON: {error}", "fix or regenerate the file") from None
+
+
+def dumps(value: Any, pretty: bool = False) -> bytes:
+    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if pretty else 0)
+    return orjson.dumps(value, option=option)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any, pretty: bool = True) -> None:
+    write_bytes_atomic(path, dumps(value, pretty) + b"\n")
+
+
+@dataclass
+class JsonlRead:
+    """Rows of a JSON-lines file plus the lines that could not be parsed (1-based line numbers)."""
+
+    rows: list[dict] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)
+
+
+def read_jsonl(path: Path) -> JsonlRead:
+    """Read a JSON-lines file; unparsable lines (a torn last line after a kill) are skipped and listed."""
+    result = JsonlRead()
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return result
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            result.bad_lines.append(number)
+            continue
+        if isinstance(row, dict):
+            result.rows.append(row)
+        else:
+            result.bad_lines.append(number)
+    return result
+
+
+def append_jsonl(handle, row: dict) -> None:
+    """Append one row to an open binary file and make it durable before returning."""
+    handle.write(dumps(row) + b"\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def file_hash(path: Path) -> str:
+    """Content hash of a file (sha256, first 16 hex digits): the identity of a preset or audio file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def value_hash(value: Any) -> str:
+    """Stable hash of a JSON-able value (keys sorted), for content keys and settings keys."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def _require(where, record: dict, key: str, kinds, context: str = ""):
+    if key not in record:
+        raise ContractError(where, f"{context}missing field '{key}'")
+    value = record[key]
+    if kinds is float:
+        kinds = (int, float)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and kinds in (int, (int, float))):
+        raise ContractError(where, f"{context}field '{key}' has {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ContractError(where, f"{context}field '{key}' is {value}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class ManifestPair:
+    pair: int
+    fgUrl: str
+    bgUrl: str
+    warp_diff: float | None = None
+    cx_diff: float | None = None
+
+
+@dataclass
+class Manifest:
+    path: Path
+    pack: str
+    pairs: list[ManifestPair]
+    generatedAt: str = ""
+
+    def to_json(self) -> dict:
+        pairs = []
+        for entry in self.pairs:
+            item = {"pair": entry.pair, "fgUrl": entry.fgUrl, "bgUrl": entry.bgUrl}
+            if entry.warp_diff is not None:
+                item["warp_diff"] = entry.warp_diff
+            if entry.cx_diff is not None:
+                item["cx_diff"] = entry.cx_diff
+            pairs.append(item)
+        return {"version": "v0", "generatedAt": self.generatedAt or now_iso(), "pack": self.pack,
+                "pairs": pairs}
+
+
+def parse_manifest(path: Path, data: Any) -> Manifest:
+    where = Path(path)
+    if not isinstance(data, dict):
+        raise ContractError(where, "a pairs manifest must be a JSON object")
+    if data.get("version") != "v0":
+        raise ContractError(where, f"version is {data.get('version')!r}, expected 'v0'")
+    pack = _require(where, data, "pack", str)
+    if not pack or "/" in pack or "\\" in pack or pack in (".", ".."):
+        raise ContractError(where, f"pack name {pack!r} is not a plain folder name")
+    raw_pairs = _require(where, data, "pairs", list)
+    pairs: list[ManifestPair] = []
+    seen: set[int] = set()
+    for index, item in enumerate(raw_pairs):
+        context = f"pairs[{index}]: "
+        if not isinstance(item, dict):
+            raise ContractError(where, f"{context}must be an object")
+        pair = _require(where, item, "pair", int, context)
+        if pair in seen:
+            raise ContractError(where, f"{context}pair {pair} appears twice")
+        seen.add(pair)
+        urls = [_require(where, item, key, str, context) for key in ("fgUrl", "bgUrl")]
+        for url in urls:
+            if not url.startswith("/"):
+                raise ContractError(where, f"{context}URL {url!r} must be a web path starting with '/'")
+        extras = {}
+        for key in ("warp_diff", "cx_diff"):
+            if item.get(key) is not None:
+                extras[key] = float(_require(where, item, key, float, context))
+        pairs.append(ManifestPair(pair, urls[0], urls[1], **extras))
+    return Manifest(where, pack, pairs, str(data.get("generatedAt", "")))
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate a pairs manifest."""
+    return parse_manifest(path, read_json(path))
+
+
+def resolve_url(public_dir: Path, url: str, where) -> Path:
+    """Map a web path like `/presets/pack/fg/a.milk` to a file under `public_dir`; refuse escapes."""
+    parts = PurePosixPath(url).parts[1:]
+    if any(part == ".." for part in parts) or "\\" in url or not parts:
+        raise ContractError(where, f"URL {url!r} escapes public/", "use a path inside public/")
+    base = Path(public_dir).resolve()
+    target = base.joinpath(*parts).resolve()
+    if base != target and base not in target.parents:
+        raise ContractError(where, f"URL {url!r} escapes public/ (via a link)", "use a path inside public/")
+    return target
+
+
+# ---------------------------------------------------------------------------------------- eval row
+
+# The seed's fields, kept exactly; a row never has pair:null.
+SEED_ROW_FIELDS: dict[str, Any] = {
+    "tMs": int, "pack": str, "pair": int, "presetFgId": str, "presetBgId": str,
+    "vizAvgLuma": float, "vizAvgFrameDelta": float, "pmAvgLumaFg": float, "pmAvgLumaBg": float,
+    "audioRms": float, "audioPeak": float, "pageErrorsSinceLast": int, "consoleErrorsSinceLast": int,
+    "okHeuristic": bool, "reasons": list,
+}
+# What makes a row trustworthy and useful (ours).
+EXTRA_ROW_FIELDS: dict[str, Any] = {
+    "contentKey": str,     # hash of fgHash, bgHash, render settings, engine and renderer
+    "fgHash": str, "bgHash": str,
+    "status": str,         # one of ROW_STATUSES
+    "render": dict,        # the settings that change pixels (size, frames, dt, seed, blend, audio key)
+    "engine": str,         # page + butterchurn version
+    "renderer": str,       # WebGL UNMASKED_RENDERER
+    "errors": list,        # shader link / EEL / page errors, as text
+    "timings": dict,       # loadMs, renderMs, totalMs
+    "stats": dict,         # STAT_FIELDS, empty when the pair did not render
+    "attempts": int,
+    "sampledAt": str,
+}
+ROW_STATUSES = ("ok", "load-failed", "shader-failed", "eel-error", "timeout", "crashed", "black",
+                "read-failed", "translate-failed", "degraded")
+# Richer statistics over the composited 64x64 frames (all in [0,1] unless noted).
+STAT_FIELDS = (
+    "lumaMean", "lumaMin", "contrast", "colourfulness", "motionMean", "motionP90", "flicker",
+    "blackFrac", "whiteFrac", "audioCorr",  # audioCorr in [-1,1]
+    "fgShare", "bgShare",
+)
+
+
+def validate_eval_row(row: Any, where="eval row") -> dict:
+    """Check one eval row against the contract; return it unchanged."""
+    if not isinstance(row, dict):
+        raise ContractError(where, "an eval row must be a JSON object")
+    for key, kind in {**SEED_ROW_FIELDS, **EXTRA_ROW_FIELDS}.items():
+        _require(where, row, key, kind)
+    if row["status"] not in ROW_STATUSES:
+        raise ContractError(where, f"status {row['status']!r} is not one of {', '.join(ROW_STATUSES)}")
+    if row["status"] == "ok":
+        missing = [name for name in STAT_FIELDS if name not in row["stats"]]
+        if missing:
+            raise ContractError(where, f"stats lack {', '.join(missing)}")
+    if not row["audioRms"] > 0:
+        raise ContractError(where, "audioRms must be > 0: the visuals were rendered without audio")
+    return row
+
+
+def read_rows(path: Path) -> tuple[list[dict], list[str]]:
+    """Valid eval rows of a shard or eval.jsonl, plus one warning per line that was skipped."""
+    read = read_jsonl(path)
+    warnings = [f"{path}:{line}: unreadable line skipped (torn write?)" for line in read.bad_lines]
+    rows = []
+    for row in read.rows:
+        try:
+            rows.append(validate_eval_row(row, f"{path} pair {row.get('pair')}"))
+        except ContractError as error:
+            warnings.append(f"{error} (row skipped)")
+    return rows, warnings
+
+
+# -------------------------------------------------------------------------------------------- meta
+
+
+def validate_meta(meta: Any, where="meta.json") -> dict:
+    if not isinstance(meta, dict) or meta.get("kind") != META_KIND:
+        raise ContractError(where, f"kind must be {META_KIND!r}")
+    for key, kind in {"startedAt": str, "finishedAt": str, "settings": dict, "progress": dict,
+                      "audio": dict, "runtime": dict, "errors": list}.items():
+        _require(where, meta, key, kind)
+    for pack, progress in meta["progress"].items():
+        for key in ("visited", "target", "done"):
+            _require(where, progress, key, (int, bool) if key == "done" else int, f"progress[{pack}]: ")
+    _require(where, meta["audio"], "mode", str, "audio: ")
+    if meta["audio"]["mode"] not in ("file", "click"):
+        raise ContractError(where, "audio.mode must be 'file' or 'click'")
+    for key in ("gpuMode", "headed", "requireGpu", "webgl"):
+        if key not in meta["runtime"]:
+            raise ContractError(where, f"runtime lacks '{key}'")
+    return meta
+
+
+# ------------------------------------------------------------------------------------ quality file
+
+QUALITY_STAT_FIELDS = ("min", "p50", "p95", "max", "std", "mean")
+
+
+def validate_quality(quality: Any, where="pairs-quality.v0.json", manifest: Manifest | None = None) -> dict:
+    if not isinstance(quality, dict) or quality.get("version") != "v0":
+        raise ContractError(where, "version must be 'v0'")
+    pack = _require(where, quality, "pack", str)
+    if manifest is not None and pack != manifest.pack:
+        raise ContractError(where, f"pack is {pack!r} but the manifest's pack is {manifest.pack!r}")
+    _require(where, quality, "generatedAt", str)
+    pairs = _require(where, quality, "pairs", list)
+    known = {entry.pair for entry in manifest.pairs} if manifest is not None else None
+    seen = set()
+    for index, item in enumerate(pairs):
+        context = f"pairs[{index}]: "
+        if not isinstance(item, dict):
+            raise ContractError(where, f"{context}must be an object")
+        pair = _require(where, item, "pair", int, context)
+        score = _require(where, item, "quality01", float, context)
+        if not 0.0 <= score <= 1.0:
+            raise ContractError(where, f"{context}quality01 {score} is outside [0, 1]")
+        if pair in seen or (known is not None and pair not in known):
+            raise ContractError(where, f"{context}pair {pair} is duplicated or not in the manifest")
+        seen.add(pair)
+    stats = _require(where, quality, "qualityStats", dict)
+    for key in QUALITY_STAT_FIELDS:
+        _require(where, stats, key, float, "qualityStats: ")
+    _require(where, _require(where, quality, "stats", dict), "missingFiles", int, "stats: ")
+    return quality
+
+
+# --------------------------------------------------------------------------------- elite & ratings
+
+
+@dataclass(frozen=True)
+class EliteEntry:
+    fgUrl: str
+    bgUrl: str
+    score: float  # 1..5
+
+
+def _elite_entry(where, item: Any, context: str) -> EliteEntry:
+    if not isinstance(item, dict):
+        raise ContractError(where, f"{context}must be an object")
+    urls = [_require(where, item, key, str, context) for key in ("fgUrl", "bgUrl")]
+    score = _require(where, item, "score", float, context)
+    if not 1 <= score <= 5:
+        raise ContractError(where, f"{context}score {score} is outside 1..5")
+    return EliteEntry(urls[0], urls[1], float(score))
+
+
+def load_elite(path: Path) -> list[EliteEntry]:
+    """Read an elite manifest `{version:"v0", entries:[{fgUrl, bgUrl, score:1..5}]}`."""
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("version") != "v0":
+        raise ContractError(path, "an elite manifest must be an object with version 'v0'")
+    entries = _require(path, data, "entries", list)
+    return [_elite_entry(path, item, f"entries[{i}]: ") for i, item in enumerate(entries)]
+
+
+RATING_FIELDS = {"pack": str, "pair": int, "fgUrl": str, "bgUrl": str, "score": int, "ratedAt": str}
+
+
+def validate_rating(rating: Any, where="rating") -> dict:
+    """A rating the player appends to `ratings.jsonl`: the user's 1..5 for one pair."""
+    if not isinstance(rating, dict):
+        raise ContractError(where, "a rating must be a JSON object")
+    for key, kind in RATING_FIELDS.items():
+        _require(where, rating, key, kind)
+    if not 1 <= rating["score"] <= 5:
+        raise ContractError(where, f"score {rating['score']} is outside 1..5")
+    return rating
+
+
+def read_ratings(path: Path) -> tuple[list[EliteEntry], list[str]]:
+    """Ratings as elite entries (the latest rating of a pair wins), plus warnings for skipped lines."""
+    read = read_jsonl(path)
+    warnings = [f"{path}:{line}: unreadable line skipped" for line in read.bad_lines]
+    latest: dict[tuple[str, str], EliteEntry] = {}
+    for row in read.rows:
+        try:
+            rating = validate_rating(row, path)
+        except ContractError as error:
+            warnings.append(f"{error} (rating skipped)")
+            continue
+        latest[(rating["fgUrl"], rating["bgUrl"])] = EliteEntry(rating["fgUrl"], rating["bgUrl"],
+                                                                  float(rating["score"]))
+    return list(latest.values()), warnings
+
+
+# ------------------------------------------------------------------------------------- checkpoint
+
+CHECKPOINT_FIELDS = {"weights": dict, "featureNames": list, "featureMean": list, "featureStd": list,
+                     "config": dict, "codeVersion": str, "torchVersion": str}
+
+
+def validate_checkpoint(checkpoint: Any, where="checkpoint") -> dict:
+    """A checkpoint carries all scoring needs: weights, feature names + normalisation, config, versions."""
+    if not isinstance(checkpoint, dict):
+        raise ContractError(where, "a checkpoint must be a dict saved with torch.save")
+    for key, kind in CHECKPOINT_FIELDS.items():
+        _require(where, checkpoint, key, kind)
+    size = len(checkpoint["featureNames"])
+    if len(checkpoint["featureMean"]) != size or len(checkpoint["featureStd"]) != size:
+        raise ContractError(where, "feature normalisation does not match the feature names")
+    return checkpoint
+

@@ -1,0 +1,130 @@
+"""Every knob of the runbook, with its default, in one place.
+
+In: doit task parameters (`doit sample --target-coverage 0.99 --workers 2`), whose defaults come from
+these dataclasses and can be overridden in `pyproject.toml` under `[tool.doit.tasks.<task>]`.
+Out: frozen settings objects the stages take, plus `key()` hashes of the parts that decide an artifact
+(a changed pixel setting re-renders; a changed trainer knob retrains without resampling).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+
+from stages.contracts import value_hash
+from stages.errors import CqError
+
+GPU_MODES = ("off", "safe", "require")
+
+
+def _param(default, help_text: str, **extra):
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Settings that change the pixels of a pair: part of every row's content key."""
+
+    width: int = _param(128, "render width in pixels")
+    height: int = _param(128, "render height in pixels")
+    frames: int = _param(120, "frames rendered per pair")
+    dt: float = _param(1 / 30, "fixed time step per frame, seconds")
+    seed: int = _param(1, "seed of butterchurn's deterministic RNG")
+    fg_opacity: float = _param(0.7, "opacity of the fg layer over bg (the original runtime's 0.7)")
+    blend: str = _param("normal", "how fg is composited over bg: normal | screen | add")
+    readback: int = _param(64, "size of the square downsample read back each frame")
+    thumb_frame: int = _param(-1, "frame captured as the pair's thumbnail (-1: the middle frame)")
+
+
+@dataclass(frozen=True)
+class SampleSettings(RenderSettings):
+    """The sampler's knobs: render settings plus how the run is organised."""
+
+    packs: str = _param("", "comma-separated packs to sample (empty: every pack in the workspace)")
+    target_coverage: float = _param(1.0, "fraction of each pack's pairs to sample (TargetCoverage)")
+    max_hours: float = _param(10.0, "stop sampling cleanly after this many hours (MaxHours)")
+    workers: int = _param(0, "browser processes, one page each (0: one per CPU core)")
+    shard_size: int = _param(25, "pairs per shard task")
+    shuffle_seed: int = _param(7, "seed of the shuffled sampling order")
+    reload_every: int = _param(200, "restart a worker's browser every N pairs (ReloadEvery)")
+    browser_max_restarts: int = _param(20, "give up after this many browser restarts (BrowserMaxRestarts)")
+    pair_timeout_s: float = _param(60.0, "time limit for one pair, seconds")
+    gpu_mode: str = _param("off", "WebGL: off (software) | safe (try hardware) | require (fail on software)")
+    chromium: str = _param("", "path of a Chromium to use (empty: Playwright's, then the system's)")
+    headed: bool = _param(False, "show the browser window")
+    audio_file: str = _param("", "WAV/FLAC/OGG file the visuals react to (empty: built-in click track)")
+    min_luma: float = _param(0.06, "okHeuristic: mean luma below this is too-dark")
+    max_luma: float = _param(0.90, "okHeuristic: mean luma above this is too-bright")
+    min_motion: float = _param(0.004, "okHeuristic: mean frame-to-frame change below this is low-motion")
+    max_flicker: float = _param(0.15, "okHeuristic: flicker above this is strobing")
+
+    def validate(self) -> "SampleSettings":
+        if self.gpu_mode not in GPU_MODES:
+            raise CqError(f"gpu_mode {self.gpu_mode!r} is not one of {', '.join(GPU_MODES)}")
+        if not 0 < self.target_coverage <= 1:
+            raise CqError(f"target_coverage {self.target_coverage} must be in (0, 1]")
+        if self.shard_size < 1 or self.frames < 2 or self.width < 8 or self.height < 8:
+            raise CqError("shard_size must be >= 1, frames >= 2 and the render size >= 8 pixels")
+        if self.blend not in ("normal", "screen", "add"):
+            raise CqError(f"blend {self.blend!r} is not one of normal, screen, add")
+        return self
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    @property
+    def pack_list(self) -> list[str]:
+        return [name.strip() for name in self.packs.split(",") if name.strip()]
+
+    def render(self) -> RenderSettings:
+        return RenderSettings(**{f.name: getattr(self, f.name) for f in fields(RenderSettings)})
+
+    def render_key(self) -> str:
+        return value_hash(dataclasses.asdict(self.render()))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The trainer's and scorer's knobs (changing one retrains and rescores, never resamples)."""
+
+    epochs: int = _param(20, "training epochs (Epochs)")
+    batch_size: int = _param(256, "batch size (BatchSize)")
+    learning_rate: float = _param(2e-3, "AdamW learning rate (LearningRate)")
+    extra_eval_weight: float = _param(0.35, "loss weight of eval rows (ExtraEvalWeight)")
+    neg_samples: int = _param(50000, "mismatched negative pairs per pack (NegSamples)")
+    neg_weight: float = _param(0.20, "loss weight of negatives (NegWeight)")
+    neg_min_pair_distance: int = _param(50, "negatives pair fg_i with bg_j, |i-j| >= this (NegMinPairDistance)")
+    elite_path: str = _param("", "elite manifest (empty: elite.json in the workspace, skipped if absent)")
+    holdout: float = _param(0.15, "fraction of eval pairs held out for validation")
+    seed: int = _param(0, "training seed")
+    require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present")
+    min_quality_std: float = _param(0.03, "gate: qualityStats.std must reach this (MinQualityStd)")
+
+    def key(self) -> str:
+        return value_hash(dataclasses.asdict(self))
+
+
+def doit_params(cls, exclude: tuple[str, ...] = ()) -> list[dict]:
+    """doit `task_params` specs for a settings dataclass: `--target-coverage`, `--workers`, ..."""
+    specs = []
+    for item in fields(cls):
+        if item.name in exclude:
+            continue
+        kind = type(item.default)
+        spec = {"name": item.name, "long": item.name.replace("_", "-"), "default": item.default,
+                "help": item.metadata.get("help", "")}
+        if kind is bool:
+            spec["type"] = bool
+        elif kind in (int, float):
+            spec["type"] = kind
+        else:
+            spec["type"] = str
+        specs.append(spec)
+    return specs
+
+
+def from_params(cls, params: dict):
+    """Build a settings object from doit's parameter values (unknown keys ignored)."""
+    names = {item.name for item in fields(cls)}
+    return cls(**{key: value for key, value in params.items() if key in names})

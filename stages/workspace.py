@@ -1,0 +1,112 @@
+"""The workspace root and the seed-compatible layout under it.
+
+In: the root, from `$CQ_WORKSPACE`, else `[tool.coupled-quality] workspace` in pyproject.toml, else
+`workspace/` in the repo (git-ignored). Out: a `Workspace` naming every path a stage reads or writes, with
+the original app's relative layout, so pointing the root at that app's checkout makes our outputs land
+where its runtime reads them.
+
+Packs are found one level deep (`public/presets/<pack>/pairs-manifest.v0.json`); user folders are never
+scanned recursively.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.contracts import MANIFEST_NAME, QUALITY_NAME
+
+REPO = Path(__file__).resolve().parent.parent
+WEB_DIR = REPO / "web"
+DATA_DIR = REPO / "data"
+
+
+def project_config() -> dict:
+    """`[tool.coupled-quality]` of the repo's pyproject.toml (empty when absent)."""
+    path = REPO / "pyproject.toml"
+    if not path.exists():
+        return {}
+    with path.open("rb") as handle:
+        return tomllib.load(handle).get("tool", {}).get("coupled-quality", {})
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def from_environment(cls) -> "Workspace":
+        configured = os.environ.get("CQ_WORKSPACE") or project_config().get("workspace") or "workspace"
+        root = Path(configured).expanduser()
+        if not root.is_absolute():
+            root = REPO / root
+        return cls(root.resolve())
+
+    # -- inputs the user owns (never deleted by `doit clean`)
+    @property
+    def public(self) -> Path:
+        return self.root / "public"
+
+    def pack_dir(self, pack: str) -> Path:
+        return self.public / "presets" / pack
+
+    def manifest_path(self, pack: str) -> Path:
+        return self.pack_dir(pack) / MANIFEST_NAME
+
+    @property
+    def ratings_path(self) -> Path:
+        return self.root / "ratings.jsonl"
+
+    # -- generated
+    def quality_path(self, pack: str) -> Path:
+        return self.pack_dir(pack) / QUALITY_NAME
+
+    def eval_dir(self, pack: str) -> Path:
+        return self.root / "artifacts" / "coupled-eval" / pack
+
+    def shards_dir(self, pack: str) -> Path:
+        return self.eval_dir(pack) / "shards"
+
+    def shard_path(self, pack: str, shard: int) -> Path:
+        return self.shards_dir(pack) / f"{shard:04d}.jsonl"
+
+    def shard_done_path(self, pack: str, shard: int) -> Path:
+        return self.shards_dir(pack) / f"{shard:04d}.done"
+
+    def thumbs_dir(self, pack: str) -> Path:
+        return self.eval_dir(pack) / "thumbs"
+
+    def eval_path(self, pack: str) -> Path:
+        return self.eval_dir(pack) / "eval.jsonl"
+
+    def meta_path(self, pack: str) -> Path:
+        return self.eval_dir(pack) / "meta.json"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "outputs" / "coupling" / "models"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.models_dir / "coupling_net_final.pth"
+
+    def report_dir(self, pack: str) -> Path:
+        return self.root / "reports" / pack
+
+    @property
+    def state_dir(self) -> Path:
+        """Tool state that is not a product: doit's database, browser PIDs, caches."""
+        return self.root / ".cq"
+
+    @property
+    def doit_db(self) -> Path:
+        return self.state_dir / "doit.sqlite3"
+
+    def packs(self) -> list[str]:
+        """Packs with a manifest, one level under public/presets (sorted; no recursion)."""
+        presets = self.public / "presets"
+        if not presets.is_dir():
+            return []
+        return sorted(entry.name for entry in presets.iterdir()
+                      if entry.is_dir() and (entry / MANIFEST_NAME).is_file())
