@@ -246,6 +246,7 @@ EXTRA_ROW_FIELDS: dict[str, Any] = {
     "stats": dict,         # STAT_FIELDS, empty when the pair did not render
     "attempts": int,
     "sampledAt": str,
+    "thumb": str,          # PNG of the composite at a fixed frame, relative to the pack's eval dir ("" if none)
 }
 ROW_STATUSES = ("ok", "load-failed", "shader-failed", "eel-error", "timeout", "crashed", "black",
                 "read-failed", "translate-failed", "degraded")
