@@ -1,7 +1,8 @@
 """Every knob of the runbook, with its default, in one place.
 
 In: doit task parameters (`doit sample --target-coverage 0.99 --workers 2`), whose defaults come from
-these dataclasses and can be overridden in `pyproject.toml` under `[tool.doit.tasks.<task>]`.
+these dataclasses, overridden for every task at once in `pyproject.toml` under
+`[tool.coupled-quality.sample]` / `[tool.coupled-quality.train]` (so `sample` and `merge` agree).
 Out: frozen settings objects the stages take, plus `key()` hashes of the parts that decide an artifact
 (a changed pixel setting re-renders; a changed trainer knob retrains without resampling).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from stages.contracts import value_hash
 from stages.errors import CqError
+from stages.workspace import project_config
 
 GPU_MODES = ("off", "safe", "require")
 
@@ -105,14 +107,20 @@ class TrainSettings:
         return value_hash(dataclasses.asdict(self))
 
 
-def doit_params(cls, exclude: tuple[str, ...] = ()) -> list[dict]:
-    """doit `task_params` specs for a settings dataclass: `--target-coverage`, `--workers`, ..."""
+CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train"}
+
+
+def doit_params(cls) -> list[dict]:
+    """doit `task_params` specs for a settings dataclass: `--target-coverage`, `--workers`, ...
+
+    Defaults are the dataclass's, overridden by `[tool.coupled-quality.<section>]` in pyproject.toml.
+    """
+    configured = project_config().get(CONFIG_SECTIONS.get(cls.__name__, ""), {})
     specs = []
     for item in fields(cls):
-        if item.name in exclude:
-            continue
         kind = type(item.default)
-        spec = {"name": item.name, "long": item.name.replace("_", "-"), "default": item.default,
+        default = configured.get(item.name, item.default)
+        spec = {"name": item.name, "long": item.name.replace("_", "-"), "default": default,
                 "help": item.metadata.get("help", "")}
         if kind is bool:
             spec["type"] = bool

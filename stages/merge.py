@@ -1,0 +1,79 @@
+"""Merge a pack's shards into `eval.jsonl` and `meta.json`.
+
+In: every shard file of the pack (complete and partial), the manifest, `SampleSettings`, and the identity
+cache (renderer, audio) of the last sampling run. Out: `eval.jsonl` with one current row per manifest
+pair that has one (sorted by pair), and `meta.json` (`kind: coupled_eval.v0`) with the settings, per-pack
+`progress = {visited, target, done}`, audio, runtime (gpu mode, WebGL renderer) and errors. Both files are
+written atomically. Rows left by other settings, renderers or older preset files stay in the shards but
+are not current, so they are not merged.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+from stages import identity
+from stages.contracts import META_KIND, dumps, now_iso, read_rows, validate_meta, write_bytes_atomic, write_json
+from stages.plan import audio_identity, content_key, engine_version, plan_pack
+from stages.settings import SampleSettings
+from stages.workspace import Workspace
+
+
+def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
+    """(plan, {pair: current row}, warnings, runtime record, audio record) for a pack."""
+    plan = plan_pack(workspace, pack, settings)
+    known = identity.load(workspace)
+    browser = known["browsers"].get(identity.browser_signature(settings), {})
+    audio = known["audio"].get(audio_identity(settings), {})
+    by_key: dict[str, dict] = {}
+    warnings: list[str] = []
+    shards_dir = workspace.shards_dir(pack)
+    for shard_file in sorted(shards_dir.glob("*.jsonl")) if shards_dir.is_dir() else []:
+        rows, shard_warnings = read_rows(shard_file)
+        warnings += shard_warnings
+        by_key.update((row["contentKey"], row) for row in rows)
+    current: dict[int, dict] = {}
+    if browser and audio:
+        engine = engine_version()
+        for planned in plan.ordered:
+            if planned.missing:
+                continue
+            key = content_key(planned, settings, audio["key"], engine, browser["renderer"])
+            if key in by_key:
+                current[planned.pair] = by_key[key]
+    return plan, current, warnings, browser, audio
+
+
+def merge_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> None:
+    plan, current, warnings, browser, audio = current_rows(workspace, pack, settings)
+    rows = [current[pair] for pair in sorted(current)]
+    write_bytes_atomic(workspace.eval_path(pack), b"".join(dumps(row) + b"\n" for row in rows))
+
+    targeted = {planned.pair for shard in plan.shards for planned in shard}
+    visited = sum(1 for pair in current if pair in targeted)
+    missing = sorted({str(path) for planned in plan.ordered for path in planned.missing})
+    failures = Counter(row["status"] for row in rows if row["status"] != "ok")
+    sampled_at = sorted(row["sampledAt"] for row in rows)
+    errors = warnings + [f"{count} pairs {status}" for status, count in sorted(failures.items())]
+    errors += [f"preset file not found: {path}" for path in missing]
+    meta = {
+        "kind": META_KIND,
+        "pack": pack,
+        "startedAt": sampled_at[0] if sampled_at else "",
+        "finishedAt": sampled_at[-1] if sampled_at else "",
+        "mergedAt": now_iso(),
+        "settings": dataclasses.asdict(settings),
+        "progress": {pack: {"visited": visited, "target": plan.target, "done": visited >= plan.target}},
+        "pairs": {"manifest": len(plan.ordered), "rows": len(rows), "ok": sum(r["status"] == "ok" for r in rows),
+                  "okHeuristic": sum(bool(r["okHeuristic"]) for r in rows)},
+        "audio": {"mode": audio.get("mode", "click"), "audioFile": audio.get("audioFile", ""),
+                  "fallbackReason": audio.get("fallbackReason", ""), "rms": audio.get("rms"),
+                  "peak": audio.get("peak")},
+        "runtime": {"gpuMode": settings.gpu_mode, "gpuModeUsed": browser.get("gpuModeUsed", ""),
+                    "headed": settings.headed, "requireGpu": settings.gpu_mode == "require",
+                    "webgl": {"vendor": browser.get("vendor", ""), "renderer": browser.get("renderer", "")},
+                    "engine": engine_version()},
+        "errors": errors,
+    }
+    write_json(workspace.meta_path(pack), validate_meta(meta, workspace.meta_path(pack)))
+    print(f"merge {pack}: {len(rows)} rows ({visited}/{plan.target} of the coverage target)", flush=True)

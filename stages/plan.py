@@ -1,0 +1,119 @@
+"""The sampling plan of a pack: which pairs, in what order, cut into which shards.
+
+In: a pack's `pairs-manifest.v0.json` and the `SampleSettings`. Out: a `PackPlan` whose `shards` list the
+pairs each `sample:<pack>:<shard>` task renders, and a `shard_key` per shard that changes exactly when that
+shard's content changes (a preset file edited, a pair added, a pixel setting changed).
+
+Order: pairs sorted by a seeded hash of their pair number. That is a shuffle (coverage grows linearly with
+no coupon-collector tail, and any prefix is a fair sample for `TargetCoverage`), and it is stable: adding
+pairs slots them in without reordering the others, and rows are found by content key anywhere in the
+pack, so adding 5 pairs renders 5 pairs.
+
+Planning never renders, never starts a browser and never raises for a missing preset file: such a pair is
+planned with `missing` set, and the shard that holds it reports it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.contracts import Manifest, file_hash, load_manifest, read_json, resolve_url, value_hash
+from stages.errors import ContractError
+from stages.settings import SampleSettings
+from stages.workspace import REPO, Workspace
+
+# Bump when the sampling page changes its pixels or statistics: part of every row's content key.
+PAGE_VERSION = "sampler-1"
+
+
+def engine_version() -> str:
+    """butterchurn's installed version plus our page version."""
+    package = REPO / "web" / "node_modules" / "butterchurn" / "package.json"
+    version = read_json(package).get("version", "?") if package.exists() else "not-installed"
+    return f"butterchurn-{version}+{PAGE_VERSION}"
+
+
+@dataclass(frozen=True)
+class PlannedPair:
+    pair: int
+    fg_path: Path
+    bg_path: Path
+    fg_hash: str  # "" when the file is missing
+    bg_hash: str
+
+    @property
+    def missing(self) -> list[Path]:
+        return [path for path, digest in ((self.fg_path, self.fg_hash), (self.bg_path, self.bg_hash))
+                if not digest]
+
+
+@dataclass
+class PackPlan:
+    pack: str
+    manifest: Manifest
+    ordered: list[PlannedPair]  # every manifest pair, in sampling order
+    target: int                 # pairs to sample: ceil(TargetCoverage * pairs)
+    shards: list[list[PlannedPair]]
+    settings: SampleSettings
+
+    def shard_key(self, index: int) -> str:
+        """What decides a shard's rows: its pairs' files and every setting that changes pixels."""
+        return value_hash({
+            "render": self.settings.render_key(),
+            "audio": audio_identity(self.settings),
+            "browser": [self.settings.gpu_mode, self.settings.chromium],
+            "engine": engine_version(),
+            "pairs": [[p.pair, p.fg_hash, p.bg_hash] for p in self.shards[index]],
+        })
+
+
+def audio_identity(settings: SampleSettings) -> str:
+    """The audio's identity without decoding it: the file's path, size and mtime, or the click track."""
+    if not settings.audio_file:
+        return "click"
+    path = Path(settings.audio_file).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"unreadable:{path}"
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _hash_or_blank(path: Path) -> str:
+    try:
+        return file_hash(path)
+    except OSError:
+        return ""
+
+
+def order_key(seed: int, pair: int) -> str:
+    return value_hash([seed, pair])
+
+
+def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> PackPlan:
+    """Read the manifest (ContractError if it is malformed or a URL escapes public/) and plan the shards."""
+    manifest_path = workspace.manifest_path(pack)
+    manifest = load_manifest(manifest_path)
+    if manifest.pack != pack:
+        raise ContractError(manifest_path, f"pack is {manifest.pack!r} but the file is in the folder of "
+                                           f"pack {pack!r}", "make the manifest's pack match its folder")
+    planned = []
+    for entry in manifest.pairs:
+        where = f"{manifest_path} pair {entry.pair}"
+        fg_path = resolve_url(workspace.public, entry.fgUrl, where)
+        bg_path = resolve_url(workspace.public, entry.bgUrl, where)
+        planned.append(PlannedPair(entry.pair, fg_path, bg_path, _hash_or_blank(fg_path),
+                                   _hash_or_blank(bg_path)))
+    planned.sort(key=lambda p: order_key(settings.shuffle_seed, p.pair))
+    target = min(len(planned), math.ceil(settings.target_coverage * len(planned) - 1e-9))
+    chosen = planned[:target]
+    shards = [chosen[i:i + settings.shard_size] for i in range(0, len(chosen), settings.shard_size)]
+    return PackPlan(pack, manifest, planned, target, shards, settings)
+
+
+def content_key(pair: PlannedPair, settings: SampleSettings, audio_key: str, engine: str,
+                renderer: str) -> str:
+    """A row's identity: its statistics are a pure function of this key."""
+    return value_hash({"fg": pair.fg_hash, "bg": pair.bg_hash, "render": settings.render_key(),
+                       "audio": audio_key, "engine": engine, "renderer": renderer})

@@ -1,0 +1,245 @@
+"""Sampling one shard: render the pairs that lack a current row; each row is durable once written.
+
+In: the workspace, a pack, a shard index and `SampleSettings` (the doit task `sample:<pack>:<shard>`).
+Out: rows appended to `shards/NNNN.jsonl` (flushed and fsynced one by one), thumbnails in `thumbs/`, and
+`NNNN.done` (holding the shard key) once every pair of the shard has a current row. What the run learned
+about its renderer and audio goes to the identity cache (`stages.identity`) for later runs and the merge.
+
+A row is current when its `contentKey` matches the pair's key now. Rows are looked up in every shard of
+the pack, so a resumed, reshuffled or re-planned shard never renders a pair twice, and a killed run loses
+at most the pair in flight. Browsers start only when something needs rendering, once per doit process,
+and serve every shard task of the run. `MaxHours` counts from the start of the doit process; at the
+deadline the shard stops cleanly, unmarked, and the next `doit` resumes it.
+"""
+from __future__ import annotations
+
+import atexit
+import base64
+import time
+from pathlib import Path
+
+from stages import identity
+from stages.contracts import append_jsonl, now_iso, read_rows, write_bytes_atomic
+from stages.errors import CqError
+from stages.plan import PackPlan, PlannedPair, content_key, engine_version, plan_pack
+from stages.progress import Progress
+from stages.settings import SampleSettings
+from stages.workspace import Workspace
+
+RUN_STARTED = time.time()
+
+
+class _Session:
+    """What one doit process shares between shard tasks: the audio, the browsers, the rows seen."""
+
+    def __init__(self):
+        self.audio = None
+        self.pool = None
+        self.rows: dict[str, dict[str, dict]] = {}  # pack -> contentKey -> row
+
+
+_SESSION = _Session()
+
+
+def current_audio(workspace: Workspace, settings: SampleSettings):
+    from stages.audio import load_audio
+    from stages.plan import audio_identity
+
+    if _SESSION.audio is None:
+        track = load_audio(settings)
+        _SESSION.audio = track
+        identity.remember(workspace, "audio", audio_identity(settings), {
+            "key": track.key, "mode": track.mode, "audioFile": track.audio_file,
+            "fallbackReason": track.fallback_reason, "rms": float(track.rms), "peak": float(track.peak)})
+        if track.fallback_reason:
+            print(f"audio: {track.fallback_reason}; using the built-in click track", flush=True)
+    return _SESSION.audio
+
+
+def _close_pool() -> None:
+    if _SESSION.pool is not None:
+        pool, _SESSION.pool = _SESSION.pool, None
+        pool.__exit__(None, None, None)
+
+
+def render_pool(workspace: Workspace, settings: SampleSettings, first_job):
+    """Start the browsers once per process, end leftovers of an interrupted run, and self-test."""
+    from stages.browser import kill_leftovers
+    from stages.render import RenderPool
+
+    if _SESSION.pool is None:
+        kill_leftovers(workspace.state_dir)
+        pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir)
+        pool.__enter__()
+        _SESSION.pool = pool
+        atexit.register(_close_pool)
+        pool.self_test(first_job)
+        identity.remember(workspace, "browsers", identity.browser_signature(settings), {
+            "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
+        print(f"renderer: {pool.renderer} ({settings.worker_count} workers, gpu mode {pool.gpu_mode_used})",
+              flush=True)
+    return _SESSION.pool
+
+
+def known_renderer(workspace: Workspace, settings: SampleSettings) -> str | None:
+    if _SESSION.pool is not None:
+        return _SESSION.pool.renderer
+    record = identity.load(workspace)["browsers"].get(identity.browser_signature(settings))
+    return record["renderer"] if record else None
+
+
+def pack_rows(workspace: Workspace, pack: str) -> dict[str, dict]:
+    """Every valid row already written for the pack, by content key (read once per process)."""
+    if pack not in _SESSION.rows:
+        rows: dict[str, dict] = {}
+        shards_dir = workspace.shards_dir(pack)
+        for shard_file in sorted(shards_dir.glob("*.jsonl")) if shards_dir.is_dir() else []:
+            shard_rows, warnings = read_rows(shard_file)
+            for warning in warnings:
+                print(f"warning: {warning}", flush=True)
+            rows.update((row["contentKey"], row) for row in shard_rows)
+        _SESSION.rows[pack] = rows
+    return _SESSION.rows[pack]
+
+
+def drop_torn_tail(path: Path) -> None:
+    """A writer killed mid-line leaves a partial last line: cut it so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data[: data.rfind(b"\n") + 1]
+        print(f"warning: {path}: dropped a torn last line from an interrupted run "
+              f"({len(data) - len(keep)} bytes); every complete row is kept", flush=True)
+        write_bytes_atomic(path, keep)
+
+
+def _load_job(planned: PlannedPair):
+    from stages.presets import load_preset
+    from stages.render import PairJob
+
+    return PairJob(planned.pair, load_preset(planned.fg_path), load_preset(planned.bg_path),
+                   planned.fg_path.name, planned.bg_path.name)
+
+
+def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, audio, status: str,
+              errors: list[str], result=None, thumb: str = "") -> dict:
+    """One eval row per the contract, from a render result (or a failure before rendering)."""
+    from stages.framestats import pair_stats
+
+    settings = plan.settings
+    seed_fields = {"vizAvgLuma": 0.0, "vizAvgFrameDelta": 0.0, "pmAvgLumaFg": 0.0, "pmAvgLumaBg": 0.0}
+    stats: dict = {}
+    ok, reasons = False, [status]
+    if result is not None and status == "ok" and result.series:
+        seed_fields, stats, ok, reasons = pair_stats(result.series, audio.energy, settings)
+    page_errors = result.page_errors if result is not None else 0
+    console_errors = result.console_errors if result is not None else 0
+    reasons = list(reasons)
+    if page_errors:
+        reasons.append("pageerror")
+    if console_errors:
+        reasons.append("consoleerror")
+    return {
+        "tMs": int(time.time() * 1000), "pack": plan.pack, "pair": planned.pair,
+        "presetFgId": planned.fg_path.name, "presetBgId": planned.bg_path.name,
+        **{name: float(value) for name, value in seed_fields.items()},
+        "audioRms": float(audio.rms), "audioPeak": float(audio.peak),
+        "pageErrorsSinceLast": page_errors, "consoleErrorsSinceLast": console_errors,
+        "okHeuristic": bool(ok and not page_errors), "reasons": reasons,
+        "contentKey": key, "fgHash": planned.fg_hash, "bgHash": planned.bg_hash, "status": status,
+        "render": {**vars(settings.render()), "audioKey": audio.key}, "engine": engine_version(),
+        "renderer": renderer, "errors": errors,
+        "timings": dict(result.timings) if result is not None else {},
+        "stats": {name: float(value) for name, value in stats.items()},
+        "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(), "thumb": thumb,
+    }
+
+
+def sample_shard(workspace: Workspace, pack: str, shard: int, settings: SampleSettings) -> None:
+    """Bring one shard up to date; raise CqError for problems the user must fix (rows are kept)."""
+    settings.validate()
+    plan = plan_pack(workspace, pack, settings)
+    if shard >= len(plan.shards):
+        return  # the plan shrank since doit listed its tasks; nothing is assigned here any more
+    shard_path = workspace.shard_path(pack, shard)
+    done_path = workspace.shard_done_path(pack, shard)
+    shard_path.parent.mkdir(parents=True, exist_ok=True)
+    done_path.unlink(missing_ok=True)
+    drop_torn_tail(shard_path)
+    shard_path.touch()
+
+    deadline = RUN_STARTED + settings.max_hours * 3600
+    missing = [path for planned in plan.shards[shard] for path in planned.missing]
+    pairs = [planned for planned in plan.shards[shard] if not planned.missing]
+    rows = pack_rows(workspace, pack)
+    audio = current_audio(workspace, settings)
+    engine = engine_version()
+
+    def keys_for(renderer: str) -> dict[int, str]:
+        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for p in pairs}
+
+    renderer = known_renderer(workspace, settings)
+    keys = keys_for(renderer) if renderer else {}
+    todo = [p for p in pairs if keys.get(p.pair) not in rows]
+    if todo and time.time() < deadline:
+        todo = _render(workspace, plan, shard, todo, rows, audio, deadline, keys_for)
+    elif todo:
+        print(f"sample {pack}:{shard}: MaxHours reached; {len(todo)} pairs left for the next run", flush=True)
+
+    if missing:
+        raise CqError(f"{missing[0]}: preset file not found ({len(missing)} missing in shard {shard} of "
+                      f"pack {pack}; restore the files or remove their pairs from the manifest)")
+    if not todo:
+        write_bytes_atomic(done_path, plan.shard_key(shard).encode() + b"\n")
+
+
+def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows: dict, audio,
+            deadline: float, keys_for) -> list[PlannedPair]:
+    """Render `todo`, appending each row as it arrives; return the pairs still without a current row."""
+    settings = plan.settings
+    first = _load_job(todo[0])
+    pool = render_pool(workspace, settings, first)
+    keys = keys_for(pool.renderer)  # the renderer is known for sure now
+    todo = [p for p in todo if keys[p.pair] not in rows]
+    by_pair = {p.pair: p for p in todo}
+    target_keys = {content_key(p, settings, audio.key, engine_version(), pool.renderer)
+                   for s in plan.shards for p in s if not p.missing}
+    progress = Progress(f"sample {plan.pack}:{shard}", total=plan.target,
+                        done=sum(1 for key in target_keys if key in rows))
+    thumbs_dir = workspace.thumbs_dir(plan.pack)
+    thumbs_dir.mkdir(parents=True, exist_ok=True)
+    jobs, load_failures = [], []
+    for planned in todo:
+        try:
+            jobs.append(first if planned.pair == first.pair else _load_job(planned))
+        except CqError as error:
+            load_failures.append((planned, getattr(error, "status", "read-failed"), str(error)))
+
+    with workspace.shard_path(plan.pack, shard).open("ab") as out:
+        def write(row: dict) -> None:
+            append_jsonl(out, row)
+            rows[row["contentKey"]] = row
+            by_pair.pop(row["pair"], None)
+            progress.update(extra=f"restarts {pool.restarts}")
+
+        for planned, status, message in load_failures:
+            write(build_row(plan, planned, keys[planned.pair], pool.renderer, audio, status, [message]))
+        for result in pool.render(jobs, deadline=deadline):
+            planned = by_pair[result.job.pair]
+            key = keys[planned.pair]
+            thumb = ""
+            if result.thumb_png:
+                thumb = f"thumbs/{key}.png"
+                write_bytes_atomic(workspace.eval_dir(plan.pack) / thumb, _png_bytes(result.thumb_png))
+            write(build_row(plan, planned, key, pool.renderer, audio, result.status, list(result.errors),
+                            result, thumb))
+    progress.close()
+    if by_pair:
+        print(f"sample {plan.pack}:{shard}: MaxHours reached; {len(by_pair)} pairs left for the next run",
+              flush=True)
+    return list(by_pair.values())
+
+
+def _png_bytes(thumb) -> bytes:
+    return base64.b64decode(thumb) if isinstance(thumb, str) else bytes(thumb)
