@@ -418,3 +418,49 @@ def validate_checkpoint(checkpoint: Any, where="checkpoint") -> dict:
         raise ContractError(where, "feature normalisation does not match the feature names")
     return checkpoint
 
+
+
+# ---------------------------------------------------------------------------------- training report
+
+TRAIN_REPORT_KIND = "coupling_train.v0"
+TRAIN_SOURCES = ("elite", "eval", "neg")
+
+
+def validate_train_report(report: Any, where="training report") -> dict:
+    """The trainer's JSON report next to the checkpoint (`Workspace.train_report_path`), read by the report page.
+
+    `{kind, trainedAt, trainSeconds, device, deviceSnapshot{before, after}, settings, featureCount,
+      sources{elite|eval|neg: {count, share, lossWeight, note}},
+      epochs[{epoch, loss{elite, eval, neg, total}, drawn{elite, eval, neg}, heldOutLoss}],
+      heldOut{pairs, net{spearman, pearson}, ridge{spearman, pearson}},
+      eliteAuc{value, positives, negatives, heldOut} | null, packs{pack: {rows, okRows, failedRows,
+      staleRows, pairs}}}`
+    where a metric is `{value, lo, hi}` (bootstrap 95% interval) or null when there are too few pairs; a
+    loss of a source absent from the run is null.
+    """
+    if not isinstance(report, dict) or report.get("kind") != TRAIN_REPORT_KIND:
+        raise ContractError(where, f"kind must be {TRAIN_REPORT_KIND!r}")
+    for key, kind in {"trainedAt": str, "trainSeconds": float, "device": str, "deviceSnapshot": dict,
+                      "settings": dict, "featureCount": int, "sources": dict, "epochs": list,
+                      "heldOut": dict, "packs": dict}.items():
+        _require(where, report, key, kind)
+    for index, epoch in enumerate(report["epochs"]):
+        context = f"epochs[{index}]: "
+        _require(where, epoch, "epoch", int, context)
+        for key in ("loss", "drawn"):
+            missing = [name for name in TRAIN_SOURCES if name not in _require(where, epoch, key, dict, context)]
+            if missing:
+                raise ContractError(where, f"{context}{key} lacks {', '.join(missing)}")
+    held_out = report["heldOut"]
+    _require(where, held_out, "pairs", int, "heldOut: ")
+    for model in ("net", "ridge"):
+        metrics = _require(where, held_out, model, dict, "heldOut: ")
+        for name in ("spearman", "pearson"):
+            if name not in metrics:
+                raise ContractError(where, f"heldOut.{model} lacks '{name}'")
+            if metrics[name] is not None:
+                for key in ("value", "lo", "hi"):
+                    _require(where, metrics[name], key, float, f"heldOut.{model}.{name}: ")
+    if "eliteAuc" not in report:
+        raise ContractError(where, "missing field 'eliteAuc' (null when there is no elite)")
+    return report

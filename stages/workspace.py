@@ -91,6 +91,11 @@ class Workspace:
     def checkpoint_path(self) -> Path:
         return self.models_dir / "coupling_net_final.pth"
 
+    @property
+    def train_report_path(self) -> Path:
+        """The trainer's report (`contracts.validate_train_report`), next to the checkpoint."""
+        return self.models_dir / "coupling_net_final.report.json"
+
     def report_dir(self, pack: str) -> Path:
         return self.root / "reports" / pack
 
