@@ -59,6 +59,9 @@ class SampleSettings(RenderSettings):
     max_luma: float = _param(0.90, "okHeuristic: mean luma above this is too-bright")
     min_motion: float = _param(0.004, "okHeuristic: mean frame-to-frame change below this is low-motion")
     max_flicker: float = _param(0.15, "okHeuristic: flicker above this is strobing")
+    min_audio_corr: float = _param(0.0, "okHeuristic: correlation of motion with audio energy below this is deaf")
+    min_layer_share: float = _param(0.05, "okHeuristic: a layer showing less than this share is drowned")
+    stats_warmup: float = _param(0.1, "fraction of the first frames left out of the statistics (fade-in from black)")
 
     def validate(self) -> "SampleSettings":
         if self.gpu_mode not in GPU_MODES:
