@@ -6,6 +6,15 @@
 
 Each task is a few declarative lines; the work lives in `stages/`.
 """
+from doit import create_after, task_params
+from doit.tools import config_changed
+
+from stages.demopack import DEMO_PACK, build_demo_pack, demo_pack_inputs, demo_pack_outputs
+from stages.errors import CqError, report_errors
+from stages.merge import merge_pack
+from stages.plan import plan_pack
+from stages.sample import sample_shard
+from stages.settings import SampleSettings, doit_params, from_params
 from stages.workspace import WEB_DIR, Workspace
 
 WS = Workspace.from_environment()
@@ -25,3 +34,67 @@ def task_web_deps():
         "file_dep": [WEB_DIR / "package-lock.json"],
         "targets": [WEB_DIR / "node_modules" / ".package-lock.json"],
     }
+
+
+def task_demo_pack():
+    """Build the bundled demo pack: coupled fg/bg variants of presets that screen clean."""
+    return {
+        "actions": [(report_errors(build_demo_pack), [WS])],
+        "file_dep": demo_pack_inputs(),
+        "targets": demo_pack_outputs(WS),
+        "clean": True,
+    }
+
+
+def sample_settings(params) -> SampleSettings:
+    return from_params(SampleSettings, params).validate()
+
+
+def pack_plans(settings):
+    """(pack, plan or the error that stops planning it) for each pack to sample."""
+    for pack in settings.pack_list or WS.packs():
+        try:
+            yield pack, plan_pack(WS, pack, settings), None
+        except CqError as error:  # a broken manifest fails its pack's task, not the whole graph
+            yield pack, None, error
+
+
+def raise_error(error):
+    raise error
+
+
+@create_after(executed="demo_pack")
+@task_params(doit_params(SampleSettings))
+def task_sample(**params):
+    """Render pairs in headless Chromium, in resumable shards, up to TargetCoverage."""
+    settings = sample_settings(params)
+    for pack, plan, error in pack_plans(settings):
+        if error:
+            yield {"name": pack, "actions": [(report_errors(raise_error), [error])]}
+            continue
+        for shard in range(len(plan.shards)):
+            yield {
+                "name": f"{pack}:{shard}",
+                "actions": [(report_errors(sample_shard), [WS, pack, shard, settings])],
+                "targets": [WS.shard_path(pack, shard), WS.shard_done_path(pack, shard)],
+                "uptodate": [config_changed(plan.shard_key(shard))],
+                "clean": True,
+            }
+
+
+@create_after(executed="sample")
+@task_params(doit_params(SampleSettings))
+def task_merge(**params):
+    """Merge a pack's shards into eval.jsonl + meta.json (coverage, renderer, audio)."""
+    settings = sample_settings(params)
+    for pack, plan, error in pack_plans(settings):
+        if error:
+            continue
+        yield {
+            "name": pack,
+            "actions": [(report_errors(merge_pack), [WS, pack, settings])],
+            "file_dep": [WS.manifest_path(pack)] + [WS.shard_path(pack, i) for i in range(len(plan.shards))],
+            "targets": [WS.eval_path(pack), WS.meta_path(pack)],
+            "uptodate": [config_changed(plan.key())],
+            "clean": True,
+        }

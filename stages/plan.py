@@ -14,6 +14,8 @@ planned with `missing` set, and the shard that holds it reports it.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +25,16 @@ from stages.errors import ContractError
 from stages.settings import SampleSettings
 from stages.workspace import REPO, Workspace
 
-# Bump when the sampling page changes its pixels or statistics: part of every row's content key.
-PAGE_VERSION = "sampler-1"
-
-
+@functools.cache
 def engine_version() -> str:
-    """butterchurn's installed version plus our page version."""
+    """butterchurn's installed version plus a hash of the sampling page's files: part of every content
+    key, so a page that changes its pixels or statistics re-renders."""
     package = REPO / "web" / "node_modules" / "butterchurn" / "package.json"
     version = read_json(package).get("version", "?") if package.exists() else "not-installed"
-    return f"butterchurn-{version}+{PAGE_VERSION}"
+    page = hashlib.sha256()
+    for path in sorted((REPO / "web").glob("sampler.*")):
+        page.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"butterchurn-{version}+page-{page.hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class PackPlan:
             "engine": engine_version(),
             "pairs": [[p.pair, p.fg_hash, p.bg_hash] for p in self.shards[index]],
         })
+
+    def key(self) -> str:
+        """What decides the merged rows: every shard's key."""
+        return value_hash([self.shard_key(index) for index in range(len(self.shards))])
 
 
 def audio_identity(settings: SampleSettings) -> str:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up coupled-quality (idempotent) and run it.
+#   ./quickstart.sh            set up, then `doit`: the bundled demo pack end to end
+#   ./quickstart.sh test       set up, then run the test suite
+#   ./quickstart.sh doit ARGS  set up, then `doit ARGS`
+# Needs Python >= 3.11 and Node >= 20 (npm). Installs Debian's chromium when no Chromium is found.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+have_chromium() {
+    [ -n "${CQ_CHROMIUM:-}" ] && [ -x "$CQ_CHROMIUM" ] && return 0
+    ls "${PLAYWRIGHT_BROWSERS_PATH:-$HOME/.cache/ms-playwright}"/chromium*/chrome-linux*/chrome >/dev/null 2>&1 && return 0
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
+
+if ! have_chromium; then
+    echo "quickstart: installing Debian's chromium (apt-get)"
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+
+command -v npm >/dev/null || { echo "quickstart: npm not found: install Node.js 20 or newer" >&2; exit 1; }
+
+# Python deps in a project venv; reinstalled only when pyproject.toml changes.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+stamp=.venv/.cq-installed
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "quickstart: installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"
+    echo "$want" > "$stamp"
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+
+doit web_deps >/dev/null   # npm ci of the pinned renderer, only when the lock file changed
+
+case "${1:-}" in
+    test) shift; exec python -m pytest "$@" ;;
+    doit) shift; exec doit "$@" ;;
+    "") exec doit ;;
+    *) echo "usage: ./quickstart.sh [test [PYTEST ARGS] | doit [DOIT ARGS]]" >&2; exit 2 ;;
+esac
