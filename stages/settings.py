@@ -1,8 +1,8 @@
 """Every knob of the runbook, with its default, in one place.
 
 In: doit task parameters (`doit sample --target-coverage 0.99 --workers 2`), whose defaults come from
-these dataclasses, overridden for every task at once in `pyproject.toml` under
-`[tool.coupled-quality.sample]` / `[tool.coupled-quality.train]` (so `sample` and `merge` agree).
+these dataclasses, overridden for every task at once (so `sample` and `merge` agree) in `pyproject.toml`
+under `[tool.coupled-quality.sample]` / `[...train]`, then in the workspace's `coupled-quality.toml`.
 Out: frozen settings objects the stages take, plus `key()` hashes of the parts that decide an artifact
 (a changed pixel setting re-renders; a changed trainer knob retrains without resampling).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from stages.contracts import value_hash
 from stages.errors import CqError
-from stages.workspace import project_config
+from stages.workspace import Workspace, settings_config
 
 GPU_MODES = ("off", "safe", "require")
 
@@ -116,9 +116,9 @@ CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train"}
 def doit_params(cls) -> list[dict]:
     """doit `task_params` specs for a settings dataclass: `--target-coverage`, `--workers`, ...
 
-    Defaults are the dataclass's, overridden by `[tool.coupled-quality.<section>]` in pyproject.toml.
+    Defaults are the dataclass's, overridden by the configured ones (`workspace.settings_config`).
     """
-    configured = project_config().get(CONFIG_SECTIONS.get(cls.__name__, ""), {})
+    configured = settings_config(Workspace.from_environment()).get(CONFIG_SECTIONS.get(cls.__name__, ""), {})
     specs = []
     for item in fields(cls):
         kind = type(item.default)

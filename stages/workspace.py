@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.contracts import MANIFEST_NAME, QUALITY_NAME
+from stages.errors import ContractError
 
 REPO = Path(__file__).resolve().parent.parent
 WEB_DIR = REPO / "web"
@@ -29,6 +30,22 @@ def project_config() -> dict:
         return {}
     with path.open("rb") as handle:
         return tomllib.load(handle).get("tool", {}).get("coupled-quality", {})
+
+
+def settings_config(workspace: "Workspace") -> dict:
+    """Settings defaults by section (`sample`, `train`): the repo's `[tool.coupled-quality.<section>]`,
+    overridden by `<workspace>/coupled-quality.toml` so each workspace can carry its own knobs."""
+    config = {section: dict(values) for section, values in project_config().items() if isinstance(values, dict)}
+    local = workspace.config_path
+    if local.is_file():
+        try:
+            with local.open("rb") as handle:
+                overrides = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ContractError(local, f"not valid TOML: {error}") from None
+        for section, values in overrides.items():
+            config.setdefault(section, {}).update(values)
+    return config
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,10 @@ class Workspace:
 
     def manifest_path(self, pack: str) -> Path:
         return self.pack_dir(pack) / MANIFEST_NAME
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "coupled-quality.toml"
 
     @property
     def ratings_path(self) -> Path:
