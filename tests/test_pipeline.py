@@ -1,0 +1,212 @@
+"""The sampling pipeline end to end: real doit in a temp workspace, real headless Chromium, a tiny pack.
+
+Settings for speed live in the workspace's coupled-quality.toml (16 frames, 64x64, shards of 2 pairs), so
+every `doit` invocation of a test agrees on the plan, as a user's would.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stages.contracts import (Manifest, ManifestPair, load_manifest, read_json, read_jsonl, read_rows,
+                              validate_meta, write_json)
+from stages.workspace import REPO, WEB_DIR, Workspace
+
+CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+BASES = ["Geiss - Spiral Artifact.json", "Martin - journey into space.json", "Geiss - Hurricane.json",
+         "Rovastar - Hyperspace.json", "Flexi - alien fish pond.json", "Martin - liquid arrows.json"]
+SETTINGS = """[sample]
+packs = "tiny"
+frames = 16
+width = 64
+height = 64
+shard_size = 2
+workers = 1
+"""
+
+
+def add_pair(workspace: Workspace, pack: str, pair: int, base: str) -> ManifestPair:
+    """Copy one base preset as the fg and bg of a pair (bg with a nudged zoom, so the two differ)."""
+    pack_dir = workspace.pack_dir(pack)
+    preset = read_json(CONVERTED / base)
+    fg_name, bg_name = f"p{pair:03d}_fg.json", f"p{pair:03d}_bg.json"
+    write_json(pack_dir / "fg" / fg_name, preset)
+    nudged = {**preset, "baseVals": {**preset["baseVals"], "zoom": preset["baseVals"].get("zoom", 1) * 1.01}}
+    write_json(pack_dir / "bg" / bg_name, nudged)
+    return ManifestPair(pair, f"/presets/{pack}/fg/{fg_name}", f"/presets/{pack}/bg/{bg_name}")
+
+
+def make_pack(workspace: Workspace, pack: str, count: int) -> Manifest:
+    pairs = [add_pair(workspace, pack, index + 1, BASES[index % len(BASES)]) for index in range(count)]
+    manifest = Manifest(workspace.manifest_path(pack), pack, pairs, "2026-01-01T00:00:00Z")
+    write_json(workspace.manifest_path(pack), manifest.to_json())
+    return manifest
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text(SETTINGS)
+    return workspace
+
+
+def doit(workspace: Workspace, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env,
+                            capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def executed(result: subprocess.CompletedProcess) -> list[str]:
+    """Names of the tasks doit ran ('.  name'; up-to-date ones print '-- name')."""
+    return [line[3:].strip() for line in result.stdout.splitlines() if line.startswith(".  ")]
+
+
+def shard_rows(workspace: Workspace, pack: str) -> list[dict]:
+    return [row for path in sorted(workspace.shards_dir(pack).glob("*.jsonl"))
+            for row in read_jsonl(path).rows]
+
+
+def eval_rows(workspace: Workspace, pack: str) -> list[dict]:
+    rows, warnings = read_rows(workspace.eval_path(pack))
+    assert not warnings
+    return rows
+
+
+def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace):
+    make_pack(workspace, "tiny", 3)
+    first = doit(workspace, "merge")
+    assert any(name.startswith("sample:tiny:") for name in executed(first))
+    rows = eval_rows(workspace, "tiny")  # read_rows validates every row against the contract
+    assert sorted(row["pair"] for row in rows) == [1, 2, 3]
+    for row in rows:
+        assert row["status"] == "ok", row["errors"]
+        assert row["audioRms"] > 0 and row["audioPeak"] > 0
+        assert row["render"]["frames"] == 16 and row["render"]["width"] == 64
+        assert "SwiftShader" in row["renderer"] or row["renderer"]
+        assert (workspace.eval_dir("tiny") / row["thumb"]).read_bytes()[:4] == b"\x89PNG"
+    meta = validate_meta(read_json(workspace.meta_path("tiny")))
+    assert meta["progress"]["tiny"] == {"visited": 3, "target": 3, "done": True}
+    assert meta["runtime"]["webgl"]["renderer"] == rows[0]["renderer"]
+    assert meta["audio"]["mode"] == "click"
+
+    again = doit(workspace, "merge")
+    assert executed(again) == []
+
+
+def test_same_pair_twice_gives_identical_statistics(workspace):
+    manifest = make_pack(workspace, "tiny", 1)
+    twin = ManifestPair(2, manifest.pairs[0].fgUrl, manifest.pairs[0].bgUrl)
+    write_json(workspace.manifest_path("tiny"), Manifest(manifest.path, "tiny", [manifest.pairs[0], twin]).to_json())
+    doit(workspace, "merge")
+    first, second = eval_rows(workspace, "tiny")
+    assert first["contentKey"] == second["contentKey"]
+    # the same content is rendered once; render it again from scratch and compare the statistics
+    shutil.rmtree(workspace.shards_dir("tiny"))
+    doit(workspace, "merge")
+    again = eval_rows(workspace, "tiny")[0]
+    assert again["stats"] == first["stats"]
+    assert again["vizAvgLuma"] == first["vizAvgLuma"]
+
+
+def test_adding_a_pair_renders_exactly_that_pair(workspace):
+    make_pack(workspace, "tiny", 3)
+    doit(workspace, "merge")
+    before = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
+    manifest = load_manifest(workspace.manifest_path("tiny"))
+    manifest.pairs.append(add_pair(workspace, "tiny", 4, BASES[3]))
+    write_json(workspace.manifest_path("tiny"), manifest.to_json())
+    doit(workspace, "merge")
+    after = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
+    assert after - before == Counter({4: 1})
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 3, 4]
+
+
+def test_kill_9_mid_shard_then_doit_again_loses_nothing(workspace):
+    make_pack(workspace, "tiny", 5)
+    workspace.config_path.write_text(SETTINGS.replace("shard_size = 2", "shard_size = 5"))
+    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
+    process = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "merge"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    shard = workspace.shard_path("tiny", 0)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(read_jsonl(shard).rows) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # doit and the browsers it started, as a crash would
+    process.wait()
+    written = len(read_jsonl(shard).rows)
+    assert 2 <= written < 5, "the kill should land in the middle of the shard"
+    assert not workspace.shard_done_path("tiny", 0).exists()
+
+    doit(workspace, "merge")
+    counts = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
+    assert counts == Counter({1: 1, 2: 1, 3: 1, 4: 1, 5: 1}), "each pair rendered exactly once"
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 3, 4, 5]
+
+
+def test_a_torn_last_line_is_dropped_and_good_rows_kept(workspace):
+    make_pack(workspace, "tiny", 2)
+    doit(workspace, "merge")
+    shard = workspace.shard_path("tiny", 0)
+    good = shard.read_bytes()
+    shard.write_bytes(good + b'{"tMs": 12, "pack": "ti')  # a writer killed mid-line
+    workspace.shard_done_path("tiny", 0).unlink()
+    result = doit(workspace, "merge")
+    assert "torn last line" in result.stdout + result.stderr
+    assert shard.read_bytes() == good
+    assert len(eval_rows(workspace, "tiny")) == 2
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return errors[0]
+
+
+def test_malformed_manifest_is_one_clear_line(workspace):
+    make_pack(workspace, "tiny", 1)
+    workspace.manifest_path("tiny").write_text('{"version": "v0", "pack": "tiny", "pairs": [')
+    line = one_line_error(doit(workspace, "merge", check=False))
+    assert "pairs-manifest.v0.json" in line and "not valid JSON" in line
+
+
+def test_missing_preset_file_names_the_file_and_keeps_good_rows(workspace):
+    make_pack(workspace, "tiny", 2)
+    missing = workspace.pack_dir("tiny") / "bg" / "p002_bg.json"
+    missing.unlink()
+    line = one_line_error(doit(workspace, "merge", check=False))
+    assert "p002_bg.json" in line and "not found" in line
+    assert [row["pair"] for row in shard_rows(workspace, "tiny")] == [1]
+
+
+def test_url_escaping_public_is_refused(workspace):
+    manifest = make_pack(workspace, "tiny", 1)
+    outside = ManifestPair(2, "/presets/../../secret.json", manifest.pairs[0].bgUrl)
+    write_json(workspace.manifest_path("tiny"), Manifest(manifest.path, "tiny", [manifest.pairs[0], outside]).to_json())
+    line = one_line_error(doit(workspace, "merge", check=False))
+    assert "escapes public/" in line and "pairs-manifest.v0.json" in line
+
+
+def test_clean_keeps_the_users_pack(workspace):
+    make_pack(workspace, "tiny", 2)
+    user_files = sorted(path for path in workspace.pack_dir("tiny").rglob("*") if path.is_file())
+    contents = {path: path.read_bytes() for path in user_files}
+    doit(workspace, "merge")
+    assert workspace.eval_path("tiny").exists()
+    doit(workspace, "clean")
+    assert not workspace.eval_path("tiny").exists()
+    assert not list(workspace.shards_dir("tiny").glob("*.jsonl"))
+    assert {path: path.read_bytes() for path in user_files} == contents
