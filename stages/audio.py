@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +190,7 @@ def _file_stretch(path: Path, needed: int) -> np.ndarray:
             raise AudioUnusable("the file holds no samples")
         start = _loudest_start(reader, source_needed) if reader.length > source_needed else 0
         stretch = reader.read(start, min(source_needed, reader.length))
-    except (wave.Error, EOFError, OSError, RuntimeError, ValueError) as error:
+    except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error) as error:
         raise AudioUnusable(f"decoding failed ({error})") from None
     finally:
         reader.close()
@@ -238,8 +239,9 @@ class _WaveReader:
             self.handle = wave.open(str(path), "rb")
         except OSError as error:
             raise AudioUnusable(f"cannot read ({error.strerror or error})") from None
-        except (wave.Error, EOFError) as error:
-            raise AudioUnusable(f"not a PCM WAV file the wave module can read ({error})") from None
+        except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as error:
+            detail = f" ({error})" if str(error) else ""
+            raise AudioUnusable(f"not a PCM WAV file the wave module can read{detail}") from None
         self.rate = self.handle.getframerate()
         self.channels = self.handle.getnchannels()
         self.width = self.handle.getsampwidth()
