@@ -1,0 +1,83 @@
+"""Benchmarks that print the figures the issues name (measured, never asserted).
+
+    python bench/benchmark.py sample --workers 1 --pairs 40   # demo pack pairs/min at 128x128, 120 frames
+    python bench/benchmark.py noop                            # wall time of a no-op `doit` (all up to date)
+
+Each run uses its own workspace under /tmp (or --workspace), builds the demo pack there, and runs real
+`doit` in a subprocess, as a user would. `sample` reports two rates: wall (browser start and self-test
+included) and steady (first row to last row).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stages.contracts import load_manifest, read_jsonl  # noqa: E402
+from stages.workspace import REPO, Workspace  # noqa: E402
+
+
+def doit(workspace: Workspace, *args: str) -> float:
+    """Run doit in the workspace; return its wall time in seconds."""
+    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def sampled_rows(workspace: Workspace, pack: str) -> list[dict]:
+    return [row for path in sorted(workspace.shards_dir(pack).glob("*.jsonl")) for row in read_jsonl(path).rows]
+
+
+def bench_sample(workspace: Workspace, workers: int, pairs: int, extra: list[str]) -> None:
+    doit(workspace, "demo_pack")
+    manifest_pairs = len(load_manifest(workspace.manifest_path("demo")).pairs)
+    coverage = min(1.0, pairs / manifest_pairs)
+    wall = doit(workspace, "sample", "--packs", "demo", "--workers", str(workers),
+                "--target-coverage", f"{coverage:.6f}", *extra)
+    rows = sampled_rows(workspace, "demo")
+    stamps = sorted(datetime.fromisoformat(row["sampledAt"].replace("Z", "+00:00")).timestamp() for row in rows)
+    steady = (len(rows) - 1) / (stamps[-1] - stamps[0]) * 60 if len(rows) > 1 and stamps[-1] > stamps[0] else 0
+    ok = sum(row["status"] == "ok" for row in rows)
+    render_ms = [row["timings"].get("renderMs", 0) for row in rows if row["timings"]]
+    print(f"sample: {len(rows)} pairs ({ok} ok), workers={workers}, renderer={rows[0]['renderer'] if rows else '?'}")
+    print(f"  wall   {wall:.1f} s -> {len(rows) / wall * 60:.1f} pairs/min (browser start + self-test included)")
+    print(f"  steady {steady:.1f} pairs/min (first row to last row; 1 s timestamp resolution)")
+    if render_ms:
+        print(f"  per-pair render time: median {statistics.median(render_ms):.0f} ms")
+
+
+def bench_noop(workspace: Workspace, repeats: int) -> None:
+    doit(workspace)
+    times = [doit(workspace) for _ in range(repeats)]
+    print(f"no-op doit: median {statistics.median(times):.2f} s, min {min(times):.2f} s over {repeats} runs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["sample", "noop"])
+    parser.add_argument("--workspace", type=Path, help="workspace root (default: a new temp folder)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=40, help="pairs to sample")
+    parser.add_argument("--repeats", type=int, default=5)
+    args, extra = parser.parse_known_args()
+    root = args.workspace or Path(tempfile.mkdtemp(prefix="cq-bench-"))
+    workspace = Workspace(root.resolve())
+    print(f"workspace: {workspace.root}")
+    if args.what == "sample":
+        bench_sample(workspace, args.workers, args.pairs, extra)
+    else:
+        bench_noop(workspace, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
