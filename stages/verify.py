@@ -1,0 +1,190 @@
+"""Verify gate: the runtime player, run headless, really uses a pack's scores and really draws.
+
+In: a workspace pack with its manifest and `pairs-quality.v0.json`, and the player page (`web/player.html`).
+Out: `reports/<pack>/verify.json` (`VERIFY_KIND`, every check with its numbers) and a `CqError` naming the
+failed checks, so `doit verify` fails with the reason.
+
+The player runs in headless Chromium in its verify mode (`?verify=1`): it loads the pack the way a user's
+browser does, picks `picks` times by the quality rule without waiting, then plays the best pair and one
+picked pair in real time while sampling the composite. The checks:
+
+- `same-pack`: the page loaded a manifest and quality file of this pack, with the files' pair counts and std;
+- `picks-follow-quality`: top-quartile pairs were picked at least `min_pick_ratio` times as often as the
+  bottom quartile;
+- `frames-non-blank` and `frames-change`: the composite was neither black nor uniform, and it moved;
+- `no-page-errors`: no uncaught exception or unhandled rejection in the page.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from stages.contracts import load_manifest, now_iso, read_json, validate_quality, write_json
+from stages.errors import ContractError, CqError
+from stages.server import PLAYER_PATH, serving
+from stages.workspace import WEB_DIR, Workspace
+
+VERIFY_KIND = "coupled_verify.v0"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic",
+                 # the player's audio must run without a click, as it would after the user's first key
+                 "--autoplay-policy=no-user-gesture-required"]
+SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+NON_BLANK_LUMA = 0.02       # mean luma of a sampled frame above which it is not black
+NON_BLANK_SPREAD = 0.01     # luma standard deviation above which it is not one flat colour
+CHANGE_DELTA = 0.002        # mean absolute luma change between samples that counts as motion
+MIN_GOOD_FRAMES = 3
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    picks: int = 400                # fast picks the page makes by the quality rule
+    seconds: float = 4.0            # real-time playback sampled for non-blank, changing frames
+    min_pick_ratio: float = 1.5     # top-quartile picks / bottom-quartile picks must reach this
+    seed: int = 1                   # the page's pick RNG, so a verify run is reproducible
+    width: int = 320
+    height: int = 240
+    timeout_s: float = 120.0
+    chromium: str = ""              # a Chromium executable (empty: the system's, then Playwright's)
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def report_path(workspace: Workspace, pack: str) -> Path:
+    return workspace.report_dir(pack) / "verify.json"
+
+
+def load_verify_report(path: Path) -> dict:
+    """Read a verify report written by `verify_pack`."""
+    report = read_json(path)
+    if not isinstance(report, dict) or report.get("kind") != VERIFY_KIND or not isinstance(report.get("checks"), list):
+        raise ContractError(path, f"not a verify report (kind {VERIFY_KIND!r} with checks)", "rerun doit verify")
+    return report
+
+
+def quartile_pick_ratio(scores: dict[int, float], counts: dict[int, int]) -> tuple[float, int, int]:
+    """(top-quartile picks / bottom-quartile picks, top picks, bottom picks), quartiles by score."""
+    ranked = sorted(scores, key=lambda pair: (scores[pair], pair))
+    size = max(1, len(ranked) // 4)
+    bottom = sum(counts.get(pair, 0) for pair in ranked[:size])
+    top = sum(counts.get(pair, 0) for pair in ranked[-size:])
+    return (top / bottom if bottom else math.inf if top else 0.0), top, bottom
+
+
+def check_result(result: dict, manifest, quality: dict, page_errors: list[str],
+                 settings: VerifySettings) -> list[Check]:
+    """Judge what the page reported against the files on disk (pure: no browser, no I/O)."""
+    if "fatal" in result:
+        return [Check("page-loaded", False, f"the player stopped: {result['fatal']}"),
+                Check("no-page-errors", not page_errors, "; ".join(page_errors) or "none")]
+    checks = []
+    file_std = quality["qualityStats"]["std"]
+    same = (result["pack"] == manifest.pack == quality["pack"] == result["qualityPack"]
+            and result["manifestPairs"] == len(manifest.pairs) and result["qualityPairs"] == len(quality["pairs"])
+            and abs(result["qualityStd"] - file_std) <= 1e-3 + 0.01 * file_std)
+    checks.append(Check("same-pack", same,
+                        f"page: pack {result['pack']!r}/{result['qualityPack']!r}, {result['manifestPairs']} "
+                        f"manifest pairs, {result['qualityPairs']} scored, std {result['qualityStd']:.4f}; files: "
+                        f"pack {manifest.pack!r}/{quality['pack']!r}, {len(manifest.pairs)} pairs, "
+                        f"{len(quality['pairs'])} scored, std {file_std:.4f}"))
+    scores = {entry["pair"]: entry["quality01"] for entry in quality["pairs"]}
+    counts = {int(pair): count for pair, count in result["pickCounts"].items()}
+    if len(scores) < 2:
+        checks.append(Check("picks-follow-quality", True, "fewer than 2 scored pairs: nothing to compare"))
+    else:
+        ratio, top, bottom = quartile_pick_ratio(scores, counts)
+        checks.append(Check("picks-follow-quality", ratio >= settings.min_pick_ratio,
+                            f"{result['picks']} picks: top quartile {top}, bottom quartile {bottom}, ratio "
+                            f"{ratio:.2f} (needs >= {settings.min_pick_ratio})"))
+    frames = result["frames"]
+    non_blank = [f for f in frames if f["luma"] >= NON_BLANK_LUMA and f["spread"] >= NON_BLANK_SPREAD]
+    moving = [f for f in frames if f["delta"] is not None and f["delta"] >= CHANGE_DELTA]
+    checks.append(Check("frames-non-blank", len(non_blank) >= MIN_GOOD_FRAMES,
+                        f"{len(non_blank)} of {len(frames)} sampled frames non-blank "
+                        f"({result['renderedFrames']} rendered, pairs {result['shownPairs']})"))
+    checks.append(Check("frames-change", len(moving) >= MIN_GOOD_FRAMES,
+                        f"{len(moving)} of {len(frames)} sampled frames changed from the previous one"))
+    checks.append(Check("no-page-errors", not page_errors,
+                        f"{len(page_errors)} page error(s)" + (f": {'; '.join(page_errors[:3])}" if page_errors else "")))
+    return checks
+
+
+def chromium_executable(configured: str) -> str | None:
+    """The Chromium to launch: a configured path, else the system's; None means Playwright's own."""
+    if configured:
+        if not Path(configured).is_file():
+            raise CqError(f"chromium {configured!r} does not exist (set --chromium to a Chromium executable)")
+        return configured
+    return next((path for path in SYSTEM_CHROMIUM if Path(path).is_file()), None) or shutil.which("chromium")
+
+
+def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
+               web_dir: Path = WEB_DIR) -> tuple[dict, list[str], list[str]]:
+    """Run the player's verify mode headless; (its result, page errors, console errors)."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    query = urlencode({"pack": pack, "verify": 1, "picks": settings.picks, "seconds": settings.seconds,
+                       "seed": settings.seed, "mode": "weighted"})
+    page_errors: list[str] = []
+    console_errors: list[str] = []
+    with serving(workspace, web_dir=web_dir) as server, sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=chromium_executable(settings.chromium),
+                                                 args=CHROMIUM_ARGS)
+        except PlaywrightError as error:
+            raise CqError(f"cannot start Chromium: {str(error).splitlines()[0]} (install Debian's chromium, run "
+                          "`playwright install chromium`, or pass --chromium PATH)") from None
+        try:
+            page = browser.new_page(viewport={"width": settings.width, "height": settings.height})
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+            page.goto(f"{server.url}{PLAYER_PATH}?{query}")
+            try:
+                page.wait_for_function("window.cqVerifyResult !== undefined", timeout=settings.timeout_s * 1000)
+            except PlaywrightError:
+                raise CqError(f"verify {pack}: the player did not finish within {settings.timeout_s:.0f} s "
+                              f"(page errors: {'; '.join(page_errors) or 'none'})") from None
+            result = page.evaluate("window.cqVerifyResult")
+        finally:
+            browser.close()
+    return result, page_errors, console_errors
+
+
+def verify_pack(workspace: Workspace, pack: str, settings: VerifySettings = VerifySettings(),
+                web_dir: Path = WEB_DIR) -> dict:
+    """Run the verify gate for one pack; writes the report, raises a CqError naming failed checks."""
+    manifest = load_manifest(workspace.manifest_path(pack))
+    quality_path = workspace.quality_path(pack)
+    quality = validate_quality(read_json(quality_path), quality_path)
+    started = time.monotonic()
+    print(f"verify {pack}: headless player, {settings.picks} picks + {settings.seconds:.0f} s of playback",
+          file=sys.stderr, flush=True)
+    result, page_errors, console_errors = run_player(workspace, pack, settings, web_dir)
+    checks = check_result(result, manifest, quality, page_errors, settings)
+    failed = [check for check in checks if not check.passed]
+    report = {
+        "kind": VERIFY_KIND, "pack": pack, "verifiedAt": now_iso(), "passed": not failed,
+        "seconds": round(time.monotonic() - started, 1), "settings": asdict(settings),
+        "checks": [asdict(check) for check in checks],
+        "pageErrors": page_errors, "consoleErrors": console_errors[:50],
+        "page": {key: value for key, value in result.items() if key != "frames"},
+        "frames": result.get("frames", []),
+    }
+    write_json(report_path(workspace, pack), report)
+    for check in checks:
+        print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}", file=sys.stderr, flush=True)
+    if failed:
+        reasons = "; ".join(f"{check.name}: {check.detail}" for check in failed)
+        raise CqError(f"verify failed for pack {pack!r}: {reasons} (details in {report_path(workspace, pack)})")
+    return report
