@@ -1,0 +1,187 @@
+"""The bundled demo pack: coupled fg/bg variants of butterchurn-presets that screen clean.
+
+In: `data/demo-bases.json` (the presets of butterchurn-presets that load, link their shaders and draw
+non-black frames; written by `python -m stages.demopack screen`), the converted presets in
+`web/node_modules/butterchurn-presets/presets/converted/`, a seed and a pair count.
+Out, under the workspace's `public/presets/demo/`:
+    fg/demo_00001_fg.json, bg/demo_00001_bg.json, ...   butterchurn preset JSON, one pair per base preset
+    pairs-manifest.v0.json                               the pairs, with warp_diff and cx_diff
+    coupling.v0.json                                     each pair's base preset and every fg - bg offset
+
+The "3D coupling" the original packs were generated with: both layers of a pair are the same base preset,
+pushed apart along three groups of its `baseVals` (motion: centre cx/cy, rotation, zoom and the motion
+vectors mv_dx/mv_dy/mv_l; warp; colour: wave_r/g/b). For each parameter the fg variant gets c + d and the bg
+variant c - d, where d is a seeded random offset of 25-100% of that parameter's scale (either sign) and c
+is the base value (butterchurn's default where the preset leaves it out), moved inside the parameter's range
+where needed so both variants stay valid and differ by exactly 2d. The manifest records
+`warp_diff` = fg.warp - bg.warp and `cx_diff` = fg.cx - bg.cx.
+
+Same seed and count, same bytes: the stdlib's seeded `random.Random`, a fixed `generatedAt`, ordered keys.
+
+`python -m stages.demopack screen` renders every converted preset alone for a few frames with
+`stages.render.RenderPool` and rewrites `data/demo-bases.json`, with why each rejected preset failed.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import re
+from pathlib import Path
+
+from stages.contracts import Manifest, ManifestPair, read_json, write_json
+from stages.errors import ContractError, CqError
+from stages.presets import load_preset
+from stages.workspace import DATA_DIR, WEB_DIR, Workspace
+
+DEMO_PACK = "demo"
+DEFAULT_SEED = 1
+DEFAULT_COUNT = 120
+GENERATED_AT = "2024-01-01T00:00:00Z"  # fixed: the pack is a pure function of seed, count and bases
+BASES_PATH = DATA_DIR / "demo-bases.json"
+PRESETS_SOURCE = "butterchurn-presets@3.0.0-beta.4"
+PRESETS_DIR = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+COUPLING_NAME = "coupling.v0.json"
+DIGITS = 6
+_PAIR_FILE = re.compile(r"^demo_\d{5}_(fg|bg)\.json$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Coupled:
+    """One baseVals parameter the variants are pushed apart on."""
+
+    name: str
+    group: str      # motion | warp | colour
+    default: float  # butterchurn's value when a preset leaves the parameter out
+    scale: float    # largest |d|
+    low: float = -1e9
+    high: float = 1e9
+
+
+COUPLING = (
+    Coupled("cx", "motion", 0.5, 0.03, 0.0, 1.0),
+    Coupled("cy", "motion", 0.5, 0.03, 0.0, 1.0),
+    Coupled("rot", "motion", 0.0, 0.03),
+    Coupled("zoom", "motion", 1.0, 0.02, 0.0),
+    Coupled("mv_dx", "motion", 0.0, 0.02, -1.0, 1.0),
+    Coupled("mv_dy", "motion", 0.0, 0.02, -1.0, 1.0),
+    Coupled("mv_l", "motion", 0.9, 0.3, 0.0, 5.0),
+    Coupled("warp", "warp", 1.0, 0.25, 0.0),
+    Coupled("wave_r", "colour", 1.0, 0.12, 0.0, 1.0),
+    Coupled("wave_g", "colour", 1.0, 0.12, 0.0, 1.0),
+    Coupled("wave_b", "colour", 1.0, 0.12, 0.0, 1.0),
+)
+
+
+# ------------------------------------------------------------------------------------------- bases
+
+
+def load_bases(path: Path = BASES_PATH) -> list[str]:
+    """Names (file stems in PRESETS_DIR) of the base presets that screened clean."""
+    data = read_json(path)
+    advice = "regenerate it with: python -m stages.demopack screen"
+    if not isinstance(data, dict) or not isinstance(data.get("bases"), list):
+        raise ContractError(path, "expected an object with a 'bases' list", advice)
+    bases = data["bases"]
+    if not bases or not all(isinstance(name, str) and name for name in bases):
+        raise ContractError(path, "'bases' must be a non-empty list of preset names", advice)
+    if len(set(bases)) != len(bases):
+        raise ContractError(path, "'bases' names a preset twice", advice)
+    return sorted(bases)
+
+
+# ---------------------------------------------------------------------------------------- variants
+
+
+def offsets(rng: random.Random) -> dict[str, float]:
+    """One pair's d per coupled parameter: 25-100% of its scale, either sign."""
+    return {param.name: round(rng.choice((-1.0, 1.0)) * param.scale * rng.uniform(0.25, 1.0), DIGITS)
+            for param in COUPLING}
+
+
+def couple(preset: dict, deltas: dict[str, float]) -> tuple[dict, dict, dict[str, float]]:
+    """(fg, bg, fg - bg per parameter): copies of `preset` pushed +d / -d apart on COUPLING."""
+    fg, bg = copy.deepcopy(preset), copy.deepcopy(preset)
+    diffs = {}
+    for param in COUPLING:
+        delta = deltas[param.name]
+        base = float(preset["baseVals"].get(param.name, param.default))
+        centre = min(max(base, param.low + abs(delta)), param.high - abs(delta))
+        fg["baseVals"][param.name] = round(centre + delta, DIGITS)
+        bg["baseVals"][param.name] = round(centre - delta, DIGITS)
+        diffs[param.name] = round(fg["baseVals"][param.name] - bg["baseVals"][param.name], DIGITS)
+    return fg, bg, diffs
+
+
+# -------------------------------------------------------------------------------------------- pack
+
+
+def pair_paths(workspace: Workspace, pair: int) -> tuple[Path, Path]:
+    pack_dir = workspace.pack_dir(DEMO_PACK)
+    return pack_dir / "fg" / f"demo_{pair:05d}_fg.json", pack_dir / "bg" / f"demo_{pair:05d}_bg.json"
+
+
+def demo_pack_outputs(workspace: Workspace, count: int = DEFAULT_COUNT) -> list[Path]:
+    """Every file `build_demo_pack` writes (the doit task's targets)."""
+    files = [workspace.manifest_path(DEMO_PACK), workspace.pack_dir(DEMO_PACK) / COUPLING_NAME]
+    for pair in range(1, count + 1):
+        files.extend(pair_paths(workspace, pair))
+    return files
+
+
+def demo_pack_inputs() -> list[Path]:
+    """What the pack is built from (the doit task's file_dep): the base list, this module, the presets."""
+    return [BASES_PATH, Path(__file__).resolve(), WEB_DIR / "node_modules" / ".package-lock.json"]
+
+
+def build_demo_pack(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,
+                    bases_path: Path = BASES_PATH, presets_dir: Path = PRESETS_DIR) -> list[Path]:
+    """Write the demo pack into the workspace; returns the files written (manifest first)."""
+    if count < 1:
+        raise CqError(f"the demo pack needs at least one pair, got count={count}")
+    bases = load_bases(bases_path)
+    presets = {}
+    for name in bases:
+        path = Path(presets_dir) / f"{name}.json"
+        if not path.is_file():
+            raise ContractError(path, f"base preset {name!r} of {bases_path} is missing",
+                                "run `doit web_deps` to install butterchurn-presets, or rescreen the bases")
+        presets[name] = load_preset(path)
+
+    rng = random.Random(f"demo-pack:{seed}")
+    order = list(bases)
+    rng.shuffle(order)
+    manifest_pairs, origins = [], []
+    for pair in range(1, count + 1):
+        base = order[(pair - 1) % len(order)]
+        fg, bg, diffs = couple(presets[base], offsets(rng))
+        fg_path, bg_path = pair_paths(workspace, pair)
+        write_json(fg_path, fg)
+        write_json(bg_path, bg)
+        manifest_pairs.append(ManifestPair(pair, _url(workspace, fg_path), _url(workspace, bg_path),
+                                           warp_diff=diffs["warp"], cx_diff=diffs["cx"]))
+        origins.append({"pair": pair, "base": base, "diffs": diffs})
+
+    _remove_stale(workspace, count)
+    manifest_path = workspace.manifest_path(DEMO_PACK)
+    manifest = Manifest(manifest_path, DEMO_PACK, manifest_pairs, generatedAt=GENERATED_AT)
+    write_json(manifest_path, manifest.to_json())
+    write_json(workspace.pack_dir(DEMO_PACK) / COUPLING_NAME, {
+        "version": "v0", "pack": DEMO_PACK, "seed": seed, "count": count, "source": PRESETS_SOURCE,
+        "coupling": [dataclasses.asdict(param) for param in COUPLING], "pairs": origins})
+    return demo_pack_outputs(workspace, count)
+
+
+def _url(workspace: Workspace, path: Path) -> str:
+    return "/" + path.relative_to(workspace.public).as_posix()
+
+
+def _remove_stale(workspace: Workspace, count: int) -> None:
+    """Drop pair files of an earlier, larger build so the folder holds exactly this pack."""
+    keep = {path.name for pair in range(1, count + 1) for path in pair_paths(workspace, pair)}
+    for side in ("fg", "bg"):
+        folder = workspace.pack_dir(DEMO_PACK) / side
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if _PAIR_FILE.match(entry.name) and entry.name not in keep:
+                    entry.unlink()
