@@ -1,0 +1,114 @@
+"""stages.demopack: the bundled demo pack is coupled, valid, and byte-for-byte reproducible."""
+from pathlib import Path
+
+import pytest
+
+from stages.contracts import load_manifest, read_json, resolve_url, write_json
+from stages.demopack import (BASES_PATH, COUPLING, COUPLING_NAME, DEFAULT_COUNT, DEMO_PACK, PRESETS_DIR,
+                             build_demo_pack, demo_pack_outputs, load_bases)
+from stages.errors import ContractError
+from stages.presets import load_preset
+from stages.workspace import Workspace
+
+pytestmark = pytest.mark.skipif(not PRESETS_DIR.is_dir(), reason="butterchurn-presets not installed (doit web_deps)")
+
+
+def snapshot(workspace: Workspace) -> dict[str, bytes]:
+    pack_dir = workspace.pack_dir(DEMO_PACK)
+    return {path.relative_to(pack_dir).as_posix(): path.read_bytes() for path in sorted(pack_dir.rglob("*"))
+            if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def default_pack(tmp_path_factory):
+    workspace = Workspace(tmp_path_factory.mktemp("demo"))
+    return workspace, build_demo_pack(workspace)
+
+
+def test_the_default_pack_has_enough_valid_pairs(default_pack):
+    workspace, written = default_pack
+    manifest = load_manifest(workspace.manifest_path(DEMO_PACK))
+    assert manifest.pack == DEMO_PACK and len(manifest.pairs) == DEFAULT_COUNT >= 120
+    assert manifest.generatedAt and [entry.pair for entry in manifest.pairs] == list(range(1, DEFAULT_COUNT + 1))
+    assert written == demo_pack_outputs(workspace) and all(path.is_file() for path in written)
+    assert len(snapshot(workspace)) == len(written)
+    for entry in manifest.pairs:
+        for url in (entry.fgUrl, entry.bgUrl):
+            load_preset(resolve_url(workspace.public, url, manifest.path))
+    bases = [origin["base"] for origin in read_json(workspace.pack_dir(DEMO_PACK) / COUPLING_NAME)["pairs"]]
+    assert len(set(bases)) == len(bases), "each pair comes from its own base preset"
+    assert set(bases) <= set(load_bases())
+
+
+def test_variants_differ_by_the_recorded_offsets_and_nothing_else(default_pack):
+    workspace, _ = default_pack
+    manifest = load_manifest(workspace.manifest_path(DEMO_PACK))
+    origins = read_json(workspace.pack_dir(DEMO_PACK) / COUPLING_NAME)["pairs"]
+    for entry, origin in zip(manifest.pairs, origins):
+        fg = load_preset(resolve_url(workspace.public, entry.fgUrl, manifest.path))
+        bg = load_preset(resolve_url(workspace.public, entry.bgUrl, manifest.path))
+        base = load_preset(PRESETS_DIR / f"{origin['base']}.json")
+        assert fg["baseVals"]["cx"] - bg["baseVals"]["cx"] == pytest.approx(entry.cx_diff, abs=1e-9)
+        assert fg["baseVals"]["warp"] - bg["baseVals"]["warp"] == pytest.approx(entry.warp_diff, abs=1e-9)
+        for param in COUPLING:
+            diff = fg["baseVals"][param.name] - bg["baseVals"][param.name]
+            assert diff == pytest.approx(origin["diffs"][param.name], abs=1e-9)
+            assert 0.5 * param.scale - 1e-6 <= abs(diff) <= 2 * param.scale + 1e-6, (entry.pair, param.name)
+            assert param.low <= bg["baseVals"][param.name] and fg["baseVals"][param.name] <= param.high
+            value = base["baseVals"].get(param.name, param.default)
+            if param.low + param.scale <= value <= param.high - param.scale:
+                centre = (fg["baseVals"][param.name] + bg["baseVals"][param.name]) / 2
+                assert centre == pytest.approx(value, abs=1e-6), "fg = base + d, bg = base - d"
+        coupled = {param.name for param in COUPLING}
+        for variant in (fg, bg):
+            assert {k: v for k, v in variant["baseVals"].items() if k not in coupled} == \
+                   {k: v for k, v in base["baseVals"].items() if k not in coupled}
+            assert {k: v for k, v in variant.items() if k != "baseVals"} == \
+                   {k: v for k, v in base.items() if k != "baseVals"}
+
+
+def test_same_seed_same_bytes_other_seed_other_pack(default_pack, tmp_path):
+    workspace, _ = default_pack
+    again = Workspace(tmp_path / "again")
+    build_demo_pack(again)
+    assert snapshot(again) == snapshot(workspace)
+    other = Workspace(tmp_path / "other")
+    build_demo_pack(other, seed=2, count=5)
+    assert snapshot(other)["pairs-manifest.v0.json"] != snapshot(workspace)["pairs-manifest.v0.json"]
+
+
+def test_a_smaller_rebuild_leaves_no_stale_pairs(tmp_path):
+    workspace = Workspace(tmp_path)
+    build_demo_pack(workspace, count=4)
+    written = build_demo_pack(workspace, count=2)
+    files = {path for path in workspace.pack_dir(DEMO_PACK).rglob("*") if path.is_file()}
+    assert files == set(written) and len(load_manifest(workspace.manifest_path(DEMO_PACK)).pairs) == 2
+
+
+def test_the_committed_base_list_is_big_enough_and_explains_its_rejections():
+    data = read_json(BASES_PATH)
+    assert len(load_bases()) >= DEFAULT_COUNT
+    assert all(item["why"] for item in data["rejected"])
+    assert not set(load_bases()) & {item["name"] for item in data["rejected"]}
+    assert all((PRESETS_DIR / f"{name}.json").is_file() for name in load_bases())
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"bases": []}, "non-empty list"),
+    ({"bases": ["a", "a"]}, "twice"),
+    (["not", "an", "object"], "'bases' list"),
+], ids=["empty", "duplicate", "list"])
+def test_a_broken_base_list_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bases.json"
+    write_json(path, content)
+    with pytest.raises(ContractError, match=message) as error:
+        build_demo_pack(Workspace(tmp_path / "ws"), bases_path=path)
+    assert str(path) in str(error.value) and "stages.demopack screen" in str(error.value)
+
+
+def test_a_missing_base_preset_names_the_file(tmp_path):
+    path = tmp_path / "bases.json"
+    write_json(path, {"bases": ["No Such Preset"]})
+    with pytest.raises(ContractError, match="No Such Preset.json.*missing"):
+        build_demo_pack(Workspace(tmp_path / "ws"), bases_path=path)
+    assert not Path(tmp_path / "ws" / "public").exists(), "nothing is written before the inputs check out"
