@@ -1,0 +1,391 @@
+/*
+ * The sampling page: renders one fg/bg pair of MilkDrop presets deterministically and measures each frame.
+ *
+ * In (driven by stages/render.py through window.cq, once loaded the page sets window.cqReady = true):
+ *   cq.setAudio({base64, frames})   the audio of every pair, once per page load: `frames` audio frames,
+ *                                   bytes laid out [frame][timeByteArray, L, R][1024] (numpy (F, 3, 1024)
+ *                                   uint8, C order), 128 = silence.
+ *   cq.renderPair({fg, bg, settings})  fg/bg: butterchurn preset objects; settings: RenderSettings
+ *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame).
+ *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
+ * Out of renderPair: {status: ok | shader-failed | eel-error | load-failed, errors: [text],
+ *   timings: {createMs, loadMs, renderMs}, series: {luma, lumaStd, colour, delta, black, white, fgLuma,
+ *   bgLuma, fgShare} (one number per frame, null unless ok), thumb: base64 PNG of the composite or ""}.
+ *
+ * Determinism (RENDERING.md): two fresh visualizers per pair with deterministic:true and the pair's seed,
+ * built-in textures loaded before the first frame, rng.reset(seed) after loading, a fixed elapsedTime and
+ * the same audio frame f for frame f. Nothing here reads the clock or Math.random into the pixels.
+ *
+ * The composite (the documented blend): each layer is reduced on the GPU to a readback x readback image
+ * (blits that halve the frame, each an exact 2x2 box average, then one bilinear blit to the final size),
+ * and the layers are composited here per pixel in sRGB-encoded values, as the runtime's canvas stack does,
+ * with a = fg_opacity (the original runtime: normal blend, a = 0.7):
+ *   normal  c = a*fg + (1-a)*bg          (canvas 'source-over' with globalAlpha a)
+ *   screen  c = bg + a*fg*(1-bg)         (canvas 'screen')
+ *   add     c = min(1, bg + a*fg)        (canvas 'lighter')
+ * The thumbnail is the full-size composite drawn the same way with the canvas operations named above.
+ *
+ * Per-frame statistics of the composite (values in [0,1]; luma is Rec.709 of the encoded values):
+ *   luma, lumaStd   mean and standard deviation of luma
+ *   colour          Hasler-Suesstrunk colourfulness on [0,1] channels (0 = grey, ~1 = extreme)
+ *   delta           mean |luma_t - luma_t-1| per pixel (0 at frame 0)
+ *   black, white    fraction of pixels with luma < 0.05 / > 0.95
+ *   fgLuma, bgLuma  mean luma of each layer alone
+ *   fgShare         how much of the composite's visible structure comes from fg:
+ *                   max(0, cov(Yc, Yfg)) / (max(0, cov(Yc, Yfg)) + max(0, cov(Yc, Ybg))), 0.5 when both are 0.
+ *                   (The ratio of mean|comp-bg| to mean|comp-fg| is not used: under the normal blend it is
+ *                   exactly fg_opacity for every pair.)
+ */
+import butterchurn from "./node_modules/butterchurn/dist/butterchurn.js";
+
+// Bump when the pixels or statistics this page produces change: it is part of every row's content key.
+const PAGE_VERSION = 1;
+const TEXTURE_WAIT_MS = 10000;
+const BLACK_LUMA = 0.05;
+const WHITE_LUMA = 0.95;
+const FLAT_COVARIANCE = 1e-9;
+
+let audioBytes = null;
+let audioFrames = 0;
+
+// ------------------------------------------------------------------------------ error collection
+
+// What went wrong during the current pair: shader link logs and exceptions, as text.
+let linkFailures = [];
+let pageErrors = [];
+let phase = "idle";
+
+const gl2 = WebGL2RenderingContext.prototype;
+const originalLinkProgram = gl2.linkProgram;
+// butterchurn never checks LINK_STATUS: a broken preset shader would silently draw nothing.
+gl2.linkProgram = function linkProgramChecked(program) {
+  originalLinkProgram.call(this, program);
+  if (this.isContextLost() || this.getProgramParameter(program, this.LINK_STATUS)) {
+    return;
+  }
+  const lines = [`${phase}: shader program failed to link: ${(this.getProgramInfoLog(program) || "").trim()}`];
+  for (const shader of this.getAttachedShaders(program) || []) {
+    if (!this.getShaderParameter(shader, this.COMPILE_STATUS)) {
+      const kind = this.getShaderParameter(shader, this.SHADER_TYPE) === this.VERTEX_SHADER ? "vertex" : "fragment";
+      lines.push(`${phase}: ${kind} shader failed to compile: ${(this.getShaderInfoLog(shader) || "").trim()}`);
+    }
+  }
+  linkFailures.push(lines.join("\n"));
+};
+
+window.addEventListener("error", (event) => {
+  pageErrors.push(`${phase}: page error: ${event.message}`);
+});
+window.addEventListener("unhandledrejection", (event) => {
+  pageErrors.push(`${phase}: unhandled rejection: ${describe(event.reason)}`);
+});
+
+function describe(error) {
+  if (error && error.message) {
+    return `${error.name || "Error"}: ${error.message}`;
+  }
+  return String(error);
+}
+
+// EEL compile errors (eel-wasm's parser and compiler) and traps in the compiled wasm.
+function isEelError(error) {
+  if (!error) return false;
+  if (error instanceof WebAssembly.RuntimeError || error instanceof WebAssembly.CompileError ||
+      error instanceof WebAssembly.LinkError) {
+    return true;
+  }
+  if (error.loc !== undefined || error.sourceContext !== undefined) return true;
+  const message = String(error.message || "");
+  return /^Parse error|^Lexical error|Undefined local function|was declared as using a variable/i.test(message);
+}
+
+// ------------------------------------------------------------------------------ readback
+
+// Reduces a visualizer's frame (its default framebuffer) to size x size on the GPU and reads it back.
+// Renderbuffers only, and every binding it touches restored, so butterchurn's own state is unaffected.
+function makeReader(gl, width, height, size) {
+  const levels = [];
+  let w = width;
+  let h = height;
+  const addLevel = (lw, lh) => {
+    const renderbuffer = gl.createRenderbuffer();
+    gl.bindRenderbuffer(gl.RENDERBUFFER, renderbuffer);
+    gl.renderbufferStorage(gl.RENDERBUFFER, gl.RGBA8, lw, lh);
+    const framebuffer = gl.createFramebuffer();
+    gl.bindFramebuffer(gl.FRAMEBUFFER, framebuffer);
+    gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.RENDERBUFFER, renderbuffer);
+    levels.push({framebuffer, w: lw, h: lh});
+  };
+  while (w >= 2 * size || h >= 2 * size) {
+    w = w >= 2 * size ? Math.floor(w / 2) : w;
+    h = h >= 2 * size ? Math.floor(h / 2) : h;
+    addLevel(w, h);
+  }
+  if (w !== size || h !== size) {
+    addLevel(size, size);
+  }
+  gl.bindRenderbuffer(gl.RENDERBUFFER, null);
+  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+
+  return function read(out) {
+    let source = null;
+    let sw = width;
+    let sh = height;
+    for (const level of levels) {
+      gl.bindFramebuffer(gl.READ_FRAMEBUFFER, source);
+      gl.bindFramebuffer(gl.DRAW_FRAMEBUFFER, level.framebuffer);
+      gl.blitFramebuffer(0, 0, sw, sh, 0, 0, level.w, level.h, gl.COLOR_BUFFER_BIT, gl.LINEAR);
+      source = level.framebuffer;
+      sw = level.w;
+      sh = level.h;
+    }
+    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, source);
+    gl.readPixels(0, 0, size, size, gl.RGBA, gl.UNSIGNED_BYTE, out);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+  };
+}
+
+// ------------------------------------------------------------------------------ statistics
+
+const SERIES = ["luma", "lumaStd", "colour", "delta", "black", "white", "fgLuma", "bgLuma", "fgShare"];
+
+function blendFunction(blend, a) {
+  if (blend === "screen") return (f, b) => b + a * f * (1 - b);
+  if (blend === "add") return (f, b) => Math.min(1, b + a * f);
+  return (f, b) => a * f + (1 - a) * b;
+}
+
+// Measures one frame from the fg and bg downsamples (RGBA bytes); `lumaPrev`/`lumaNow` hold the
+// composite's luma per pixel of the previous and this frame.
+function measureFrame(series, frame, fgPixels, bgPixels, mix, lumaPrev, lumaNow) {
+  const n = lumaNow.length;
+  let sumY = 0, sumY2 = 0, black = 0, white = 0, delta = 0;
+  let sumRg = 0, sumRg2 = 0, sumYb = 0, sumYb2 = 0;
+  let sumF = 0, sumB = 0, sumYF = 0, sumYB = 0;
+  for (let i = 0, p = 0; i < n; i++, p += 4) {
+    const fr = fgPixels[p] / 255, fg = fgPixels[p + 1] / 255, fb = fgPixels[p + 2] / 255;
+    const br = bgPixels[p] / 255, bg = bgPixels[p + 1] / 255, bb = bgPixels[p + 2] / 255;
+    const cr = mix(fr, br), cg = mix(fg, bg), cb = mix(fb, bb);
+    const y = 0.2126 * cr + 0.7152 * cg + 0.0722 * cb;
+    const yf = 0.2126 * fr + 0.7152 * fg + 0.0722 * fb;
+    const yb = 0.2126 * br + 0.7152 * bg + 0.0722 * bb;
+    sumY += y;
+    sumY2 += y * y;
+    if (y < BLACK_LUMA) black++;
+    if (y > WHITE_LUMA) white++;
+    delta += Math.abs(y - lumaPrev[i]);
+    lumaNow[i] = y;
+    const rg = cr - cg;
+    const ybChroma = 0.5 * (cr + cg) - cb;
+    sumRg += rg;
+    sumRg2 += rg * rg;
+    sumYb += ybChroma;
+    sumYb2 += ybChroma * ybChroma;
+    sumF += yf;
+    sumB += yb;
+    sumYF += y * yf;
+    sumYB += y * yb;
+  }
+  const meanY = sumY / n;
+  const meanRg = sumRg / n, meanYb = sumYb / n;
+  const varRg = Math.max(0, sumRg2 / n - meanRg * meanRg);
+  const varYb = Math.max(0, sumYb2 / n - meanYb * meanYb);
+  const meanF = sumF / n, meanB = sumB / n;
+  const covF = Math.max(0, sumYF / n - meanY * meanF);
+  const covB = Math.max(0, sumYB / n - meanY * meanB);
+  series.luma[frame] = meanY;
+  series.lumaStd[frame] = Math.sqrt(Math.max(0, sumY2 / n - meanY * meanY));
+  series.colour[frame] = Math.sqrt(varRg + varYb) + 0.3 * Math.sqrt(meanRg * meanRg + meanYb * meanYb);
+  series.delta[frame] = frame === 0 ? 0 : delta / n;
+  series.black[frame] = black / n;
+  series.white[frame] = white / n;
+  series.fgLuma[frame] = meanF;
+  series.bgLuma[frame] = meanB;
+  series.fgShare[frame] = covF + covB > FLAT_COVARIANCE ? covF / (covF + covB) : 0.5;
+}
+
+// ------------------------------------------------------------------------------ rendering
+
+const scratchCanvas = document.createElement("canvas");
+scratchCanvas.width = 1;
+scratchCanvas.height = 1;
+
+function createVisualizer(settings) {
+  const viz = butterchurn.createVisualizer(null, scratchCanvas, {
+    deterministic: true, seed: settings.seed, width: settings.width, height: settings.height,
+  });
+  viz.outputGl = null;  // measure the internal frame; skip the copy to an output canvas
+  return viz;
+}
+
+async function texturesReady(viz) {
+  const images = viz.renderer.image;
+  await Promise.all([images.clouds2Image.decode(), images.emptyImage.decode()]).catch(() => undefined);
+  const start = performance.now();
+  while (!(images.samplers.clouds2 && images.samplers.empty)) {
+    if (performance.now() - start > TEXTURE_WAIT_MS) {
+      throw new Error("butterchurn's built-in textures did not load");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+function thumbnail(fgViz, bgViz, settings) {
+  const canvas = document.createElement("canvas");
+  canvas.width = settings.width;
+  canvas.height = settings.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bgViz.internalCanvas, 0, 0);
+  context.globalAlpha = settings.fg_opacity;
+  context.globalCompositeOperation = {normal: "source-over", screen: "screen", add: "lighter"}[settings.blend];
+  context.drawImage(fgViz.internalCanvas, 0, 0);
+  return canvas.toDataURL("image/png").split(",")[1];
+}
+
+function checkSettings(settings) {
+  for (const key of ["width", "height", "frames", "readback"]) {
+    if (!Number.isInteger(settings[key]) || settings[key] < 1) {
+      throw new Error(`settings.${key} must be a positive integer, got ${settings[key]}`);
+    }
+  }
+  if (!(settings.dt > 0)) throw new Error(`settings.dt must be > 0, got ${settings.dt}`);
+  if (!["normal", "screen", "add"].includes(settings.blend)) {
+    throw new Error(`settings.blend must be normal, screen or add, got ${settings.blend}`);
+  }
+  if (!audioBytes) throw new Error("no audio: call cq.setAudio before cq.renderPair");
+  if (settings.frames > audioFrames) {
+    throw new Error(`${settings.frames} frames asked for but only ${audioFrames} audio frames were set`);
+  }
+}
+
+async function renderPair({fg, bg, settings}) {
+  linkFailures = [];
+  pageErrors = [];
+  const timings = {createMs: 0, loadMs: 0, renderMs: 0};
+  const result = (status, errors, series = null, thumb = "") => {
+    phase = "idle";
+    return {status, errors: [...errors, ...linkFailures, ...pageErrors], timings, series, thumb};
+  };
+  const visualizers = [];
+  try {
+    phase = "settings";
+    checkSettings(settings);
+    for (const [name, preset] of [["fg", fg], ["bg", bg]]) {
+      if (!preset || typeof preset !== "object" || typeof preset.baseVals !== "object") {
+        return result("load-failed", [`${name}: not a butterchurn preset (no baseVals object)`]);
+      }
+    }
+
+    let start = performance.now();
+    phase = "create";
+    const fgViz = createVisualizer(settings);
+    visualizers.push(fgViz);
+    const bgViz = createVisualizer(settings);
+    visualizers.push(bgViz);
+    await Promise.all([texturesReady(fgViz), texturesReady(bgViz)]);
+    timings.createMs = performance.now() - start;
+
+    start = performance.now();
+    for (const [name, viz, preset] of [["fg", fgViz, fg], ["bg", bgViz, bg]]) {
+      phase = `${name} load`;
+      try {
+        await viz.loadPreset(preset, 0);
+      } catch (error) {
+        const status = isEelError(error) ? "eel-error" : "load-failed";
+        return result(status, [`${name}: preset failed to load: ${describe(error)}`]);
+      }
+    }
+    timings.loadMs = performance.now() - start;
+    if (linkFailures.length) {
+      return result("shader-failed", []);
+    }
+    fgViz.rng.reset(settings.seed);
+    bgViz.rng.reset(settings.seed);
+
+    start = performance.now();
+    const size = settings.readback;
+    const readFg = makeReader(fgViz.gl, settings.width, settings.height, size);
+    const readBg = makeReader(bgViz.gl, settings.width, settings.height, size);
+    const fgPixels = new Uint8Array(size * size * 4);
+    const bgPixels = new Uint8Array(size * size * 4);
+    let lumaPrev = new Float64Array(size * size);
+    let lumaNow = new Float64Array(size * size);
+    const frames = settings.frames;
+    const series = Object.fromEntries(SERIES.map((name) => [name, new Array(frames)]));
+    const mix = blendFunction(settings.blend, settings.fg_opacity);
+    const thumbFrame = settings.thumb_frame < 0 ? Math.floor(frames / 2) : Math.min(settings.thumb_frame, frames - 1);
+    let thumb = "";
+    for (let frame = 0; frame < frames; frame++) {
+      const offset = frame * 3 * 1024;
+      const audioLevels = {
+        timeByteArray: audioBytes.subarray(offset, offset + 1024),
+        timeByteArrayL: audioBytes.subarray(offset + 1024, offset + 2048),
+        timeByteArrayR: audioBytes.subarray(offset + 2048, offset + 3072),
+      };
+      for (const [name, viz] of [["fg", fgViz], ["bg", bgViz]]) {
+        phase = `${name} frame ${frame}`;
+        try {
+          viz.render({audioLevels, elapsedTime: settings.dt});
+        } catch (error) {
+          const status = isEelError(error) ? "eel-error" : "load-failed";
+          return result(status, [`${name}: frame ${frame} failed: ${describe(error)}`]);
+        }
+      }
+      phase = `readback ${frame}`;
+      readFg(fgPixels);
+      readBg(bgPixels);
+      if (fgViz.gl.isContextLost() || bgViz.gl.isContextLost()) {
+        return result("load-failed", [`frame ${frame}: the WebGL context was lost`]);
+      }
+      measureFrame(series, frame, fgPixels, bgPixels, mix, lumaPrev, lumaNow);
+      [lumaPrev, lumaNow] = [lumaNow, lumaPrev];
+      if (frame === thumbFrame) {
+        thumb = thumbnail(fgViz, bgViz, settings);
+      }
+    }
+    timings.renderMs = performance.now() - start;
+    if (linkFailures.length) {
+      return result("shader-failed", [], series, thumb);
+    }
+    return result("ok", [], series, thumb);
+  } catch (error) {
+    return result("load-failed", [`${phase}: ${describe(error)}`]);
+  } finally {
+    for (const viz of visualizers) {
+      viz.loseGLContext();
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ audio and info
+
+function setAudio({base64, frames}) {
+  const binary = atob(base64);
+  if (binary.length !== frames * 3 * 1024) {
+    throw new Error(`audio: ${binary.length} bytes for ${frames} frames, expected ${frames * 3 * 1024}`);
+  }
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) {
+    bytes[i] = binary.charCodeAt(i);
+  }
+  audioBytes = bytes;
+  audioFrames = frames;
+  return frames;
+}
+
+async function info() {
+  const canvas = document.createElement("canvas");
+  const gl = canvas.getContext("webgl2");
+  if (!gl) {
+    return {vendor: "", renderer: "", engine: "", webgl2: false};
+  }
+  const debug = gl.getExtension("WEBGL_debug_renderer_info");
+  const vendor = debug ? gl.getParameter(debug.UNMASKED_VENDOR_WEBGL) : gl.getParameter(gl.VENDOR);
+  const renderer = debug ? gl.getParameter(debug.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+  gl.getExtension("WEBGL_lose_context").loseContext();
+  const packageJson = await (await fetch("node_modules/butterchurn/package.json")).json();
+  return {vendor, renderer, engine: `butterchurn@${packageJson.version}+sampler.${PAGE_VERSION}`, webgl2: true};
+}
+
+window.cq = {setAudio, renderPair, info};
+window.cqReady = true;
