@@ -105,6 +105,7 @@ class TrainSettings:
     seed: int = _param(0, "training seed")
     require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present")
     min_quality_std: float = _param(0.03, "gate: qualityStats.std must reach this (MinQualityStd)")
+    threads: int = _param(1, "CPU threads for training (a small net trains fastest on one, and shares the CPU)")
 
     def key(self) -> str:
         return value_hash(dataclasses.asdict(self))

@@ -1,0 +1,285 @@
+"""The trainer's three sources as pair-feature arrays with targets in [0, 1].
+
+In: a `Workspace` (pack manifests and presets, eval rows in `shards/*.jsonl` and `eval.jsonl`, the elite
+manifest, the player's ratings) and `TrainSettings`.
+Out: `gather_sources(...) -> Sources` with one `PairSet` per source present:
+
+- eval:  one example per sampled pair; target = `measured_quality(row)` (a failed render scores 0).
+- elite: hand-rated pairs (elite manifest + ratings), target `(score - 1) / 4`.
+- neg:   mismatched pairs fg_i / bg_j with |i - j| >= NegMinPairDistance in manifest order, target 0.
+
+Which eval row counts: rows whose `fgHash`/`bgHash` match the preset files as they are now (older rows
+describe other pictures); of those, the latest `ok` row of a pair, else its latest failed row.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stages.contracts import (EliteEntry, file_hash, load_elite, load_manifest, read_ratings, read_rows,
+                              resolve_url)
+from stages.errors import ContractError
+from stages.features import FeatureCache, pair_features
+from stages.progress import Progress
+from stages.settings import SampleSettings, TrainSettings
+from stages.workspace import Workspace
+
+# ------------------------------------------------------------------------------- measured quality
+
+
+def _ramp(value: float, low: float, high: float) -> float:
+    """0 below `low`, 1 above `high`, linear in between."""
+    return float(min(max((value - low) / (high - low), 0.0), 1.0))
+
+
+def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings()) -> dict[str, float]:
+    """Each way a pair can look bad, as a factor in [0, 1] (1 = no problem), from a row's `stats`.
+
+    The hard problems (dark, washed out, flat, frozen, strobing) can take a pair to 0; the softer ones
+    (deaf to audio, one layer drowning the other, grey) cap it at 0.6, 0.3 and 0.8 of what it would be.
+    Thresholds are the sampler's okHeuristic settings, so "too dark" means the same thing in both places.
+    """
+    luma, motion = stats["lumaMean"], max(stats["motionMean"], 1e-6)
+    weaker_layer = min(stats["fgShare"], stats["bgShare"])
+    return {
+        "dark": _ramp(luma, thresholds.min_luma * 0.5, thresholds.min_luma * 2.5)
+        * (1.0 - _ramp(stats["blackFrac"], 0.6, 0.95)),
+        "washedOut": (1.0 - _ramp(luma, thresholds.max_luma - 0.25, thresholds.max_luma))
+        * (1.0 - _ramp(stats["whiteFrac"], 0.3, 0.8)),
+        "flat": _ramp(stats["contrast"], 0.02, 0.10),
+        "frozen": _ramp(math.log10(motion), math.log10(thresholds.min_motion * 0.5),
+                        math.log10(thresholds.min_motion * 5)),
+        "strobing": 1.0 - _ramp(stats["flicker"], thresholds.max_flicker * 0.66, thresholds.max_flicker * 2),
+        "deaf": 0.6 + 0.4 * _ramp(stats["audioCorr"], thresholds.min_audio_corr, thresholds.min_audio_corr + 0.3),
+        "drowned": 0.3 + 0.7 * _ramp(weaker_layer, thresholds.min_layer_share * 0.5, thresholds.min_layer_share * 4),
+        "grey": 0.8 + 0.2 * _ramp(stats["colourfulness"], 0.02, 0.2),
+    }
+
+
+def measured_quality(row: dict, thresholds: SampleSettings = SampleSettings()) -> float:
+    """The quality in [0, 1] a row measured: the product of its `quality_factors`.
+
+    A row whose status is not `ok` is a pair that failed to load, link, draw or finish in time: it would
+    fail the same way on stage, so it measures 0.
+    """
+    if row["status"] != "ok":
+        return 0.0
+    return float(np.prod(list(quality_factors(row["stats"], thresholds).values())))
+
+
+# ------------------------------------------------------------------------------------- pack presets
+
+
+@dataclass
+class PackPresets:
+    """A pack's manifest pairs with the feature vectors of their presets (in manifest order)."""
+
+    pack: str
+    pairs: list[int] = field(default_factory=list)            # pairs whose both presets were read
+    fg: list[np.ndarray] = field(default_factory=list)
+    bg: list[np.ndarray] = field(default_factory=list)
+    hashes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)          # "pair N: path" of files that do not exist
+    unreadable: list[str] = field(default_factory=list)       # "pair N: message" of files that failed to load
+    manifest_pairs: int = 0
+
+
+def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> PackPresets:
+    """Feature vectors of every manifest pair of `pack`; missing and unreadable files are listed, not raised."""
+    manifest_path = workspace.manifest_path(pack)
+    manifest = load_manifest(manifest_path)
+    if manifest.pack != pack:
+        raise ContractError(manifest_path, f"pack is {manifest.pack!r} but the file is in pack {pack!r}'s folder",
+                            "make the manifest's pack match its folder")
+    presets = PackPresets(pack, manifest_pairs=len(manifest.pairs))
+    progress = Progress(f"features {pack}", len(manifest.pairs))
+    for entry in sorted(manifest.pairs, key=lambda item: item.pair):
+        progress.update()
+        where = f"{manifest_path} pair {entry.pair}"
+        paths = [resolve_url(workspace.public, url, where) for url in (entry.fgUrl, entry.bgUrl)]
+        absent = [path for path in paths if not path.is_file()]
+        if absent:
+            presets.missing += [f"pair {entry.pair}: {path}" for path in absent]
+            continue
+        vectors = [cache.get(path) for path in paths]
+        if any(vector is None for vector in vectors):
+            presets.unreadable += [f"pair {entry.pair}: {cache.failures[path]}" for path, vector
+                                   in zip(paths, vectors) if vector is None]
+            continue
+        presets.pairs.append(entry.pair)
+        presets.fg.append(vectors[0])
+        presets.bg.append(vectors[1])
+        presets.hashes[entry.pair] = (file_hash(paths[0]), file_hash(paths[1]))
+    progress.close()
+    return presets
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+
+@dataclass
+class PairSet:
+    """Examples of one source: pair features, targets in [0, 1] and a key naming each example."""
+
+    features: np.ndarray
+    targets: np.ndarray
+    keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def subset(self, mask: np.ndarray) -> "PairSet":
+        return PairSet(self.features[mask], self.targets[mask], [k for k, keep in zip(self.keys, mask) if keep])
+
+
+@dataclass
+class Sources:
+    sets: dict[str, PairSet]                      # "elite" | "eval" | "neg", only the sources present
+    notes: dict[str, str]                         # per source: why it is absent or how it was built
+    packs: dict[str, dict]                        # per pack: row and preset counts for the report
+    warnings: list[str]
+
+
+def _latest_rows(workspace: Workspace, pack: str) -> tuple[list[dict], list[str]]:
+    """Every readable row of a pack in write order: shards (sorted), then the merged eval.jsonl."""
+    files = sorted(workspace.shards_dir(pack).glob("*.jsonl")) if workspace.shards_dir(pack).is_dir() else []
+    files.append(workspace.eval_path(pack))
+    rows, warnings = [], []
+    for path in files:
+        file_rows, file_warnings = read_rows(path)
+        rows += file_rows
+        warnings += file_warnings
+    return rows, warnings
+
+
+def eval_pairs(workspace: Workspace, presets: PackPresets) -> tuple[dict[int, dict], dict, list[str]]:
+    """The row that counts for each sampled pair of a pack, plus counts for the report."""
+    rows, warnings = _latest_rows(workspace, presets.pack)
+    chosen: dict[int, dict] = {}
+    counts = {"rows": len(rows), "okRows": 0, "failedRows": 0, "staleRows": 0}
+    # Stable sort by time keeps write order among rows of the same second.
+    for row in sorted(rows, key=lambda r: r["sampledAt"]):
+        if row["pack"] != presets.pack or presets.hashes.get(row["pair"]) != (row["fgHash"], row["bgHash"]):
+            counts["staleRows"] += 1
+            continue
+        counts["okRows" if row["status"] == "ok" else "failedRows"] += 1
+        previous = chosen.get(row["pair"])
+        if previous is None or row["status"] == "ok" or previous["status"] != "ok":
+            chosen[row["pair"]] = row
+    counts["pairs"] = len(chosen)
+    return chosen, counts, warnings
+
+
+def _elite_entries(workspace: Workspace, settings: TrainSettings) -> tuple[list[EliteEntry], str, list[str]]:
+    path = Path(settings.elite_path).expanduser() if settings.elite_path else workspace.root / "elite.json"
+    entries: dict[tuple[str, str], EliteEntry] = {}
+    found = []
+    if path.is_file():
+        entries.update(((e.fgUrl, e.bgUrl), e) for e in load_elite(path))
+        found.append(f"{len(entries)} from {path}")
+    elif settings.elite_path:
+        raise ContractError(path, "elite manifest not found", "fix --elite-path or leave it empty")
+    ratings, warnings = read_ratings(workspace.ratings_path)
+    if ratings:
+        entries.update(((e.fgUrl, e.bgUrl), e) for e in ratings)  # the player's latest word wins
+        found.append(f"{len(ratings)} ratings from {workspace.ratings_path}")
+    note = ", ".join(found) if found else f"skipped: no elite manifest at {path} and no ratings"
+    return list(entries.values()), note, warnings
+
+
+def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache) -> tuple[PairSet | None, str,
+                                                                                           list[str]]:
+    entries, note, warnings = _elite_entries(workspace, settings)
+    features, targets, keys = [], [], []
+    for entry in entries:
+        where = f"elite entry {entry.fgUrl} + {entry.bgUrl}"
+        try:
+            vectors = [cache.get(resolve_url(workspace.public, url, where)) for url in (entry.fgUrl, entry.bgUrl)]
+        except ContractError as error:
+            warnings.append(f"{error} (entry skipped)")
+            continue
+        if any(vector is None for vector in vectors):
+            warnings.append(f"{where}: a preset is missing or unreadable (entry skipped)")
+            continue
+        features.append(pair_features(*vectors))
+        targets.append((entry.score - 1.0) / 4.0)
+        keys.append(f"{entry.fgUrl}|{entry.bgUrl}")
+    if not keys:
+        return None, note, warnings
+    return PairSet(np.stack(features), np.asarray(targets, np.float32), keys), note, warnings
+
+
+def negative_indices(count: int, wanted: int, min_distance: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, int, str]:
+    """Up to `wanted` distinct (i, j) with |i - j| >= distance among `count` pairs; the distance is
+    clamped to count // 2 for small packs. Returns (indices of shape (n, 2), distance used, note)."""
+    distance = max(1, min(min_distance, count // 2))
+    note = "" if distance == min_distance else f"NegMinPairDistance clamped from {min_distance} to {distance} " \
+                                               f"for {count} pairs"
+    possible = (count - distance) * (count - distance + 1) if count > distance else 0
+    if possible == 0 or wanted <= 0:
+        return np.zeros((0, 2), np.int64), distance, note
+    if wanted >= possible:
+        i, j = np.meshgrid(np.arange(count), np.arange(count), indexing="ij")
+        allowed = np.abs(i - j) >= distance
+        chosen = np.stack([i[allowed], j[allowed]], axis=1)
+        if wanted > possible:
+            note = (note + "; " if note else "") + f"only {possible} distinct negatives exist"
+        return chosen, distance, note
+    found = np.zeros((0, 2), np.int64)
+    while len(found) < wanted:
+        draw = rng.integers(0, count, size=(2 * (wanted - len(found)) + 16, 2))
+        draw = draw[np.abs(draw[:, 0] - draw[:, 1]) >= distance]
+        found = np.unique(np.concatenate([found, draw]), axis=0)
+    return found[rng.permutation(len(found))[:wanted]], distance, note
+
+
+def gather_sources(workspace: Workspace, settings: TrainSettings, cache: FeatureCache | None = None,
+                   packs: list[str] | None = None, thresholds: SampleSettings = SampleSettings()) -> Sources:
+    """Read every pack's presets and rows, the elite entries and ratings, and draw the negatives.
+
+    `thresholds` are the sampler's okHeuristic settings that `measured_quality` shares."""
+    cache = cache or FeatureCache()
+    rng = np.random.default_rng(settings.seed)
+    eval_features, eval_targets, eval_keys = [], [], []
+    neg_features, neg_keys, neg_notes = [], [], []
+    pack_report, warnings = {}, []
+    for pack in workspace.packs() if packs is None else packs:
+        presets = read_pack_presets(workspace, pack, cache)
+        chosen, counts, pack_warnings = eval_pairs(workspace, presets)
+        warnings += pack_warnings
+        position = {pair: index for index, pair in enumerate(presets.pairs)}
+        for pair, row in sorted(chosen.items()):
+            index = position[pair]
+            eval_features.append(pair_features(presets.fg[index], presets.bg[index]))
+            eval_targets.append(measured_quality(row, thresholds))
+            eval_keys.append(f"{pack}:{pair}")
+        indices, distance, note = negative_indices(len(presets.pairs), settings.neg_samples,
+                                                   settings.neg_min_pair_distance, rng)
+        if len(indices):
+            fg, bg = np.stack(presets.fg), np.stack(presets.bg)
+            neg_features.append(pair_features(fg[indices[:, 0]], bg[indices[:, 1]]))
+            neg_keys += [f"{pack}:{presets.pairs[i]}/{presets.pairs[j]}" for i, j in indices]
+        neg_notes.append(f"{pack}: {len(indices)} at |i-j| >= {distance}" + (f" ({note})" if note else ""))
+        pack_report[pack] = {**counts, "manifestPairs": presets.manifest_pairs, "readablePairs": len(presets.pairs),
+                             "missingFiles": len(presets.missing), "unreadableFiles": len(presets.unreadable)}
+        warnings += presets.unreadable[:5]
+
+    sets: dict[str, PairSet] = {}
+    notes: dict[str, str] = {}
+    elite, notes["elite"], elite_warnings = elite_set(workspace, settings, cache)
+    warnings += elite_warnings
+    if elite is not None:
+        sets["elite"] = elite
+    if eval_keys:
+        sets["eval"] = PairSet(np.stack(eval_features), np.asarray(eval_targets, np.float32), eval_keys)
+        notes["eval"] = f"{len(eval_keys)} sampled pairs"
+    else:
+        notes["eval"] = "skipped: no eval rows yet (run `doit sample`)"
+    if neg_keys:
+        sets["neg"] = PairSet(np.concatenate(neg_features), np.zeros(len(neg_keys), np.float32), neg_keys)
+    notes["neg"] = "; ".join(neg_notes) if neg_notes else "skipped: no packs"
+    return Sources(sets, notes, pack_report, warnings)

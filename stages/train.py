@@ -1,0 +1,325 @@
+"""Train the coupling net on elite, eval and negative pairs; write the checkpoint and a training report.
+
+In: a `Workspace` (its packs' presets and eval rows, elite manifest, ratings) and `TrainSettings`.
+Out: `outputs/coupling/models/coupling_net_final.pth` (`stages.checkpoint`) and the JSON report next to
+it (`contracts.validate_train_report`): per-epoch loss per source, held-out Spearman/Pearson with
+bootstrap 95% intervals for the net and for a ridge baseline on the same features, and elite AUC.
+
+Reads only files: never starts a browser. Seeded and reproducible on CPU; CUDA when present.
+
+The recipe, top to bottom in `train`:
+1. gather the sources (`stages.sources`) and hold out a seeded 15% of eval pairs (by pair);
+2. standardise features with the training set's mean and std;
+3. draw batches with a WeightedRandomSampler so sources arrive at 0.25/0.25/0.50 (elite/eval/neg,
+   renormalised over the sources present); loss = BCE against soft targets, scaled per source by
+   1 (elite), ExtraEvalWeight (eval) and NegWeight (neg);
+4. evaluate on the held-out pairs, fit the ridge baseline, save.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import BatchSampler, WeightedRandomSampler
+
+from stages.checkpoint import save_checkpoint
+from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate_train_report, value_hash, write_json
+from stages.errors import CqError
+from stages.features import FeatureCache
+from stages.model import CouplingNet, NetConfig
+from stages.settings import SampleSettings, TrainSettings, from_params
+from stages.sources import PairSet, Sources, gather_sources
+from stages.workspace import Workspace, settings_config
+
+SOURCE_SHARES = {"elite": 0.25, "eval": 0.25, "neg": 0.50}
+BOOTSTRAP_ROUNDS = 1000
+MIN_HELD_OUT = 5  # fewer held-out pairs give no correlation worth reporting
+RIDGE_LAMBDAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+WEIGHT_DECAY = 0.05  # strong: eval sets are small (a few hundred pairs) and the net must not memorise them
+
+# ------------------------------------------------------------------------------------------- device
+
+
+def pick_device(require_cuda: bool) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if require_cuda:
+        raise CqError("--require-cuda is set but torch sees no CUDA GPU (torch.cuda.is_available() is False): "
+                      "run on a machine with an NVIDIA GPU and a CUDA build of torch, or drop --require-cuda")
+    return torch.device("cpu")
+
+
+def gpu_snapshot() -> dict:
+    """Name, memory and utilisation of the GPU torch uses, read through NVML (pynvml)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pynvml announces its rename on import
+        import pynvml
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:
+        return {"error": f"NVML unavailable: {error}"}
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        name = pynvml.nvmlDeviceGetName(handle)
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        rates = pynvml.nvmlDeviceGetUtilizationRates(handle)
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        return {"name": name.decode() if isinstance(name, bytes) else name,
+                "driver": driver.decode() if isinstance(driver, bytes) else driver,
+                "memoryUsedMiB": memory.used // 2**20, "memoryTotalMiB": memory.total // 2**20,
+                "utilizationGpu": rates.gpu, "utilizationMemory": rates.memory,
+                "torchMaxAllocatedMiB": torch.cuda.max_memory_allocated() // 2**20}
+    except pynvml.NVMLError as error:
+        return {"error": f"NVML query failed: {error}"}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (what Spearman's rho needs)."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    norm = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return pearson(_ranks(a), _ranks(b))
+
+
+def with_interval(metric, predicted: np.ndarray, measured: np.ndarray, seed: int) -> dict | None:
+    """`{value, lo, hi}`: the metric and its bootstrap 95% interval over resampled pairs."""
+    value = metric(predicted, measured)
+    if len(measured) < MIN_HELD_OUT or not np.isfinite(value):
+        return None
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(measured), size=(BOOTSTRAP_ROUNDS, len(measured)))
+    samples = np.array([metric(predicted[d], measured[d]) for d in draws])
+    samples = samples[np.isfinite(samples)]
+    lo, hi = np.percentile(samples, [2.5, 97.5]) if len(samples) else (value, value)
+    return {"value": round(value, 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a positive outranks a negative (ties count half)."""
+    pos, neg = scores[positive], scores[~positive]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
+    """Ridge regression baseline; the penalty is picked by 5-fold cross-validation on the training rows."""
+    def fit(x, y, penalty):
+        centre = y.mean()
+        weights = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (y - centre))
+        return lambda z: z @ weights + centre
+
+    folds = np.random.default_rng(seed).permutation(len(y_train)) % 5
+    errors = []
+    for penalty in RIDGE_LAMBDAS:
+        squared = [np.mean((fit(x_train[folds != k], y_train[folds != k], penalty)(x_train[folds == k])
+                            - y_train[folds == k]) ** 2) for k in range(5) if (folds == k).any()]
+        errors.append(np.mean(squared))
+    best = RIDGE_LAMBDAS[int(np.argmin(errors))]
+    return fit(x_train, y_train, best)(x_test)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def held_out_mask(keys: list[str], fraction: float, seed: int) -> np.ndarray:
+    """A seeded `fraction` of keys (at least one when there are two or more), chosen by a hash of the key,
+    so adding pairs later leaves the earlier pairs on their side of the split."""
+    count = int(round(fraction * len(keys)))
+    if fraction > 0 and len(keys) >= 2:
+        count = max(count, 1)
+    order = sorted(range(len(keys)), key=lambda i: value_hash([seed, keys[i]]))
+    mask = np.zeros(len(keys), bool)
+    mask[order[:count]] = True
+    return mask
+
+
+def source_weights(sets: dict[str, PairSet]) -> dict[str, float]:
+    """Sampling share per source present, renormalised to sum to 1."""
+    total = sum(SOURCE_SHARES[name] for name in sets)
+    return {name: SOURCE_SHARES[name] / total for name in sets}
+
+
+def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: TrainSettings, device: torch.device,
+        mean: np.ndarray, std: np.ndarray, log=print) -> tuple[CouplingNet, list[dict]]:
+    """The training loop: returns the trained net and one log record per epoch."""
+    torch.manual_seed(settings.seed)
+    names = list(train_sets)
+    x = torch.from_numpy(np.concatenate([(train_sets[n].features - mean) / std for n in names])).float().to(device)
+    y = torch.from_numpy(np.concatenate([train_sets[n].targets for n in names])).float().to(device)
+    source = torch.from_numpy(np.concatenate([np.full(len(train_sets[n]), i) for i, n in enumerate(names)])).to(device)
+    loss_weight = torch.tensor([{"elite": 1.0, "eval": settings.extra_eval_weight, "neg": settings.neg_weight}[n]
+                                for n in names], device=device)
+    shares = source_weights(train_sets)
+    draw_weight = np.concatenate([np.full(len(train_sets[n]), shares[n] / len(train_sets[n])) for n in names])
+    sampler = WeightedRandomSampler(torch.from_numpy(draw_weight), num_samples=len(draw_weight), replacement=True,
+                                    generator=torch.Generator().manual_seed(settings.seed))
+    if held_out is not None:
+        x_held = torch.from_numpy((held_out.features - mean) / std).float().to(device)
+        y_held = torch.from_numpy(held_out.targets).float().to(device)
+
+    net = CouplingNet(NetConfig(features=x.shape[1])).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=WEIGHT_DECAY)
+    epochs = []
+    for epoch in range(1, settings.epochs + 1):
+        started = time.monotonic()
+        net.train()
+        loss_sum = torch.zeros(len(names), device=device)
+        drawn = torch.zeros(len(names), device=device)
+        for batch in BatchSampler(sampler, settings.batch_size, drop_last=False):
+            index = torch.as_tensor(batch, device=device)
+            losses = F.binary_cross_entropy_with_logits(net(x[index]), y[index], reduction="none")
+            batch_source = source[index]
+            loss = (losses * loss_weight[batch_source]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum.index_add_(0, batch_source, losses.detach())
+            drawn.index_add_(0, batch_source, torch.ones_like(losses))
+        per_source = (loss_sum / drawn.clamp(min=1)).tolist()
+        drawn_counts = drawn.long().tolist()
+        record = {"epoch": epoch,
+                  "loss": {n: (round(per_source[names.index(n)], 5) if n in names else None) for n in TRAIN_SOURCES},
+                  "drawn": {n: (drawn_counts[names.index(n)] if n in names else 0) for n in TRAIN_SOURCES},
+                  "heldOutLoss": None}
+        record["loss"]["total"] = round(float(loss_sum.sum() / drawn.sum()), 5)
+        if held_out is not None:
+            net.eval()
+            with torch.no_grad():
+                record["heldOutLoss"] = round(float(F.binary_cross_entropy_with_logits(net(x_held), y_held)), 5)
+        epochs.append(record)
+        log(f"epoch {epoch:3d}/{settings.epochs}  loss " + "  ".join(
+            f"{n} {record['loss'][n]:.4f}" for n in names)
+            + (f"  held-out {record['heldOutLoss']:.4f}" if held_out is not None else "")
+            + f"  ({time.monotonic() - started:.1f} s)")
+    return net, epochs
+
+
+@torch.no_grad()
+def predict(net: CouplingNet, features: np.ndarray, mean: np.ndarray, std: np.ndarray,
+            device: torch.device) -> np.ndarray:
+    net.eval()
+    x = torch.from_numpy((features - mean) / std).float().to(device)
+    return torch.sigmoid(net(x)).cpu().numpy().astype(np.float64)
+
+
+def elite_auc(scores: np.ndarray, elite: PairSet, held_out: np.ndarray) -> dict | None:
+    """AUC of the net separating elite pairs rated >= 4 from those rated <= 2: on held-out elite entries when
+    both kinds are among them, else on all of them (in-sample, and marked so)."""
+    rating = elite.targets * 4 + 1
+    for subset, is_held_out in ((held_out, True), (np.ones(len(rating), bool), False)):
+        positive, negative = subset & (rating >= 4), subset & (rating <= 2)
+        if positive.any() and negative.any():
+            chosen = positive | negative
+            return {"value": round(auc(scores[chosen], positive[chosen]), 4), "positives": int(positive.sum()),
+                    "negatives": int(negative.sum()), "heldOut": is_held_out}
+    return None
+
+
+def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sources | None = None) -> dict:
+    """Train on what the workspace holds, save the checkpoint and the report; return the report."""
+    started = time.monotonic()
+    device = pick_device(settings.require_cuda)
+    torch.set_num_threads(max(1, settings.threads))
+    snapshot = {"before": gpu_snapshot() if device.type == "cuda" else None, "after": None}
+    if device.type == "cuda":
+        log(f"device=cuda  {snapshot['before']}")
+    else:
+        log(f"device=cpu  (no CUDA GPU visible to torch {torch.__version__}; training on the CPU)")
+
+    thresholds = from_params(SampleSettings, settings_config(workspace).get("sample", {}))
+    sources = sources or gather_sources(workspace, settings, FeatureCache(), thresholds=thresholds)
+    for warning in sources.warnings[:20]:
+        log(f"warning: {warning}")
+    for name in TRAIN_SOURCES:
+        log(f"source {name}: {sources.notes.get(name, '')}")
+    if "eval" not in sources.sets and "elite" not in sources.sets:
+        raise CqError("nothing to learn from: no eval rows and no elite entries in the workspace "
+                      f"{workspace.root} (run `doit sample` first, or add an elite manifest)")
+
+    # 1. hold out a seeded share of the eval pairs, and of the elite entries
+    train_sets = dict(sources.sets)
+    held_out, elite_held = None, None
+    if "eval" in sources.sets:
+        mask = held_out_mask(sources.sets["eval"].keys, settings.holdout, settings.seed)
+        held_out = sources.sets["eval"].subset(mask) if mask.any() else None
+        train_sets["eval"] = sources.sets["eval"].subset(~mask)
+    if "elite" in sources.sets:
+        elite_held = held_out_mask(sources.sets["elite"].keys, settings.holdout, settings.seed)
+        train_sets["elite"] = sources.sets["elite"].subset(~elite_held)
+    train_sets = {name: pairs for name, pairs in train_sets.items() if len(pairs)}
+
+    # 2. standardise with the training set's statistics
+    everything = np.concatenate([pairs.features for pairs in train_sets.values()])
+    mean = everything.mean(axis=0)
+    std = everything.std(axis=0)
+    std[std < 1e-6] = 1.0
+    del everything
+
+    # 3. train
+    log(f"training on {', '.join(f'{len(p)} {n}' for n, p in train_sets.items())}"
+        + (f"; {len(held_out)} eval pairs held out" if held_out is not None else ""))
+    net, epochs = fit(train_sets, held_out, settings, device, mean, std, log)
+    train_seconds = time.monotonic() - started
+
+    # 4. evaluate against the held-out pairs, beside a ridge baseline on the same features
+    metrics = {"pairs": 0, "net": {"spearman": None, "pearson": None}, "ridge": {"spearman": None, "pearson": None}}
+    if held_out is not None and "eval" in train_sets:
+        measured = held_out.targets.astype(np.float64)
+        net_scores = predict(net, held_out.features, mean, std, device)
+        ridge_scores = ridge_predict((train_sets["eval"].features - mean) / std, train_sets["eval"].targets,
+                                     (held_out.features - mean) / std, settings.seed)
+        metrics["pairs"] = len(held_out)
+        for model_name, scores in (("net", net_scores), ("ridge", ridge_scores)):
+            metrics[model_name] = {"spearman": with_interval(spearman, scores, measured, settings.seed),
+                                   "pearson": with_interval(pearson, scores, measured, settings.seed)}
+        log(f"held-out ({len(held_out)} pairs): net spearman {metrics['net']['spearman']}, "
+            f"ridge spearman {metrics['ridge']['spearman']}")
+    elite_metric = None
+    if "elite" in sources.sets:
+        elite_metric = elite_auc(predict(net, sources.sets["elite"].features, mean, std, device),
+                                 sources.sets["elite"], elite_held)
+        log(f"elite AUC (>=4 vs <=2): {elite_metric}")
+
+    if device.type == "cuda":
+        snapshot["after"] = gpu_snapshot()
+        log(f"device=cuda after training  {snapshot['after']}")
+    settings_record = dataclasses.asdict(settings)
+    save_checkpoint(workspace.checkpoint_path, net.cpu(), mean, std, settings_record)
+    report = {
+        "kind": TRAIN_REPORT_KIND, "trainedAt": now_iso(), "trainSeconds": round(train_seconds, 3),
+        "device": device.type, "deviceSnapshot": snapshot, "settings": settings_record,
+        "featureCount": int(mean.shape[0]),
+        "sources": {name: {"count": len(sources.sets[name]) if name in sources.sets else 0,
+                           "trained": len(train_sets[name]) if name in train_sets else 0,
+                           "share": source_weights(train_sets).get(name, 0.0),
+                           "lossWeight": {"elite": 1.0, "eval": settings.extra_eval_weight,
+                                          "neg": settings.neg_weight}[name],
+                           "note": sources.notes.get(name, "")} for name in TRAIN_SOURCES},
+        "epochs": epochs, "heldOut": metrics, "eliteAuc": elite_metric, "packs": sources.packs,
+        "warnings": sources.warnings,
+    }
+    write_json(workspace.train_report_path, validate_train_report(report, workspace.train_report_path))
+    log(f"wrote {workspace.checkpoint_path} and {Path(workspace.train_report_path).name} "
+        f"({train_seconds:.1f} s on {device.type})")
+    return report
