@@ -23,15 +23,19 @@ Same seed and count, same bytes: the stdlib's seeded `random.Random`, a fixed `g
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import random
 import re
+import sys
 from pathlib import Path
 
 from stages.contracts import Manifest, ManifestPair, read_json, write_json
 from stages.errors import ContractError, CqError
+from stages.progress import Progress
 from stages.presets import load_preset
+from stages.settings import SampleSettings
 from stages.workspace import DATA_DIR, WEB_DIR, Workspace
 
 DEMO_PACK = "demo"
@@ -44,6 +48,11 @@ PRESETS_DIR = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "co
 COUPLING_NAME = "coupling.v0.json"
 DIGITS = 6
 _PAIR_FILE = re.compile(r"^demo_\d{5}_(fg|bg)\.json$")
+BUTTERCHURN_JS = WEB_DIR / "node_modules" / "butterchurn" / "dist" / "butterchurn.js"
+SCREEN_FRAMES = 16
+SCREEN_SIZE = 32         # a preset's cost here is its equations more than its pixels: small is enough
+SCREEN_MIN_LUMA = 0.002  # "draws something": a base must reach this mean luma in a frame of the second half
+SCREEN_MAX_LOAD_MS = 5000.0  # slower presets would dominate a demo run on two cores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,3 +194,110 @@ def _remove_stale(workspace: Workspace, count: int) -> None:
             for entry in folder.iterdir():
                 if _PAIR_FILE.match(entry.name) and entry.name not in keep:
                     entry.unlink()
+
+
+# ------------------------------------------------------------------------------------------ screen
+
+
+def undeclared_textures(preset: dict, declared: set[str]) -> list[str]:
+    """`texsize_<image>` uniforms a preset's shaders use but butterchurn never declares (a link failure)."""
+    used = set(re.findall(r"texsize_\w+", f"{preset.get('warp', '')}\n{preset.get('comp', '')}"))
+    return sorted(used - declared)
+
+
+def screen_verdict(result, min_luma: float = SCREEN_MIN_LUMA, max_load_ms: float = SCREEN_MAX_LOAD_MS) -> str:
+    """Why a preset rendered alone (as fg and bg of one pair) is not a clean base; "" when it is."""
+    if result.status != "ok":
+        detail = f": {result.errors[0]}" if result.errors else ""
+        return f"{result.status}{detail}"[:300]
+    if result.errors:
+        return f"rendered with errors: {result.errors[0]}"[:300]
+    luma = result.series["fgLuma"]
+    late = max(luma[len(luma) // 2:])
+    if late < min_luma:
+        return f"draws black frames (mean luma at most {late:.4f} after the first half)"
+    load_ms = float(result.timings.get("loadMs", 0.0))
+    if load_ms > max_load_ms:
+        return f"loads slowly ({load_ms:.0f} ms)"
+    return ""
+
+
+def screen(out_path: Path = BASES_PATH, presets_dir: Path = PRESETS_DIR, limit: int = 0,
+           frames: int = SCREEN_FRAMES, size: int = SCREEN_SIZE, workers: int = 1,
+           state_dir: Path | None = None) -> dict:
+    """Render every converted preset alone for a few frames; write the clean ones to `out_path`.
+
+    "Alone": the preset is both layers of a pair at fg opacity 1, so the composite is that preset; a link
+    failure or an exception in either layer rejects it, and its `fgLuma` series decides "draws something".
+    """
+    from stages.audio import load_audio
+    from stages.render import PairJob, RenderPool
+
+    paths = sorted(Path(presets_dir).glob("*.json"))[: limit or None]
+    if not paths:
+        raise CqError(f"no presets in {presets_dir} (run `doit web_deps` to install butterchurn-presets)")
+    declared = set(re.findall(r"texsize_\w+", BUTTERCHURN_JS.read_text(encoding="utf-8")))
+    rejected, jobs = [], []
+    for number, path in enumerate(paths, start=1):
+        preset = load_preset(path)
+        missing = undeclared_textures(preset, declared)
+        if missing:
+            rejected.append({"name": path.stem, "why": f"uses {', '.join(missing)}, never declared by butterchurn"})
+        else:
+            jobs.append(PairJob(number, preset, preset, path.stem, path.stem))
+
+    settings = SampleSettings(frames=frames, width=size, height=size, readback=min(size, 64), workers=workers,
+                              pair_timeout_s=30.0, reload_every=100, fg_opacity=1.0)
+    audio = load_audio(settings)
+    progress = Progress("screen", len(jobs), unit="presets")
+    bases = []
+    state_dir = state_dir or Workspace.from_environment().state_dir
+    with RenderPool(settings, audio.frames, state_dir) as pool:
+        for result in pool.render(jobs):
+            why = screen_verdict(result)
+            if why:
+                rejected.append({"name": result.job.fg_id, "why": why})
+            else:
+                bases.append(result.job.fg_id)
+            progress.update(extra=f"{len(bases)} clean")
+        renderer, engine = pool.renderer, pool.engine
+    progress.close()
+    rejected.sort(key=lambda item: item["name"])
+    report = {"version": "v0", "source": PRESETS_SOURCE,
+              "screen": {"kind": "rendered", "frames": frames, "size": size, "minLuma": SCREEN_MIN_LUMA,
+                         "maxLoadMs": SCREEN_MAX_LOAD_MS, "renderer": renderer, "engine": engine,
+                         "candidates": len(paths)},
+              "bases": sorted(bases), "rejected": rejected}
+    write_json(out_path, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.demopack", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    screening = commands.add_parser("screen", help=f"render each butterchurn preset; rewrite {BASES_PATH.name}")
+    screening.add_argument("--out", type=Path, default=BASES_PATH)
+    screening.add_argument("--limit", type=int, default=0, help="screen only the first N presets (0: all)")
+    screening.add_argument("--frames", type=int, default=SCREEN_FRAMES)
+    screening.add_argument("--size", type=int, default=SCREEN_SIZE)
+    screening.add_argument("--workers", type=int, default=1)
+    building = commands.add_parser("build", help="write the demo pack into the workspace")
+    building.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    building.add_argument("--count", type=int, default=DEFAULT_COUNT)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "screen":
+            report = screen(args.out, limit=args.limit, frames=args.frames, size=args.size, workers=args.workers)
+            print(f"{len(report['bases'])} of {report['screen']['candidates']} presets screened clean "
+                  f"on {report['screen']['renderer']}; wrote {args.out}")
+        else:
+            written = build_demo_pack(Workspace.from_environment(), seed=args.seed, count=args.count)
+            print(f"wrote {len(written)} files, manifest {written[0]}")
+    except CqError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

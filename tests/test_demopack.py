@@ -112,3 +112,35 @@ def test_a_missing_base_preset_names_the_file(tmp_path):
     with pytest.raises(ContractError, match="No Such Preset.json.*missing"):
         build_demo_pack(Workspace(tmp_path / "ws"), bases_path=path)
     assert not Path(tmp_path / "ws" / "public").exists(), "nothing is written before the inputs check out"
+
+
+def test_the_screen_keeps_clean_presets_and_says_why_it_drops_the_others(tmp_path):
+    """A real screen in headless Chromium over four variants of one preset."""
+    from stages.demopack import screen
+
+    good = load_preset(PRESETS_DIR / "$$$ Royal - Mashup (220).json")
+    presets_dir = tmp_path / "presets"
+    variants = {
+        "good": good,
+        "black": {**good, "comp": " shader_body { \n  ret = vec3(0.0, 0.0, 0.0);\n }"},
+        "broken": {**good, "comp": " shader_body { \n  ret = no_such_variable.xyz;\n }"},
+        "texsize": {**good, "comp": " shader_body { \n  ret = vec3(texsize_moss1.x);\n }"},
+    }
+    for name, preset in variants.items():
+        write_json(presets_dir / f"{name}.json", preset)
+    out = tmp_path / "bases.json"
+    report = screen(out, presets_dir=presets_dir, frames=6, size=32, state_dir=tmp_path / "state")
+    assert read_json(out) == report and load_bases(out) == ["good"]
+    why = {item["name"]: item["why"] for item in report["rejected"]}
+    assert set(why) == {"black", "broken", "texsize"}
+    assert "black" in why["black"] and why["broken"].startswith("shader-failed")
+    assert "texsize_moss1" in why["texsize"]
+    assert report["screen"]["renderer"] and report["screen"]["candidates"] == 4
+
+
+def test_undeclared_texture_sizes_are_found_statically():
+    from stages.demopack import undeclared_textures
+
+    preset = {"warp": "uniform vec4 texsize_noise_lq; x = texsize_noise_lq.x;", "comp": "y = texsize_cells.zw;"}
+    assert undeclared_textures(preset, {"texsize_noise_lq"}) == ["texsize_cells"]
+    assert undeclared_textures({"warp": "", "comp": ""}, set()) == []
