@@ -71,7 +71,7 @@ COUPLING = (
     Coupled("cx", "motion", 0.5, 0.03, 0.0, 1.0),
     Coupled("cy", "motion", 0.5, 0.03, 0.0, 1.0),
     Coupled("rot", "motion", 0.0, 0.03),
-    Coupled("zoom", "motion", 1.0, 0.02, 0.0),
+    Coupled("zoom", "motion", 1.0, 0.01, 0.0),
     Coupled("mv_dx", "motion", 0.0, 0.02, -1.0, 1.0),
     Coupled("mv_dy", "motion", 0.0, 0.02, -1.0, 1.0),
     Coupled("mv_l", "motion", 0.9, 0.3, 0.0, 5.0),
