@@ -913,9 +913,11 @@ class Emitter:
             self.scopes[-1][name] = Symbol(symbol.type, glsl, True)
             lines.append(f"  {symbol.type.glsl()} {glsl} = {name};")
         self.return_type = VOID
-        statements = [self.statement(statement, 1) for statement in body.statements]
+        # butterchurn leaves `ret` uninitialised; MilkDrop starts it at 0. The shader's own statements go in a
+        # block of their own, so a declaration may shadow main()'s locals (rad, ang, ...) as in MilkDrop.
+        statements = self.block(body, 1)
         self.scopes.pop()
-        return "\n".join([f"  {line}" for line in self.deferred] + lines + statements) + "\n"
+        return "\n".join([f"  {line}" for line in self.deferred] + lines + ["  ret = vec3(0.0);", "  " + statements]) + "\n"
 
     def top_level(self, node: Node) -> None:
         if node.kind in ("function", "prototype"):

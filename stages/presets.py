@@ -39,6 +39,12 @@ PRESET_SUFFIXES = (".json", ".milk")
 CONVERTER_VERSION = "milk-1"
 CACHE_DIR_NAME = "milk-cache"
 BLACK_LUMA = 0.02
+# The other layer of a screening pair: draws nothing, costs little, so the pair's fg is the preset alone.
+QUIET_LAYER = {"version": 2, "baseVals": {"decay": 0.0, "wave_a": 0.0}, "init_eqs_eel": "", "frame_eqs_eel": "",
+               "pixel_eqs_eel": "", "warp": "", "comp": "",
+               "shapes": [{"baseVals": {"enabled": 0}, "init_eqs_eel": "", "frame_eqs_eel": ""}] * 4,
+               "waves": [{"baseVals": {"enabled": 0}, "init_eqs_eel": "", "frame_eqs_eel": "",
+                          "point_eqs_eel": ""}] * 4}
 SCREEN_STATUSES = ("ok", "degraded", "read-failed", "translate-failed", "shader-failed", "eel-error",
                    "timeout", "black")
 
@@ -286,7 +292,7 @@ def screen(folder: Path, out: Path | None = None, frames: int = 20, size: int = 
 
 def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int, allow_degraded: bool,
           timeout_s: float, chromium: str, cache_dir: Path | None, progress_class) -> str:
-    """Render each preset (as both layers of a pair) and set its record's status from what it drew."""
+    """Render each preset (as the fg of a pair over a quiet bg) and set its record's status from what it drew."""
     from stages.audio import load_audio
     from stages.render import PairJob, RenderPool
     from stages.settings import SampleSettings
@@ -295,7 +301,7 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
                               pair_timeout_s=timeout_s, chromium=chromium).validate()
     state_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).parent
     audio = load_audio(settings)
-    jobs = [PairJob(index, preset, preset, record["file"], record["file"])
+    jobs = [PairJob(index, preset, QUIET_LAYER, record["file"], "quiet")
             for index, (record, preset) in enumerate(loaded)]
     progress = progress_class("screen", total=len(jobs), unit="presets")
     retry: list[PairJob] = []
@@ -311,7 +317,7 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
         for job in retry:
             for stages in (("warp",), ("comp",), ("warp", "comp")):
                 preset = _without(job.fg, stages)
-                variants.append(PairJob(len(variants), preset, preset, job.fg_id, "/".join(stages)))
+                variants.append(PairJob(len(variants), preset, QUIET_LAYER, job.fg_id, "/".join(stages)))
         owners = [loaded[job.pair][0] for job in retry for _ in range(3)]
         fixed: dict[int, str] = {}
         for result in pool.render(variants):
