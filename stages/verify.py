@@ -17,24 +17,21 @@ picked pair in real time while sampling the composite. The checks:
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from stages.browser import BASE_ARGS, INSTALL_ADVICE, find_chromium
 from stages.contracts import load_manifest, now_iso, read_json, validate_quality, write_json
 from stages.errors import ContractError, CqError
 from stages.server import PLAYER_PATH, serving
 from stages.workspace import WEB_DIR, Workspace
 
 VERIFY_KIND = "coupled_verify.v0"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic",
-                 # the player's audio must run without a click, as it would after the user's first key
-                 "--autoplay-policy=no-user-gesture-required"]
-SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+# the player's audio must run without a click, as it would after the user's first key
+CHROMIUM_ARGS = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required"]
 NON_BLANK_LUMA = 0.02       # mean luma of a sampled frame above which it is not black
 NON_BLANK_SPREAD = 0.01     # luma standard deviation above which it is not one flat colour
 CHANGE_DELTA = 0.002        # mean absolute luma change between samples that counts as motion
@@ -50,7 +47,7 @@ class VerifySettings:
     width: int = 320
     height: int = 240
     timeout_s: float = 120.0
-    chromium: str = ""              # a Chromium executable (empty: the system's, then Playwright's)
+    chromium: str = ""              # a Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)
 
 
 @dataclass
@@ -119,15 +116,6 @@ def check_result(result: dict, manifest, quality: dict, page_errors: list[str],
     return checks
 
 
-def chromium_executable(configured: str) -> str | None:
-    """The Chromium to launch: a configured path, else the system's; None means Playwright's own."""
-    if configured:
-        if not Path(configured).is_file():
-            raise CqError(f"chromium {configured!r} does not exist (set --chromium to a Chromium executable)")
-        return configured
-    return next((path for path in SYSTEM_CHROMIUM if Path(path).is_file()), None) or shutil.which("chromium")
-
-
 def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
                web_dir: Path = WEB_DIR) -> tuple[dict, list[str], list[str]]:
     """Run the player's verify mode headless; (its result, page errors, console errors)."""
@@ -140,11 +128,11 @@ def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
     console_errors: list[str] = []
     with serving(workspace, web_dir=web_dir) as server, sync_playwright() as playwright:
         try:
-            browser = playwright.chromium.launch(executable_path=chromium_executable(settings.chromium),
-                                                 args=CHROMIUM_ARGS)
+            executable = find_chromium(settings.chromium, playwright.chromium.executable_path)
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         except PlaywrightError as error:
-            raise CqError(f"cannot start Chromium: {str(error).splitlines()[0]} (install Debian's chromium, run "
-                          "`playwright install chromium`, or pass --chromium PATH)") from None
+            raise CqError(f"cannot start Chromium {executable}: {str(error).splitlines()[0]} "
+                          f"({INSTALL_ADVICE})") from None
         try:
             page = browser.new_page(viewport={"width": settings.width, "height": settings.height})
             page.on("pageerror", lambda error: page_errors.append(str(error)))
