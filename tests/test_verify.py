@@ -1,0 +1,94 @@
+"""The verify gate: real headless Chromium running the real player against fixture packs."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from fixture_pack import make_pack
+from stages.contracts import load_manifest, read_json
+from stages.errors import CqError
+from stages.verify import (VerifySettings, check_result, load_verify_report, quartile_pick_ratio, report_path,
+                           verify_pack)
+from stages.workspace import WEB_DIR, Workspace
+
+FAST = VerifySettings(picks=300, seconds=2.0, width=240, height=160)
+
+
+def test_verify_passes_on_a_good_pack_and_writes_its_report(tmp_path):
+    ws = Workspace(tmp_path)
+    make_pack(ws, "demo", pairs=8, with_eval=False)
+    report = verify_pack(ws, "demo", FAST)
+    saved = load_verify_report(report_path(ws, "demo"))
+    assert saved["passed"] is True and saved == report
+    checks = {check["name"]: check for check in saved["checks"]}
+    assert set(checks) == {"same-pack", "picks-follow-quality", "frames-non-blank", "frames-change",
+                           "no-page-errors"}
+    assert all(check["passed"] for check in checks.values())
+    assert sum(saved["page"]["pickCounts"].values()) == FAST.picks
+    assert saved["page"]["renderer"] not in ("", "unknown")
+
+
+def test_verify_fails_on_a_quality_file_from_another_pack(tmp_path):
+    ws = Workspace(tmp_path)
+    make_pack(ws, "demo", pairs=8, quality_pack="other-pack", with_eval=False)
+    with pytest.raises(CqError, match="verify failed for pack 'demo'.*other-pack"):
+        verify_pack(ws, "demo", FAST)
+    assert read_json(report_path(ws, "demo"))["passed"] is False
+
+
+def test_verify_fails_on_a_page_that_throws(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    make_pack(ws, "demo", pairs=8, with_eval=False)
+    broken_web = tmp_path / "web"
+    broken_web.mkdir()
+    for name in ("player.html", "player.css", "player.js"):
+        shutil.copyfile(WEB_DIR / name, broken_web / name)
+    with (broken_web / "player.js").open("a") as script:
+        script.write('\nsetTimeout(() => { throw new Error("overlay exploded"); }, 500);\n')
+    with pytest.raises(CqError, match="no-page-errors: 1 page error.*overlay exploded"):
+        verify_pack(ws, "demo", FAST, web_dir=broken_web)
+    report = read_json(report_path(ws, "demo"))
+    failed = [check["name"] for check in report["checks"] if not check["passed"]]
+    assert failed == ["no-page-errors"]
+
+
+# -- the judgement itself, on page results that a real run could produce
+
+
+def page_result(counts: dict[int, int], frames: list[dict]) -> dict:
+    return {"pack": "demo", "qualityPack": "demo", "manifestPairs": 8, "qualityPairs": 8,
+            "qualityStd": 0.2946, "picks": sum(counts.values()), "pickCounts": {str(k): v for k, v in counts.items()},
+            "frames": frames, "renderedFrames": len(frames), "shownPairs": [7]}
+
+
+@pytest.fixture
+def demo(tmp_path):
+    ws = Workspace(tmp_path)
+    manifest = make_pack(ws, "demo", pairs=8, with_eval=False)
+    return load_manifest(manifest.path), read_json(ws.quality_path("demo"))
+
+
+def test_uniform_picks_and_a_black_still_screen_fail(demo):
+    manifest, quality = demo
+    black = [{"luma": 0.0, "spread": 0.0, "delta": None if i == 0 else 0.0} for i in range(10)]
+    checks = {c.name: c for c in check_result(page_result({p: 50 for p in range(8)}, black), manifest,
+                                              quality, [], VerifySettings())}
+    assert not checks["picks-follow-quality"].passed and "ratio 1.00" in checks["picks-follow-quality"].detail
+    assert not checks["frames-non-blank"].passed and not checks["frames-change"].passed
+    assert checks["same-pack"].passed and checks["no-page-errors"].passed
+
+
+def test_a_page_that_loaded_other_numbers_fails_same_pack(demo):
+    manifest, quality = demo
+    moving = [{"luma": 0.3, "spread": 0.1, "delta": 0.05} for _ in range(10)]
+    result = {**page_result({7: 90, 0: 10}, moving), "qualityStd": 0.1}
+    checks = {c.name: c for c in check_result(result, manifest, quality, [], VerifySettings())}
+    assert not checks["same-pack"].passed and "std 0.1000" in checks["same-pack"].detail
+    assert checks["picks-follow-quality"].passed and checks["frames-change"].passed
+
+
+def test_quartile_ratio_uses_the_scores_not_the_pair_numbers():
+    scores = {10: 0.9, 11: 0.1, 12: 0.5, 13: 0.6}
+    assert quartile_pick_ratio(scores, {10: 30, 11: 10, 12: 1, 13: 1}) == (3.0, 30, 10)
+    assert quartile_pick_ratio(scores, {11: 5}) == (0.0, 0, 5)
