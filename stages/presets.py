@@ -312,21 +312,10 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
             if record["status"] == "shader-failed":
                 retry.append(result.job)
             progress.update()
-        # Which stage broke? Draw again without warp, then without comp: says what degraded mode would show.
-        variants = []
-        for job in retry:
-            for stages in (("warp",), ("comp",), ("warp", "comp")):
-                preset = _without(job.fg, stages)
-                variants.append(PairJob(len(variants), preset, QUIET_LAYER, job.fg_id, "/".join(stages)))
-        owners = [loaded[job.pair][0] for job in retry for _ in range(3)]
-        fixed: dict[int, str] = {}
-        for result in pool.render(variants):
-            owner = id(owners[result.job.pair])
-            if result.status == "ok" and owner not in fixed:
-                fixed[owner] = result.job.bg_id
+        fixed = _degradable(pool, [(loaded[job.pair][0]["file"], job.fg) for job in retry])
         for job in retry:
             record = loaded[job.pair][0]
-            stages = fixed.get(id(record))
+            stages = fixed.get(record["file"])
             if stages is None:
                 continue
             note = f"{stages} shader replaced by butterchurn's default draws"
@@ -339,10 +328,35 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
         return pool.renderer
 
 
+def _degradable(pool, failed: list[tuple[str, dict]]) -> dict[str, str]:
+    """Which shader broke each failed preset: the stage(s) whose replacement by butterchurn's default draws.
+
+    Each stage alone first (only stages the preset has), then both; returns {file: "warp" | "comp" | ...}."""
+    from stages.render import PairJob
+
+    fixed: dict[str, str] = {}
+    for round_stages in ((("warp",), ("comp",)), (("warp", "comp"),)):
+        variants, owners = [], []
+        for name, preset in failed:
+            if name in fixed:
+                continue
+            for stages in round_stages:
+                if all(preset.get(stage) for stage in stages):
+                    variant = _without(preset, stages)
+                    variants.append(PairJob(len(variants), variant, QUIET_LAYER, name, "/".join(stages)))
+                    owners.append(name)
+        for result in pool.render(variants):
+            if result.status == "ok":
+                fixed.setdefault(owners[result.job.pair], result.job.bg_id)
+    return fixed
+
+
 def _classify(record: dict, result) -> None:
     errors = "; ".join(error.splitlines()[0] if len(error) > 300 else error for error in result.errors)
     if result.status == "ok":
-        brightest = max(result.series.get("fgLuma") or [0.0])
+        lumas = result.series.get("fgLuma") or [0.0]
+        record["luma"] = round(sum(lumas) / len(lumas), 4)
+        brightest = max(lumas)
         if brightest < BLACK_LUMA:
             record["status"], record["message"] = "black", f"max mean luma {brightest:.4f} over the frames"
         elif record["status"] != "degraded":
