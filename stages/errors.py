@@ -37,6 +37,7 @@ def report_errors(action):
             result = action(*args, **kwargs)
         except CqError as error:
             return TaskFailed(f"error: {error}")
-        return True if result is None else result
+        # doit accepts only these from an action; a stage's other return values are for its callers
+        return result if isinstance(result, (bool, str, dict)) else None
 
     return wrapped

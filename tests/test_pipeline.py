@@ -64,7 +64,7 @@ def doit(workspace: Workspace, *args: str, check: bool = True) -> subprocess.Com
     result = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env,
                             capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
-        raise AssertionError(f"doit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"doit {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 

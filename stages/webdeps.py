@@ -1,0 +1,39 @@
+"""The browser pages' npm dependencies (butterchurn, butterchurn-presets), pinned by web/package-lock.json.
+
+In: `web/package-lock.json`. Out: `web/node_modules`, installed with `npm ci`. `installed()` compares the
+lock file with the one npm leaves in node_modules, so a fresh doit state (a new workspace) does not
+reinstall what is already there.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from stages.contracts import ContractError, read_json
+from stages.errors import CqError
+from stages.workspace import WEB_DIR
+
+LOCK = WEB_DIR / "package-lock.json"
+INSTALLED_LOCK = WEB_DIR / "node_modules" / ".package-lock.json"
+
+
+def installed() -> bool:
+    """True when every package of the lock file is in node_modules at its locked version."""
+    try:
+        wanted = read_json(LOCK)["packages"]
+        present = read_json(INSTALLED_LOCK)["packages"]
+    except (ContractError, KeyError, TypeError):
+        return False
+    return all(present.get(name, {}).get("version") == entry.get("version")
+               for name, entry in wanted.items() if name)
+
+
+def install() -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise CqError("npm not found: install Node.js 20 or newer (it brings npm), then run doit again")
+    result = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB_DIR,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise CqError(f"npm ci in {WEB_DIR} failed: {tail[0]} (check the network or the npm registry)")
