@@ -199,10 +199,11 @@ class BrowserRegistry:
         with self._locked():
             return self._read()
 
-    def add(self, pid: int, owner: str) -> None:
+    def add(self, pid: int, owner: str, tool_pid: int | None = None) -> None:
+        """Record browser `pid` with its owner mark, started by `tool_pid` (default: this process)."""
         with self._locked():
             entries = [entry for entry in self._read() if entry["pid"] != pid]
-            entries.append({"pid": pid, "owner": owner, "toolPid": os.getpid(),
+            entries.append({"pid": pid, "owner": owner, "toolPid": tool_pid or os.getpid(),
                             "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             self._write(entries)
 

@@ -150,11 +150,17 @@ class _Worker:
         try:
             await page.goto(PAGE_URL, timeout=PAGE_LOAD_TIMEOUT_S * 1000)
             await page.wait_for_function("window.cqReady === true", timeout=PAGE_LOAD_TIMEOUT_S * 1000)
-            await page.evaluate("(audio) => window.cq.setAudio(audio)", self.pool._audio_message)
-            self.info = await page.evaluate("window.cq.info()")
         except Exception as error:
             raise CqError(f"the sampling page {WEB_DIR / 'sampler.html'} did not load: {_first_line(error)} "
                           f"(is web/node_modules installed? run `doit web_deps`)")
+        try:
+            await page.evaluate("(audio) => window.cq.setAudio(audio)", self.pool._audio_message)
+            self.info = await page.evaluate("window.cq.info()")
+            await asyncio.wait_for(page.evaluate("(settings) => window.cq.warmUp(settings)",
+                                                 self.pool._render_settings), PAGE_LOAD_TIMEOUT_S)
+        except Exception as error:
+            raise CqError(f"the sampling page could not render in Chromium at {self.pool.chromium_path}: "
+                          f"{_first_line(error)} (try gpu_mode off, or another Chromium with --chromium)")
         if not self.info.get("webgl2"):
             raise CqError(f"Chromium at {self.pool.chromium_path} offers no WebGL2 "
                           "(try gpu_mode off, or a newer Chromium)")
@@ -192,11 +198,11 @@ class _Worker:
 
     def died(self) -> bool:
         """The browser or the page went away without us closing it."""
-        return (self.browser is None or not self.browser.is_connected()
-                or (self.page is not None and self.page.is_closed()))
+        return self.browser is not None and (not self.browser.is_connected()
+                                             or (self.page is not None and self.page.is_closed()))
 
     def ready(self) -> bool:
-        return not self.died() and self.page is not None and not self.page_dirty
+        return self.browser is not None and self.page is not None and not self.page_dirty and not self.died()
 
     async def attempt(self, job: PairJob) -> _Outcome:
         """Render a pair once; a timeout or a dead page becomes an outcome, never a hang."""
@@ -207,7 +213,8 @@ class _Worker:
             raw = await asyncio.wait_for(
                 self.page.evaluate("(pair) => window.cq.renderPair(pair)", payload), timeout)
         except asyncio.TimeoutError:
-            self.page_dirty = True
+            # A closed page's renderer can go on spinning in a shader or an EEL loop: end the whole browser.
+            await self.close_browser(kill=True)
             return _Outcome("timeout", [f"the pair took longer than pair_timeout_s={timeout:g} s"])
         except asyncio.CancelledError:
             self.page_dirty = True
@@ -394,6 +401,9 @@ class RenderPool:
         if worker.died():
             await self._recover(worker, f"before pair {job.pair}: the browser or page had gone away")
             return
+        if worker.browser is None:
+            await worker.launch(self._gpu)
+            return
         try:
             await worker.open_page()
         except CqError as error:
@@ -414,8 +424,6 @@ class RenderPool:
                 outcome = _Outcome("crashed", [f"the page or browser died: {lost}"])
                 await self._recover(worker, f"pair {job.pair}: {lost}")
                 continue
-            if outcome.status == "timeout":
-                await worker.close_page()
             if outcome.status == "ok":
                 break
         worker.pairs_since_launch += 1
@@ -432,13 +440,13 @@ class RenderPool:
             job = next_job()
             if job is None:
                 return
-            result = await self._render_job(worker, job)
-            out.put(("result", result))
             reload_every = self.settings.reload_every
             if reload_every > 0 and worker.pairs_since_launch >= reload_every:
+                # relaunched when the next pair needs it, so a finished run never starts a browser
                 self.reloads += 1
                 self._event("reload", worker=worker.index, reloads=self.reloads)
                 await worker.launch(self._gpu)
+            out.put(("result", await self._render_job(worker, job)))
 
     async def _run(self, jobs: Iterator[PairJob], out: queue.Queue, deadline: float | None,
                    stop: threading.Event) -> None:
@@ -501,8 +509,7 @@ class RenderPool:
 
     def self_test(self, job: PairJob) -> None:
         """Render `job` twice (on two workers when there are two) and require identical series and audio."""
-        if not np.any(self._audio_array != 128):
-            raise CqError("self-test: the audio frames are silent (all 128): the visuals would not react")
+        require_audible(self._audio_array)
 
         async def twice():
             first = await self._render_job(self._workers[0], job)
@@ -527,6 +534,13 @@ class RenderPool:
     def browser_pids(self) -> list[int]:
         """PIDs of the workers' browser processes (0 while one is being relaunched)."""
         return [worker.pid for worker in self._workers]
+
+
+def require_audible(audio_frames: np.ndarray) -> None:
+    """A CqError when every audio byte is 128 (silence): the visuals would react to nothing."""
+    if not np.any(np.asarray(audio_frames) != 128):
+        raise CqError("self-test: the audio frames are silent (every byte 128): the visuals would not react; "
+                      "check the audio file or use the built-in click track")
 
 
 def _checked_audio(audio_frames, frames: int) -> np.ndarray:

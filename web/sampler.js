@@ -7,6 +7,8 @@
  *                                   uint8, C order), 128 = silence.
  *   cq.renderPair({fg, bg, settings})  fg/bg: butterchurn preset objects; settings: RenderSettings
  *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame).
+ *   cq.warmUp(settings)             renders an empty pair for 2 frames, so the first real pair of a page
+ *                                   does not pay for compiling butterchurn's shaders and code.
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
  * Out of renderPair: {status: ok | shader-failed | eel-error | load-failed, errors: [text],
  *   timings: {createMs, loadMs, renderMs}, series: {luma, lumaStd, colour, delta, black, white, fgLuma,
@@ -387,5 +389,20 @@ async function info() {
   return {vendor, renderer, engine: `butterchurn@${packageJson.version}+sampler.${PAGE_VERSION}`, webgl2: true};
 }
 
-window.cq = {setAudio, renderPair, info};
+const DISABLED = {baseVals: {enabled: 0}, init_eqs_eel: "", frame_eqs_eel: "", point_eqs_eel: ""};
+const EMPTY_PRESET = {
+  version: 2, baseVals: {}, shapes: [DISABLED, DISABLED, DISABLED, DISABLED],
+  waves: [DISABLED, DISABLED, DISABLED, DISABLED], init_eqs_eel: "", frame_eqs_eel: "", pixel_eqs_eel: "",
+  warp: "", comp: "",
+};
+
+async function warmUp(settings) {
+  const result = await renderPair({fg: EMPTY_PRESET, bg: EMPTY_PRESET, settings: {...settings, frames: 2}});
+  if (result.status !== "ok") {
+    throw new Error(`warm-up render failed: ${result.status}: ${result.errors.join("; ")}`);
+  }
+  return result.timings;
+}
+
+window.cq = {setAudio, renderPair, warmUp, info};
 window.cqReady = true;
