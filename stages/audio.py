@@ -82,7 +82,7 @@ def load_audio(settings: SampleSettings) -> AudioTrack:
                 raise AudioUnusable("the stretch used is silent once quantised to analyser bytes")
             return track
         except AudioUnusable as problem:
-            reason = f"{requested}: {problem}; using the built-in click track"
+            reason = f"{requested}: {problem}"
             return _track(_loop(click_track(), needed), frame_count, dt, "click", requested, reason)
     return _track(_loop(click_track(), needed), frame_count, dt, "click", "", "")
 
