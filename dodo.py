@@ -7,6 +7,7 @@
 Each task is a few declarative lines; the work lives in `stages/`.
 """
 from doit import create_after, task_params
+from doit.task import clean_targets
 from doit.tools import config_changed
 
 from stages.demopack import DEMO_PACK, build_demo_pack, demo_pack_inputs, demo_pack_outputs
@@ -14,8 +15,11 @@ from stages.errors import CqError, report_errors
 from stages.merge import merge_pack
 from stages.plan import plan_pack
 from stages.sample import sample_shard
-from stages.settings import SampleSettings, doit_params, from_params
-from stages.workspace import WEB_DIR, Workspace
+from stages.settings import SampleSettings, TrainSettings, doit_params, from_params
+from stages.train_inputs import (CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest, rejected_path,
+                                 score_action, train_action)
+from stages import webdeps
+from stages.workspace import Workspace
 
 WS = Workspace.from_environment()
 WS.state_dir.mkdir(parents=True, exist_ok=True)
@@ -30,9 +34,9 @@ DOIT_CONFIG = {
 def task_web_deps():
     """Install the pinned renderer (butterchurn) for the browser pages with npm ci."""
     return {
-        "actions": [f"npm ci --prefix {WEB_DIR} --no-audit --no-fund --loglevel=error"],
-        "file_dep": [WEB_DIR / "package-lock.json"],
-        "targets": [WEB_DIR / "node_modules" / ".package-lock.json"],
+        "actions": [report_errors(webdeps.install)],
+        "uptodate": [webdeps.installed],
+        "targets": [webdeps.INSTALLED_LOCK],
     }
 
 
@@ -97,4 +101,33 @@ def task_merge(**params):
             "targets": [WS.eval_path(pack), WS.meta_path(pack)],
             "uptodate": [config_changed(plan.key())],
             "clean": True,
+        }
+
+
+@task_params(doit_params(TrainSettings))
+def task_train(**params):
+    """Train the coupling net on the samples that exist, then rescore every pack (never starts a browser)."""
+    settings = from_params(TrainSettings, params)
+    yield {"name": None, "task_dep": ["score"], "doc": "train the coupling net, then rescore every pack"}
+    yield {
+        "name": "model",
+        "actions": [(report_errors(train_action), [WS, settings])],
+        "targets": [WS.checkpoint_path, WS.train_report_path],
+        "uptodate": [config_changed({"settings": settings.key(), "code": CODE_VERSION}),
+                     InputsUnchanged(lambda: inputs_digest(WS, settings))],
+        "clean": True,
+    }
+
+
+@create_after(executed="train:model")
+def task_score():
+    """Write each pack's pairs-quality.v0.json from the checkpoint, behind the std/min gates."""
+    for pack in WS.packs():
+        yield {
+            "name": pack,
+            "actions": [(report_errors(score_action), [WS, pack])],
+            "file_dep": [WS.checkpoint_path],
+            "targets": [WS.quality_path(pack)],
+            "uptodate": [InputsUnchanged(lambda pack=pack: pack_inputs_digest(WS, pack))],
+            "clean": [clean_targets, (rejected_path(WS, pack).unlink, [], {"missing_ok": True})],
         }

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages import features, model
-from stages.contracts import validate_checkpoint, value_hash, write_bytes_atomic
+from stages import features
+from stages.contracts import validate_checkpoint, write_bytes_atomic
 from stages.errors import ContractError
 from stages.model import CouplingNet, NetConfig
+from stages.train_inputs import CODE_VERSION
 
-CODE_VERSION = value_hash([Path(features.__file__).read_text(), Path(model.__file__).read_text()])
 
 
 @dataclass

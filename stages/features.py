@@ -1,7 +1,7 @@
 """Preset features: a fixed-length, named, normalised numeric vector per preset and per fg/bg pair.
 
 In: a butterchurn-3 preset object (from `stages.presets.load_preset`, which reads butterchurn JSON and
-`.milk` alike) or a preset file path.
+`.milk` alike) or a preset file path (`FeatureCache` reads each file once).
 Out: `preset_features(preset) -> np.ndarray` of `len(PRESET_FEATURES)` values in [0, 1], named by
 `PRESET_FEATURES`; `pair_features(fg, bg)` -> fg, bg, their difference and product, named by
 `PAIR_FEATURES`. Nothing here renders: features come from the preset text alone, so scoring never needs a
@@ -63,7 +63,7 @@ DERIVED = (
     "eq_init_size", "eq_frame_size", "eq_pixel_size", "eq_shapes_size", "eq_waves_size",
     "eq_audio_refs",
     "has_warp_shader", "has_comp_shader", "warp_shader_size", "comp_shader_size",
-    "shader_uses_blur", "shader_uses_noise",
+    "shader_uses_blur", "shader_uses_noise", "shader_degraded",
 )
 PRESET_FEATURES: tuple[str, ...] = (
     tuple(name for name, *_ in BASE_VALUES)
@@ -153,13 +153,17 @@ def preset_features(preset: dict) -> np.ndarray:
         _count(len(AUDIO_WORD.findall("\n".join((frame_eqs, pixel_eqs, shape_eqs, wave_eqs))))),
         1.0 if warp.strip() else 0.0, 1.0 if comp.strip() else 0.0, _text_size(warp), _text_size(comp),
         1.0 if BLUR_WORD.search(shaders) else 0.0, 1.0 if NOISE_WORD.search(shaders) else 0.0,
+        1.0 if preset.get("cqDegraded") else 0.0,
     ]
     return np.asarray(values, dtype=np.float32)
 
 
-def file_features(path: Path) -> np.ndarray:
-    """Features of a preset file (`.json` or `.milk`); a file that cannot be read raises ContractError."""
-    return preset_features(load_preset(Path(path)))
+def file_features(path: Path, cache_dir: Path | None = None) -> np.ndarray:
+    """Features of a preset file (`.json` or `.milk`); a file that cannot be read raises ContractError.
+
+    A `.milk` whose shader does not translate is read degraded (butterchurn's default shader in its place,
+    as the sampler renders it) and says so in `shader_degraded`; `cache_dir` is the .milk conversion cache."""
+    return preset_features(load_preset(Path(path), cache_dir=cache_dir, allow_degraded=True))
 
 
 def pair_features(fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -172,7 +176,8 @@ def pair_features(fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
 class FeatureCache:
     """Preset vectors by file path, each read once per run; failures are remembered with their message."""
 
-    def __init__(self):
+    def __init__(self, cache_dir: Path | None = None):
+        self.cache_dir = cache_dir
         self.vectors: dict[Path, np.ndarray] = {}
         self.failures: dict[Path, str] = {}
 
@@ -184,7 +189,7 @@ class FeatureCache:
         if path in self.failures:
             return None
         try:
-            vector = file_features(path)
+            vector = file_features(path, self.cache_dir)
         except CqError as error:
             self.failures[path] = str(error)
             return None

@@ -20,11 +20,12 @@ from stages.contracts import (QUALITY_STAT_FIELDS, load_manifest, now_iso, read_
                               validate_train_report, write_json)
 from stages.errors import ContractError, CqError
 from stages.features import FeatureCache, pair_features
+from stages.presets import CACHE_DIR_NAME
 from stages.sources import eval_pairs, read_pack_presets
+from stages.train_inputs import rejected_path
 from stages.workspace import Workspace
 
 MIN_SPREAD_BELOW_MEDIAN = 0.05
-REJECTED_NAME = "pairs-quality.v0.rejected.json"
 
 
 def quality_stats(scores: np.ndarray) -> dict:
@@ -56,7 +57,7 @@ def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
     """Score `pack`, apply the gates, write the quality file (or the rejected one); return the scores."""
     scorer = load_checkpoint(workspace.checkpoint_path)
     manifest = load_manifest(workspace.manifest_path(pack))
-    presets = read_pack_presets(workspace, pack, FeatureCache())
+    presets = read_pack_presets(workspace, pack, FeatureCache(workspace.state_dir / CACHE_DIR_NAME))
     if not presets.pairs:
         raise CqError(f"{workspace.manifest_path(pack)}: no pair of pack {pack!r} can be scored "
                       f"({len(presets.missing)} preset files missing, {len(presets.unreadable)} unreadable; "
@@ -81,14 +82,16 @@ def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
     validate_quality(quality, path, manifest)
     min_quality_std = scorer.checkpoint["config"]["settings"]["min_quality_std"]
     failures = gate_failures(stats, min_quality_std)
-    rejected = path.with_name(REJECTED_NAME)
+    rejected = rejected_path(workspace, pack)
     if failures:
         quality["stats"]["gateFailures"] = failures
         write_json(rejected, quality)
         kept = "the last good file stays in place" if path.exists() else "no quality file was written"
+        coverage = (f"more coverage ({len(sampled)}/{len(manifest.pairs)} pairs sampled: "
+                    f"`doit sample --target-coverage 1.0`)" if len(sampled) < len(manifest.pairs)
+                    else "coverage is complete")
         raise CqError(
-            f"{pack}: the scores fail the gate: {'; '.join(failures)}. Fix, in this order: more coverage "
-            f"({len(sampled)}/{len(manifest.pairs)} pairs sampled: `doit sample --target-coverage 1.0`), more "
+            f"{pack}: the scores fail the gate: {'; '.join(failures)}. Fix, in this order: {coverage}, more "
             f"negatives (`doit train --neg-samples N`), more epochs (`doit train --epochs N`). "
             f"Rejected scores: {rejected}; {kept}.")
     write_json(path, quality)
@@ -96,3 +99,4 @@ def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
     log(f"score {pack}: {len(presets.pairs)}/{len(manifest.pairs)} pairs scored, "
         f"{len(missing_pairs)} with missing files; qualityStats {stats}")
     return quality
+

@@ -23,6 +23,7 @@ from stages.contracts import (EliteEntry, file_hash, load_elite, load_manifest, 
                               resolve_url)
 from stages.errors import ContractError
 from stages.features import FeatureCache, pair_features
+from stages.presets import CACHE_DIR_NAME
 from stages.progress import Progress
 from stages.settings import SampleSettings, TrainSettings
 from stages.workspace import Workspace
@@ -72,6 +73,8 @@ def measured_quality(row: dict, thresholds: SampleSettings = SampleSettings()) -
 
 # ------------------------------------------------------------------------------------- pack presets
 
+PROGRESS_FROM = 500  # pairs; smaller packs read in a second or two
+
 
 @dataclass
 class PackPresets:
@@ -95,9 +98,10 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
         raise ContractError(manifest_path, f"pack is {manifest.pack!r} but the file is in pack {pack!r}'s folder",
                             "make the manifest's pack match its folder")
     presets = PackPresets(pack, manifest_pairs=len(manifest.pairs))
-    progress = Progress(f"features {pack}", len(manifest.pairs))
+    progress = Progress(f"features {pack}", len(manifest.pairs)) if len(manifest.pairs) > PROGRESS_FROM else None
     for entry in sorted(manifest.pairs, key=lambda item: item.pair):
-        progress.update()
+        if progress:
+            progress.update()
         where = f"{manifest_path} pair {entry.pair}"
         paths = [resolve_url(workspace.public, url, where) for url in (entry.fgUrl, entry.bgUrl)]
         absent = [path for path in paths if not path.is_file()]
@@ -113,7 +117,8 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
         presets.fg.append(vectors[0])
         presets.bg.append(vectors[1])
         presets.hashes[entry.pair] = (file_hash(paths[0]), file_hash(paths[1]))
-    progress.close()
+    if progress:
+        progress.close()
     return presets
 
 
@@ -242,7 +247,7 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
     """Read every pack's presets and rows, the elite entries and ratings, and draw the negatives.
 
     `thresholds` are the sampler's okHeuristic settings that `measured_quality` shares."""
-    cache = cache or FeatureCache()
+    cache = cache or FeatureCache(workspace.state_dir / CACHE_DIR_NAME)
     rng = np.random.default_rng(settings.seed)
     eval_features, eval_targets, eval_keys = [], [], []
     neg_features, neg_keys, neg_notes = [], [], []

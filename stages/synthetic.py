@@ -2,11 +2,11 @@
 
 In: a `Workspace`, a pack name, a pair count, and optionally real preset files to build the pairs from.
 Out: `public/presets/<pack>/{fg,bg}/*.json` + `pairs-manifest.v0.json`, and one shard of eval rows whose
-statistics follow a hidden linear function of the pair's features (so a model can learn it and a test can
+statistics follow a hidden function of a few of the pair's features (`hidden_signal`) (so a model can learn it and a test can
 tell learning from noise); a few pairs get failed-render rows.
 
-With real presets, pair i uses preset i (cycling) nudged by +/- a small delta on zoom, rot and warp, like
-the coupled packs; without them, base values are drawn at random.
+Pair i is one base preset nudged by +/- a small delta on zoom, rot and warp for fg and bg, like the coupled
+packs: preset i of `presets` (cycling), or base values drawn at random.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.contracts import STAT_FIELDS, append_jsonl, file_hash, now_iso, read_json, write_json
-from stages.features import PRESET_FEATURES, pair_features, preset_features
+from stages.features import PRESET_FEATURES, preset_features
 from stages.workspace import Workspace
 
 FAILED_SHARE = 0.05
@@ -41,9 +41,17 @@ def _nudged(preset: dict, delta: float) -> dict:
     return {**preset, "baseVals": base}
 
 
+def hidden_signal(fg: np.ndarray, bg: np.ndarray) -> float:
+    """The synthetic truth in [0, 1]: a pair is brighter (better) with a brighter fg gamma and bg, and
+    a slower fg decay; a few features decide it, as brightness does in real presets."""
+    gamma, decay = PRESET_FEATURES.index("gammaadj"), PRESET_FEATURES.index("decay")
+    return float(0.5 * fg[gamma] + 0.3 * bg[gamma] + 0.2 * fg[decay])
+
+
 def stats_for(quality_signal: float, rng: np.random.Generator) -> dict:
     """Statistics of a pair whose brightness follows `quality_signal` in [0, 1]; the rest look healthy."""
-    stats = {"lumaMean": 0.02 + 0.3 * quality_signal, "lumaMin": 0.01, "contrast": 0.2, "colourfulness": 0.3,
+    # 0.01..0.17 spans the measured quality's darkness ramp, so the target follows the signal throughout
+    stats = {"lumaMean": 0.01 + 0.16 * quality_signal, "lumaMin": 0.01, "contrast": 0.2, "colourfulness": 0.3,
              "motionMean": 0.03, "motionP90": 0.06, "flicker": 0.01, "blackFrac": 0.1, "whiteFrac": 0.0,
              "audioCorr": 0.4, "fgShare": 0.5, "bgShare": 0.5}
     stats["lumaMean"] += float(rng.normal(0, 0.005))
@@ -70,14 +78,10 @@ def make_pack(workspace: Workspace, pack: str, pairs: int, seed: int = 0, preset
     """Write a pack of `pairs` pairs and eval rows for a `sampled` share of them; return the rows."""
     rng = np.random.default_rng(seed)
     pack_dir = workspace.pack_dir(pack)
-    projection = np.random.default_rng(1234).normal(size=len(PRESET_FEATURES) * 4)
     entries, rows = [], []
     for pair in range(pairs):
-        if presets:
-            source = read_json(presets[pair % len(presets)])
-            fg_preset, bg_preset = _nudged(source, 0.01), _nudged(source, -0.01)
-        else:
-            fg_preset, bg_preset = _random_preset(rng), _random_preset(rng)
+        source = read_json(presets[pair % len(presets)]) if presets else _random_preset(rng)
+        fg_preset, bg_preset = _nudged(source, 0.01), _nudged(source, -0.01)
         names = [f"coupled_{pair:05d}_{part}.json" for part in ("fg", "bg")]
         fg_path, bg_path = pack_dir / "fg" / names[0], pack_dir / "bg" / names[1]
         write_json(fg_path, fg_preset, pretty=False)
@@ -86,8 +90,7 @@ def make_pack(workspace: Workspace, pack: str, pairs: int, seed: int = 0, preset
                         "bgUrl": f"/presets/{pack}/bg/{names[1]}"})
         if rng.random() >= sampled:
             continue
-        vector = pair_features(preset_features(fg_preset), preset_features(bg_preset))
-        signal = 1.0 / (1.0 + np.exp(-(vector @ projection) / 4.0))
+        signal = hidden_signal(preset_features(fg_preset), preset_features(bg_preset))
         if rng.random() < FAILED_SHARE:
             rows.append(eval_row(pack, pair, fg_path, bg_path, None, "shader-failed"))
         else:

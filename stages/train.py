@@ -30,7 +30,6 @@ from torch.utils.data import BatchSampler, WeightedRandomSampler
 from stages.checkpoint import save_checkpoint
 from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate_train_report, value_hash, write_json
 from stages.errors import CqError
-from stages.features import FeatureCache
 from stages.model import CouplingNet, NetConfig
 from stages.settings import SampleSettings, TrainSettings, from_params
 from stages.sources import PairSet, Sources, gather_sources
@@ -123,11 +122,16 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
-    """Ridge regression baseline; the penalty is picked by 5-fold cross-validation on the training rows."""
+    """Ridge regression baseline; the penalty is picked by 5-fold cross-validation on the training rows.
+
+    Solved through one SVD per fit, in torch (which keeps to the configured threads; numpy's BLAS would
+    spin on every core of a shared machine)."""
     def fit(x, y, penalty):
+        x, y = torch.from_numpy(x).double(), torch.from_numpy(y).double()
         centre = y.mean()
-        weights = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (y - centre))
-        return lambda z: z @ weights + centre
+        u, s, vh = torch.linalg.svd(x, full_matrices=False)
+        weights = vh.T @ ((s / (s * s + penalty)) * (u.T @ (y - centre)))
+        return lambda z: (torch.from_numpy(z).double() @ weights + centre).numpy()
 
     folds = np.random.default_rng(seed).permutation(len(y_train)) % 5
     errors = []
@@ -248,7 +252,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sou
         log(f"device=cpu  (no CUDA GPU visible to torch {torch.__version__}; training on the CPU)")
 
     thresholds = from_params(SampleSettings, settings_config(workspace).get("sample", {}))
-    sources = sources or gather_sources(workspace, settings, FeatureCache(), thresholds=thresholds)
+    sources = sources or gather_sources(workspace, settings, thresholds=thresholds)
     for warning in sources.warnings[:20]:
         log(f"warning: {warning}")
     for name in TRAIN_SOURCES:
@@ -323,3 +327,4 @@ def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sou
     log(f"wrote {workspace.checkpoint_path} and {Path(workspace.train_report_path).name} "
         f"({train_seconds:.1f} s on {device.type})")
     return report
+

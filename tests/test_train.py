@@ -1,0 +1,157 @@
+"""The trainer on a small synthetic pack: convergence, reproducibility, the source mix, checkpoints, metrics."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stages.checkpoint import load_checkpoint
+from stages.contracts import ContractError, read_json, validate_train_report, write_json
+from stages.errors import CqError
+from stages.features import pair_features, preset_features
+from stages.presets import load_preset
+from stages.settings import TrainSettings
+from stages.sources import gather_sources, measured_quality
+from stages.synthetic import make_pack
+from stages.train import held_out_mask, pick_device, spearman, train
+from stages.workspace import Workspace
+
+SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def pack_workspace(tmp_path_factory):
+    """A 160-pair pack with rows for every pair, and an elite manifest over 24 of its pairs."""
+    workspace = Workspace(tmp_path_factory.mktemp("train-ws"))
+    rows = make_pack(workspace, "tiny", 160, seed=3)
+    entries = []
+    for row in rows[:24]:
+        quality = measured_quality(row)
+        manifest_pair = f"/presets/tiny/fg/coupled_{row['pair']:05d}_fg.json"
+        entries.append({"fgUrl": manifest_pair, "bgUrl": manifest_pair.replace("fg", "bg"),
+                        "score": int(np.clip(round(1 + 4 * quality), 1, 5))})
+    write_json(workspace.root / "elite.json", {"version": "v0", "entries": entries})
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def trained(pack_workspace):
+    return train(pack_workspace, TrainSettings(**SMALL), log=quiet)
+
+
+def test_training_converges_and_writes_a_valid_report(pack_workspace, trained):
+    report = validate_train_report(read_json(pack_workspace.train_report_path))
+    first, last = report["epochs"][0]["loss"], report["epochs"][-1]["loss"]
+    for source in ("elite", "eval", "neg"):
+        assert last[source] < first[source], (source, first, last)
+    assert report["device"] == "cpu" and report["deviceSnapshot"]["before"] is None
+    assert report["sources"]["eval"]["count"] == 160 and report["sources"]["elite"]["count"] == 24
+    assert report["heldOut"]["pairs"] == 24
+    assert report["packs"]["tiny"]["failedRows"] > 0
+
+
+def test_training_is_reproducible_with_a_seed(pack_workspace, trained, tmp_path):
+    weights = {k: v.clone() for k, v in load_checkpoint(pack_workspace.checkpoint_path).net.state_dict().items()}
+    again = train(pack_workspace, TrainSettings(**SMALL), log=quiet)
+    assert [e["loss"] for e in again["epochs"]] == [e["loss"] for e in trained["epochs"]]
+    for name, tensor in load_checkpoint(pack_workspace.checkpoint_path).net.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
+    other = train(pack_workspace, TrainSettings(**{**SMALL, "seed": 1}), log=quiet)
+    assert [e["loss"] for e in other["epochs"]] != [e["loss"] for e in trained["epochs"]]
+
+
+def test_sampler_delivers_the_source_mix(trained):
+    for epoch in trained["epochs"]:
+        drawn = epoch["drawn"]
+        total = sum(drawn.values())
+        for source, share in (("elite", 0.25), ("eval", 0.25), ("neg", 0.50)):
+            assert abs(drawn[source] / total - share) < 0.06, (source, drawn)
+
+
+def test_sources_mix_renormalises_without_elite(tmp_path):
+    workspace = Workspace(tmp_path)
+    make_pack(workspace, "tiny", 40, seed=5)
+    report = train(workspace, TrainSettings(**{**SMALL, "epochs": 2}), log=quiet)
+    assert "skipped" in report["sources"]["elite"]["note"] and report["eliteAuc"] is None
+    drawn = report["epochs"][0]["drawn"]
+    assert drawn["elite"] == 0
+    assert abs(drawn["eval"] / (drawn["eval"] + drawn["neg"]) - 1 / 3) < 0.06
+
+
+def test_held_out_metrics_beat_chance_and_carry_intervals(trained):
+    held = trained["heldOut"]
+    for model in ("net", "ridge"):
+        spearman_ci = held[model]["spearman"]
+        assert spearman_ci["lo"] <= spearman_ci["value"] <= spearman_ci["hi"]
+    assert held["net"]["spearman"]["lo"] > 0 and held["ridge"]["spearman"]["lo"] > 0
+    assert trained["eliteAuc"]["positives"] > 0 and trained["eliteAuc"]["negatives"] > 0
+    assert trained["eliteAuc"]["value"] > 0.5
+
+
+def test_checkpoint_round_trips_and_scores_alone(pack_workspace, trained):
+    scorer = load_checkpoint(pack_workspace.checkpoint_path)
+    assert scorer.checkpoint["config"]["settings"]["epochs"] == SMALL["epochs"]
+    fg = preset_features(load_preset(pack_workspace.pack_dir("tiny") / "fg" / "coupled_00000_fg.json"))
+    bg = preset_features(load_preset(pack_workspace.pack_dir("tiny") / "bg" / "coupled_00000_bg.json"))
+    vectors = np.stack([pair_features(fg, bg), pair_features(bg, fg)])
+    scores = scorer.predict(vectors)
+    assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()
+    with torch.no_grad():
+        direct = torch.sigmoid(scorer.net(torch.from_numpy((vectors - scorer.mean) / scorer.std).float()))
+    assert np.allclose(scores, direct.numpy())
+
+
+def test_a_foreign_or_damaged_checkpoint_is_refused_with_advice(tmp_path):
+    damaged = tmp_path / "net.pth"
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(ContractError, match="doit train"):
+        load_checkpoint(damaged)
+    with pytest.raises(ContractError, match="run `doit train` first"):
+        load_checkpoint(tmp_path / "absent.pth")
+
+
+def test_held_out_split_is_seeded_and_stable_when_pairs_are_added():
+    keys = [f"p:{i}" for i in range(100)]
+    mask = held_out_mask(keys, 0.15, seed=0)
+    assert mask.sum() == 15
+    assert np.array_equal(mask, held_out_mask(keys, 0.15, seed=0))
+    assert not np.array_equal(mask, held_out_mask(keys, 0.15, seed=1))
+    grown = held_out_mask(keys + [f"p:{i}" for i in range(100, 110)], 0.15, seed=0)
+    assert (grown[:100] & mask).sum() >= 13  # earlier pairs mostly stay where they were
+
+
+def test_spearman_is_rank_based():
+    measured = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert spearman(measured ** 3, measured) == pytest.approx(1.0)
+    assert spearman(-measured, measured) == pytest.approx(-1.0)
+
+
+def test_require_cuda_fails_fast_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(CqError, match="require-cuda"):
+        pick_device(require_cuda=True)
+    assert pick_device(require_cuda=False).type == "cpu"
+
+
+def test_nothing_to_learn_is_a_clear_error(tmp_path):
+    workspace = Workspace(tmp_path)
+    make_pack(workspace, "tiny", 12, sampled=0.0)
+    with pytest.raises(CqError, match="doit sample"):
+        train(workspace, TrainSettings(**SMALL), log=quiet)
+
+
+def test_stale_rows_are_ignored_and_the_latest_ok_row_counts(tmp_path):
+    workspace = Workspace(tmp_path)
+    rows = make_pack(workspace, "tiny", 12, seed=2)
+    edited = workspace.pack_dir("tiny") / "fg" / "coupled_00001_fg.json"
+    preset = read_json(edited)
+    preset["baseVals"]["zoom"] = 1.05
+    write_json(edited, preset)  # pair 1's row now describes another picture
+    sources = gather_sources(workspace, TrainSettings(**SMALL))
+    assert sources.packs["tiny"]["staleRows"] == 1
+    assert "tiny:1" not in sources.sets["eval"].keys and len(sources.sets["eval"]) == len(rows) - 1
