@@ -18,8 +18,7 @@ from stages.sample import sample_shard
 from stages.settings import SampleSettings, TrainSettings, doit_params, from_params
 from stages.train_inputs import (CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest, rejected_path,
                                  score_action, train_action)
-from stages import webdeps
-from stages.workspace import Workspace
+from stages.workspace import WEB_DIR, Workspace
 
 WS = Workspace.from_environment()
 WS.state_dir.mkdir(parents=True, exist_ok=True)
@@ -34,9 +33,9 @@ DOIT_CONFIG = {
 def task_web_deps():
     """Install the pinned renderer (butterchurn) for the browser pages with npm ci."""
     return {
-        "actions": [report_errors(webdeps.install)],
-        "uptodate": [webdeps.installed],
-        "targets": [webdeps.INSTALLED_LOCK],
+        "actions": [f"npm ci --prefix {WEB_DIR} --no-audit --no-fund --loglevel=error"],
+        "file_dep": [WEB_DIR / "package-lock.json"],
+        "targets": [WEB_DIR / "node_modules" / ".package-lock.json"],
     }
 
 
