@@ -121,6 +121,15 @@ def test_deadline_in_the_past_renders_nothing(pool):
     assert list(pool.render([job(20)], deadline=time.time() - 1)) == []
 
 
+def test_leaving_render_early_stops_its_pairs_and_keeps_the_pool_usable(pool, reference):
+    restarts = pool.restarts
+    for first in pool.render([job(70), job(71), job(72)]):
+        break
+    assert first.status == "ok"
+    (after,) = pool.render([job(73)])
+    assert after.status == "ok" and after.series == reference.series and pool.restarts == restarts
+
+
 def test_killed_browser_is_restarted_and_renders_the_same(pool, reference):
     restarts = pool.restarts
     victim = pool.browser_pids[0]
