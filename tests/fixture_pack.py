@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.contracts import (MANIFEST_NAME, META_KIND, STAT_FIELDS, Manifest, ManifestPair, append_jsonl,
-                              now_iso, validate_eval_row, validate_meta, validate_quality, write_json)
+from stages.contracts import (MANIFEST_NAME, META_KIND, STAT_FIELDS, TRAIN_REPORT_KIND, Manifest, ManifestPair,
+                              append_jsonl, now_iso, validate_eval_row, validate_meta, validate_quality,
+                              validate_train_report, write_json)
 from stages.workspace import WEB_DIR, Workspace
 
 CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
@@ -105,7 +106,8 @@ def write_eval(ws: Workspace, pack: str, manifest: Manifest, scores: list[float]
             "contentKey": f"key{entry.pair}", "fgHash": "f" * 16, "bgHash": "b" * 16,
             "status": "shader-failed" if failed else "ok", "render": {"width": 64, "height": 64},
             "engine": "test", "renderer": "SwiftShader",
-            "errors": ["warp shader: 'texsize_noise' : undeclared identifier"] if failed else [],
+            "errors": ["fg load: shader program failed to link: 'texsize_noise' : undeclared identifier"]
+            if failed else [],
             "timings": {"totalMs": 100}, "stats": {} if failed else stats, "attempts": 1,
             "sampledAt": now_iso(), "thumb": "" if failed else thumb,
         }
@@ -122,3 +124,30 @@ def write_eval(ws: Workspace, pack: str, manifest: Manifest, scores: list[float]
         "errors": [],
     }
     write_json(ws.meta_path(pack), validate_meta(meta))
+
+
+def write_training_report(ws: Workspace, pack: str = "demo", epochs: int = 12) -> dict:
+    """A trainer's report as `stages.train` writes it: falling losses, held-out metrics, elite AUC."""
+    records = []
+    for epoch in range(1, epochs + 1):
+        decay = float(np.exp(-epoch / 4))
+        loss = {"elite": round(0.45 + 0.2 * decay, 5), "eval": round(0.5 + 0.15 * decay, 5),
+                "neg": round(0.2 + 0.4 * decay, 5)}
+        loss["total"] = round(float(np.mean(list(loss.values()))), 5)
+        records.append({"epoch": epoch, "loss": loss, "drawn": {"elite": 64, "eval": 64, "neg": 128},
+                        "heldOutLoss": round(0.52 + 0.1 * decay, 5)})
+    metric = {"value": 0.61, "lo": 0.42, "hi": 0.77}
+    report = {
+        "kind": TRAIN_REPORT_KIND, "trainedAt": now_iso(), "trainSeconds": 3.5, "device": "cpu",
+        "deviceSnapshot": {"before": None, "after": None}, "settings": {"min_quality_std": 0.03, "epochs": epochs},
+        "featureCount": 48,
+        "sources": {name: {"count": 8, "trained": 7, "share": share, "lossWeight": weight, "note": ""}
+                    for name, share, weight in (("elite", 0.25, 1.0), ("eval", 0.25, 0.35), ("neg", 0.5, 0.2))},
+        "epochs": records,
+        "heldOut": {"pairs": 2, "net": {"spearman": metric, "pearson": {"value": 0.55, "lo": 0.3, "hi": 0.7}},
+                    "ridge": {"spearman": {"value": 0.4, "lo": 0.1, "hi": 0.6}, "pearson": None}},
+        "eliteAuc": {"value": 0.83, "positives": 3, "negatives": 2, "heldOut": False},
+        "packs": {pack: {"rows": 8, "okRows": 7, "failedRows": 1, "staleRows": 0, "pairs": 8}},
+    }
+    write_json(ws.train_report_path, validate_train_report(report))
+    return report

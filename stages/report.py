@@ -1,0 +1,452 @@
+"""The visual report of one pack: `reports/<pack>/index.html`, a static page that opens from disk.
+
+In: the pack's manifest, `pairs-quality.v0.json` (or the rejected scores when the gate refused them), eval
+rows with their thumbnails, `meta.json`, the trainer's report and the verify report. Everything but the
+manifest is optional: a missing part is shown as missing, with the command that makes it.
+Out: one self-contained HTML file (styles, charts as SVG and thumbnails as data URIs inline) with the score
+histogram, the 24 best and 24 worst pairs with their statistics, coverage, training curves with the held-out
+metrics, the gate results and the presets that failed and why.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stages.contracts import (TRAIN_SOURCES, load_manifest, now_iso, read_json, read_rows, validate_meta,
+                              validate_quality, validate_train_report, write_bytes_atomic)
+from stages.errors import ContractError
+from stages.settings import TrainSettings
+from stages.train_inputs import rejected_path
+from stages.verify import load_verify_report, report_path as verify_report_path
+from stages.workspace import Workspace
+
+GALLERY_SIZE = 24
+HISTOGRAM_BINS = 20
+SHOWN_STATS = (("lumaMean", "luma"), ("contrast", "contrast"), ("colourfulness", "colour"),
+               ("motionMean", "motion"), ("flicker", "flicker"), ("blackFrac", "black"),
+               ("audioCorr", "audio"), ("fgShare", "fg share"))
+SOURCE_COLOURS = {"elite": "#f5b942", "eval": "#5fb3ff", "neg": "#ff6f7d", "total": "#e8ecf4",
+                  "heldOut": "#6fe3a0"}
+
+
+def index_path(workspace: Workspace, pack: str) -> Path:
+    return workspace.report_dir(pack) / "index.html"
+
+
+@dataclass
+class PackData:
+    """Everything the page shows, read through the contracts; `problems` lists parts that could not be read."""
+
+    pack: str
+    manifest: object
+    quality: dict | None = None
+    quality_rejected: bool = False
+    rows: dict[int, dict] = field(default_factory=dict)
+    meta: dict | None = None
+    training: dict | None = None
+    verify: dict | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _optional(data: PackData, path: Path, reader, missing_advice: str):
+    if not path.exists():
+        data.problems.append(f"{path.name}: not there yet ({missing_advice})")
+        return None
+    try:
+        return reader(path)
+    except ContractError as error:
+        data.problems.append(str(error))
+        return None
+
+
+def gather(workspace: Workspace, pack: str) -> PackData:
+    manifest = load_manifest(workspace.manifest_path(pack))
+    data = PackData(pack, manifest)
+    quality_file = workspace.quality_path(pack)
+    rejected = rejected_path(workspace, pack)
+    if not quality_file.exists() and rejected.exists():
+        quality_file, data.quality_rejected = rejected, True
+    data.quality = _optional(data, quality_file, lambda p: validate_quality(read_json(p), p, manifest), "doit score")
+    if workspace.eval_path(pack).exists():
+        rows, warnings = read_rows(workspace.eval_path(pack))
+        data.problems.extend(warnings[:10])
+        data.rows = {row["pair"]: row for row in sorted(rows, key=lambda row: row["sampledAt"])}
+    else:
+        data.problems.append("eval.jsonl: not there yet (doit sample)")
+    data.meta = _optional(data, workspace.meta_path(pack), lambda p: validate_meta(read_json(p), p), "doit merge")
+    data.training = _optional(data, workspace.train_report_path,
+                              lambda p: validate_train_report(read_json(p), p), "doit train")
+    data.verify = _optional(data, verify_report_path(workspace, pack), load_verify_report, "doit verify")
+    return data
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def file_name(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def thumb_uri(workspace: Workspace, pack: str, row: dict | None) -> str:
+    """The row's thumbnail as a data URI ('' when there is none or it would leave the eval dir)."""
+    if not row or not row.get("thumb"):
+        return ""
+    base = workspace.eval_dir(pack).resolve()
+    path = (base / row["thumb"]).resolve()
+    if base not in path.parents or not path.is_file():
+        return ""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def histogram_svg(scores: list[float], stats: dict) -> str:
+    width, height, pad, head = 640, 240, 32, 52  # head: room above the bars for the p50/mean labels
+    counts = [0] * HISTOGRAM_BINS
+    for score in scores:
+        counts[min(HISTOGRAM_BINS - 1, int(score * HISTOGRAM_BINS))] += 1
+    top = max(counts) or 1
+    bar_width = (width - 2 * pad) / HISTOGRAM_BINS
+    base = height - pad
+    parts = [f'<svg viewBox="0 0 {width} {height}" class="chart" role="img" aria-label="score histogram">']
+    for index, count in enumerate(counts):
+        bar_height = (base - head) * count / top
+        x = pad + index * bar_width
+        hue = int(index / (HISTOGRAM_BINS - 1) * 120)
+        parts.append(f'<rect x="{x + 1:.1f}" y="{base - bar_height:.1f}" width="{bar_width - 2:.1f}" '
+                     f'height="{bar_height:.1f}" fill="hsl({hue},70%,55%)"><title>{index / HISTOGRAM_BINS:.2f}–'
+                     f'{(index + 1) / HISTOGRAM_BINS:.2f}: {count} pairs</title></rect>')
+    for row, (name, colour) in enumerate((("p50", "#e8ecf4"), ("mean", "#7cc4ff"))):
+        x = pad + stats[name] * (width - 2 * pad)
+        anchor = "end" if stats[name] > 0.8 else "start"
+        label_y = 18 + 14 * row
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{label_y - 4}" y2="{base}" stroke="{colour}" '
+                     f'stroke-dasharray="4 3"/><text x="{x + (-4 if anchor == "end" else 4):.1f}" '
+                     f'y="{label_y}" fill="{colour}" text-anchor="{anchor}">{name} {stats[name]:.3f}</text>')
+    for tick in range(0, 11, 2):
+        x = pad + tick / 10 * (width - 2 * pad)
+        parts.append(f'<text x="{x:.1f}" y="{base + 16}" text-anchor="middle">{tick / 10:.1f}</text>')
+    parts.append(f'<text x="{pad}" y="{head - 6}">{top} pairs</text>'
+                 f'<text x="{width - pad}" y="{base + 28}" text-anchor="end">quality01</text>')
+    parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{base}" y2="{base}" stroke="#555"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def curves_svg(epochs: list[dict]) -> str:
+    """Per-source training loss and held-out loss per epoch."""
+    width, height, pad = 640, 240, 40
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for record in epochs:
+        for name in (*TRAIN_SOURCES, "total"):
+            if record["loss"].get(name) is not None:
+                series[name].append((record["epoch"], record["loss"][name]))
+        if record.get("heldOutLoss") is not None:
+            series["heldOut"].append((record["epoch"], record["heldOutLoss"]))
+    points = [point for values in series.values() for point in values]
+    if not points:
+        return '<p class="dim">no epochs recorded</p>'
+    first, last = min(p[0] for p in points), max(p[0] for p in points)
+    low, high = 0.0, max(p[1] for p in points) * 1.05 or 1.0
+
+    def xy(epoch, loss):
+        x = pad + (epoch - first) / max(1, last - first) * (width - 2 * pad)
+        return x, height - pad - (loss - low) / (high - low) * (height - 2 * pad)
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" class="chart" role="img" aria-label="training curves">']
+    for fraction in (0, 0.5, 1):
+        y = height - pad - fraction * (height - 2 * pad)
+        parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333"/>'
+                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{low + fraction * (high - low):.2f}</text>')
+    parts.append(f'<text x="{pad}" y="{height - 14}">epoch {first}</text>'
+                 f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle">loss per epoch (BCE)</text>'
+                 f'<text x="{width - pad}" y="{height - 14}" text-anchor="end">epoch {last}</text>')
+    legend_x = pad
+    for name, values in series.items():
+        colour = SOURCE_COLOURS[name]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*point) for point in values))
+        dash = ' stroke-dasharray="5 3"' if name == "heldOut" else ""
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}>'
+                     f'<title>{name}</title></polyline>')
+        label = "held-out" if name == "heldOut" else name
+        parts.append(f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{legend_x + 14}" y="17">{label}</text>')
+        legend_x += 22 + 8 * len(label)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def badge(passed: bool | None) -> str:
+    if passed is None:
+        return '<span class="badge wait">not run</span>'
+    return '<span class="badge ok">pass</span>' if passed else '<span class="badge bad">fail</span>'
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | None, str]]:
+    # imported here: stages.score loads torch, which a report of a pack without scores does not need
+    from stages.score import MIN_SPREAD_BELOW_MEDIAN, gate_failures
+
+    rows: list[tuple[str, bool | None, str]] = []
+    if data.quality is None:
+        rows.append(("scores written", None, "no quality file yet: run `doit score`"))
+    else:
+        stats = data.quality["qualityStats"]
+        failures = gate_failures(stats, min_quality_std)
+        rows.append((f"qualityStats.std ≥ {min_quality_std}", not any("std" in f for f in failures),
+                     f"std {stats['std']:.4f}"))
+        rows.append((f"min below p50 by {MIN_SPREAD_BELOW_MEDIAN}", not any("min" in f for f in failures),
+                     f"min {stats['min']:.4f}, p50 {stats['p50']:.4f}"))
+        missing = data.quality["stats"]["missingFiles"]
+        rows.append(("no missing preset files", missing == 0, f"{missing} pair(s) with missing files"))
+        if data.quality_rejected:
+            rows.append(("scores accepted", False, "the gate rejected these scores (pairs-quality.v0.rejected.json)"))
+    if data.verify is None:
+        rows.append(("verify", None, "no verify report yet: run `doit verify`"))
+    else:
+        for check in data.verify["checks"]:
+            rows.append((f"verify: {check['name']}", check["passed"], check["detail"]))
+    return rows
+
+
+def pair_card(workspace: Workspace, data: PackData, entry, score: float) -> str:
+    row = data.rows.get(entry.pair)
+    uri = thumb_uri(workspace, data.pack, row)
+    picture = (f'<img src="{uri}" alt="pair {entry.pair}" width="128" height="128">' if uri else
+               '<div class="nothumb dim">not sampled</div>' if row is None else
+               f'<div class="nothumb">{esc(row["status"])}</div>')
+    stats = row["stats"] if row else {}
+    cells = "".join(f"<dt>{esc(label)}</dt><dd>{fmt(stats.get(name), 2)}</dd>" for name, label in SHOWN_STATS
+                    if name in stats)
+    reasons = "".join(f'<span class="chip">{esc(reason)}</span>' for reason in (row or {}).get("reasons", []))
+    return (f'<figure class="card">{picture}<figcaption><b>#{entry.pair}</b> <span class="score">'
+            f'{score:.3f}</span><div class="files" title="{esc(entry.fgUrl)}&#10;{esc(entry.bgUrl)}">'
+            f'fg {esc(file_name(entry.fgUrl))}<br>bg {esc(file_name(entry.bgUrl))}</div>'
+            f'<dl>{cells}</dl>{reasons}</figcaption></figure>')
+
+
+def gallery(workspace: Workspace, data: PackData) -> str:
+    if data.quality is None:
+        return '<p class="dim">no scores yet (run <code>doit score</code>)</p>'
+    by_pair = {entry.pair: entry for entry in data.manifest.pairs}
+    ranked = sorted(data.quality["pairs"], key=lambda item: (-item["quality01"], item["pair"]))
+    if len(ranked) <= GALLERY_SIZE:
+        galleries = [(f"all {len(ranked)} pairs, best first", ranked)]
+    else:
+        worst = ranked[::-1][:min(GALLERY_SIZE, len(ranked) - GALLERY_SIZE)]
+        galleries = [(f"{GALLERY_SIZE} best pairs", ranked[:GALLERY_SIZE]), (f"{len(worst)} worst pairs", worst)]
+    parts = []
+    for title, items in galleries:
+        cards = "".join(pair_card(workspace, data, by_pair[item["pair"]], item["quality01"]) for item in items)
+        parts.append(f"<h3>{esc(title)}</h3><div class=\"grid\">{cards}</div>")
+    return "".join(parts)
+
+
+def coverage_section(data: PackData) -> str:
+    total = len(data.manifest.pairs)
+    sampled = len(data.rows)
+    statuses = Counter(row["status"] for row in data.rows.values())
+    parts = []
+    if data.meta and data.pack in data.meta["progress"]:
+        progress = data.meta["progress"][data.pack]
+        fraction = progress["visited"] / max(1, progress["target"])
+        parts.append(f'<p>visited <b>{progress["visited"]}</b> of target {progress["target"]} '
+                     f'({total} pairs in the manifest) — {"done" if progress["done"] else "not done"}</p>'
+                     f'<div class="meter"><span style="width:{min(100, fraction * 100):.1f}%"></span></div>')
+        webgl = data.meta["runtime"].get("webgl") or {}
+        parts.append(f'<p class="dim">sampled {esc(data.meta["startedAt"])} → {esc(data.meta["finishedAt"])}; '
+                     f'audio {esc(data.meta["audio"]["mode"])}; renderer {esc(webgl.get("renderer", "?"))}</p>')
+    else:
+        parts.append('<p class="dim">no meta.json progress for this pack (run <code>doit merge</code>)</p>')
+    parts.append(f"<p>{sampled} of {total} pairs have an eval row "
+                 f"({100 * sampled / max(1, total):.1f}%)</p>")
+    if statuses:
+        parts.append("<table><tr><th>row status</th><th>pairs</th></tr>" + "".join(
+            f"<tr><td>{esc(status)}</td><td>{count}</td></tr>" for status, count in statuses.most_common())
+            + "</table>")
+    return "".join(parts)
+
+
+def metric_cell(metric) -> str:
+    if metric is None:
+        return '<td class="dim">too few pairs</td>'
+    return f"<td>{metric['value']:.3f} <span class=\"dim\">[{metric['lo']:.3f}, {metric['hi']:.3f}]</span></td>"
+
+
+def training_section(data: PackData) -> str:
+    report = data.training
+    if report is None:
+        return '<p class="dim">no training report yet (run <code>doit train</code>)</p>'
+    held = report["heldOut"]
+    elite = report["eliteAuc"]
+    elite_text = ("no elite pairs rated both ≥4 and ≤2" if elite is None else
+                  f"{elite['value']:.3f} ({elite['positives']} good vs {elite['negatives']} bad, "
+                  f"{'held out' if elite['heldOut'] else 'in-sample'})")
+    sources = "".join(f"<tr><td>{esc(name)}</td><td>{fmt(info.get('count'))}</td><td>{fmt(info.get('share'), 2)}</td>"
+                      f"<td>{fmt(info.get('lossWeight'), 2)}</td><td class=\"dim\">{esc(info.get('note', ''))}</td></tr>"
+                      for name, info in report["sources"].items())
+    return (f"{curves_svg(report['epochs'])}"
+            f"<p class=\"dim\">trained {esc(report['trainedAt'])} on {esc(report['device'])} in "
+            f"{report['trainSeconds']:.1f} s, {len(report['epochs'])} epochs, {report['featureCount']} features</p>"
+            f"<h3>held-out metrics ({held['pairs']} pairs, 95% bootstrap interval)</h3>"
+            f"<table><tr><th>model</th><th>Spearman</th><th>Pearson</th></tr>"
+            f"<tr><td>coupling net</td>{metric_cell(held['net']['spearman'])}{metric_cell(held['net']['pearson'])}</tr>"
+            f"<tr><td>ridge baseline</td>{metric_cell(held['ridge']['spearman'])}"
+            f"{metric_cell(held['ridge']['pearson'])}</tr></table>"
+            f"<p>elite separation (AUC): {esc(elite_text)}</p>"
+            f"<h3>sources</h3><table><tr><th>source</th><th>pairs</th><th>share</th><th>loss weight</th><th></th></tr>"
+            f"{sources}</table>")
+
+
+def blamed_errors(errors: list[str], layer: str) -> list[str] | None:
+    """The errors of a failed row that concern `layer`; the sampler prefixes them with "fg"/"bg" (its phase).
+    None when the row names only the other layer; all errors when it names neither."""
+    layers = {error[:2] for error in errors if error[:2] in ("fg", "bg")}
+    if not layers:
+        return list(errors)
+    if layer not in layers:
+        return None
+    return [error for error in errors if error[:2] == layer or error[:2] not in ("fg", "bg")]
+
+
+def failures_section(data: PackData) -> str:
+    """Presets behind failed rows, grouped per preset file, plus the files the scorer could not find or read."""
+    by_preset: dict[str, dict] = {}
+    by_pair = {entry.pair: entry for entry in data.manifest.pairs}
+    for row in data.rows.values():
+        if row["status"] == "ok" or row["pair"] not in by_pair:
+            continue
+        entry = by_pair[row["pair"]]
+        for layer, url in (("fg", entry.fgUrl), ("bg", entry.bgUrl)):
+            errors = blamed_errors(row["errors"], layer)
+            if errors is None:
+                continue
+            item = by_preset.setdefault(url, {"pairs": [], "statuses": Counter(), "errors": []})
+            item["pairs"].append(row["pair"])
+            item["statuses"][row["status"]] += 1
+            item["errors"].extend(error for error in errors if error not in item["errors"])
+    parts = []
+    if by_preset:
+        parts.append("<table class=\"failures\"><tr><th>preset</th><th>pairs</th><th>status</th><th>why</th></tr>")
+        for url, item in sorted(by_preset.items(), key=lambda pair: -len(pair[1]["pairs"])):
+            pairs = ", ".join(f"#{pair}" for pair in sorted(item["pairs"])[:8])
+            more = f" +{len(item['pairs']) - 8}" if len(item["pairs"]) > 8 else ""
+            why = "<br>".join(esc(error[:300]) for error in item["errors"][:3]) or '<span class="dim">no message</span>'
+            parts.append(f"<tr><td title=\"{esc(url)}\">{esc(file_name(url))}</td><td>{pairs}{more}</td>"
+                         f"<td>{esc(', '.join(item['statuses']))}</td><td class=\"why\">{why}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>no sampled pair failed</p>")
+    if data.quality:
+        for key in ("missing", "unreadable"):
+            listed = data.quality["stats"].get(key) or []
+            if listed:
+                parts.append(f"<h3>{key} preset files (scorer)</h3><ul>"
+                             + "".join(f"<li>{esc(text)}</li>" for text in listed) + "</ul>")
+    return "".join(parts)
+
+
+STYLE = """
+:root{color-scheme:dark;--bg:#0c0e13;--panel:#151922;--line:#262c38;--text:#e8ecf4;--dim:#8e97a8;
+--ok:#6fe3a0;--bad:#ff7a7a;--wait:#ffd36e;font:14px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif}
+body{margin:0;background:var(--bg);color:var(--text)}
+main{max-width:1180px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px;font-size:26px}h2{margin:32px 0 12px;font-size:19px;border-bottom:1px solid var(--line);
+padding-bottom:6px}h3{font-size:15px;margin:18px 0 8px}
+.dim{color:var(--dim)}code{background:var(--panel);padding:1px 5px;border-radius:4px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px;margin-top:16px}
+.cards div{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
+.cards b{display:block;font-size:22px}.cards span{color:var(--dim);font-size:12px}
+table{border-collapse:collapse;margin:6px 0}td,th{padding:4px 10px;border-bottom:1px solid var(--line);
+text-align:left;vertical-align:top}th{color:var(--dim);font-weight:500}
+.badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;font-weight:600}
+.badge.ok{background:#173d2a;color:var(--ok)}.badge.bad{background:#48191d;color:var(--bad)}
+.badge.wait{background:#3f3516;color:var(--wait)}
+.chart{width:100%;max-width:680px;background:var(--panel);border-radius:8px}
+.chart text{fill:var(--dim);font-size:11px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:10px}
+.card{margin:0;background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:8px;font-size:12px}
+.card img,.nothumb{display:block;width:100%;height:auto;aspect-ratio:1;border-radius:4px;image-rendering:auto;
+background:#000}.nothumb{display:flex;align-items:center;justify-content:center;color:var(--bad)}
+.nothumb.dim{color:var(--dim)}
+.card .score{float:right;font-weight:600}.files{color:var(--dim);overflow:hidden;white-space:nowrap;
+text-overflow:ellipsis;margin:2px 0}
+.card dl{display:grid;grid-template-columns:auto auto auto auto;gap:0 6px;margin:4px 0}
+.card dt{color:var(--dim)}.card dd{margin:0;text-align:right;font-variant-numeric:tabular-nums}
+.chip{display:inline-block;margin:2px 3px 0 0;padding:0 6px;border-radius:8px;background:#3a2327;color:var(--bad)}
+.meter{height:10px;background:var(--panel);border-radius:5px;overflow:hidden;max-width:680px}
+.meter span{display:block;height:100%;background:linear-gradient(90deg,#5fb3ff,#6fe3a0)}
+.failures .why{font-family:ui-monospace,monospace;font-size:12px;color:var(--bad);max-width:520px;
+overflow-wrap:anywhere}
+.problems li{color:var(--wait)}
+"""
+
+
+def render_html(workspace: Workspace, data: PackData, min_quality_std: float) -> str:
+    total = len(data.manifest.pairs)
+    gates = gate_rows(data, min_quality_std)
+    gates_passed = all(passed is True for _, passed, _ in gates)
+    failed_rows = sum(1 for row in data.rows.values() if row["status"] != "ok")
+    quality = data.quality
+    scores = [item["quality01"] for item in quality["pairs"]] if quality else []
+    cards = [(str(total), "pairs in the manifest"),
+             (str(len(scores)) if quality else "–", "pairs scored" + (" (rejected)" if data.quality_rejected else "")),
+             (f"{100 * len(data.rows) / max(1, total):.0f}%", "sampled (eval rows)"),
+             (str(failed_rows), "sampled pairs failed"),
+             ("pass" if data.verify and data.verify["passed"] else "fail" if data.verify else "–", "verify"),
+             ("pass" if gates_passed else "fail", "all gates")]
+    summary = "".join(f"<div><b>{esc(value)}</b><span>{esc(label)}</span></div>" for value, label in cards)
+    gate_table = "<table><tr><th>gate</th><th></th><th>measured</th></tr>" + "".join(
+        f"<tr><td>{esc(name)}</td><td>{badge(passed)}</td><td>{esc(detail)}</td></tr>"
+        for name, passed, detail in gates) + "</table>"
+    if quality:
+        stats = quality["qualityStats"]
+        stat_table = "<table><tr>" + "".join(f"<th>{key}</th>" for key in stats) + "</tr><tr>" + "".join(
+            f"<td>{value:.4f}</td>" for value in stats.values()) + "</tr></table>"
+        distribution = histogram_svg(scores, stats) + stat_table
+    else:
+        distribution = '<p class="dim">no scores yet (run <code>doit score</code>)</p>'
+    problems = ("<h2>Not available</h2><ul class=\"problems\">" + "".join(
+        f"<li>{esc(problem)}</li>" for problem in data.problems) + "</ul>") if data.problems else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(data.pack)} — coupled-quality report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
+<body><main>
+<h1>{esc(data.pack)}</h1>
+<p class="dim">coupled-quality report, generated {esc(now_iso())} from {esc(workspace.root)}</p>
+<div class="cards">{summary}</div>
+<h2>Gates</h2>{gate_table}
+<h2>Score distribution</h2>{distribution}
+<h2>Best and worst pairs</h2>{gallery(workspace, data)}
+<h2>Coverage</h2>{coverage_section(data)}
+<h2>Training</h2>{training_section(data)}
+<h2>Presets that failed</h2>{failures_section(data)}
+{problems}
+</main></body></html>
+"""
+
+
+def build_report(workspace: Workspace, pack: str, min_quality_std: float | None = None) -> Path:
+    """Write `reports/<pack>/index.html`; returns its path."""
+    data = gather(workspace, pack)
+    if min_quality_std is None:
+        settings = (data.training or {}).get("settings", {})
+        min_quality_std = settings.get("min_quality_std", TrainSettings().min_quality_std)
+    path = index_path(workspace, pack)
+    write_bytes_atomic(path, render_html(workspace, data, min_quality_std).encode())
+    print(f"report {pack}: {path}", file=sys.stderr, flush=True)
+    return path
