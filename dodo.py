@@ -14,10 +14,13 @@ from stages.demopack import DEMO_PACK, build_demo_pack, demo_pack_inputs, demo_p
 from stages.errors import CqError, report_errors
 from stages.merge import merge_pack
 from stages.plan import plan_pack
+from stages.report import index_path, inputs_signature, report_action
 from stages.sample import sample_shard
 from stages.settings import SampleSettings, TrainSettings, doit_params, from_params
 from stages.train_inputs import (CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest, rejected_path,
                                  score_action, train_action)
+from stages.verify import PLAYER_FILES, VerifySettings, verify_action
+from stages.verify import report_path as verify_report_path
 from stages.workspace import WEB_DIR, Workspace
 
 WS = Workspace.from_environment()
@@ -129,4 +132,30 @@ def task_score():
             "targets": [WS.quality_path(pack)],
             "uptodate": [InputsUnchanged(lambda pack=pack: pack_inputs_digest(WS, pack))],
             "clean": [clean_targets, (rejected_path(WS, pack).unlink, [], {"missing_ok": True})],
+        }
+
+
+@create_after(executed="score")
+def task_verify():
+    """Play each scored pack in the headless player: fails unless it picks by quality and draws."""
+    for pack in WS.packs():
+        yield {
+            "name": pack,
+            "actions": [(report_errors(verify_action), [WS, pack, VerifySettings()])],
+            "file_dep": [WS.manifest_path(pack), WS.quality_path(pack), *PLAYER_FILES],
+            "targets": [verify_report_path(WS, pack)],
+            "clean": True,
+        }
+
+
+@create_after(executed="verify")
+def task_report():
+    """Write reports/<pack>/index.html; `doit -s report` rebuilds it from what exists (after a failed gate)."""
+    for pack in WS.packs():
+        yield {
+            "name": pack,
+            "actions": [(report_errors(report_action), [WS, pack])],
+            "uptodate": [config_changed(inputs_signature(WS, pack))],
+            "targets": [index_path(WS, pack)],
+            "clean": True,
         }

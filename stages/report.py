@@ -440,6 +440,23 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
 """
 
 
+def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
+    """Every file the page is made from (those that exist are read; the others are shown as missing)."""
+    return [workspace.manifest_path(pack), workspace.quality_path(pack), rejected_path(workspace, pack),
+            workspace.eval_path(pack), workspace.meta_path(pack), workspace.train_report_path,
+            verify_report_path(workspace, pack), Path(__file__)]
+
+
+def inputs_signature(workspace: Workspace, pack: str) -> dict:
+    """Size and modification time of each input that exists, for doit's `config_changed`."""
+    signature = {}
+    for path in report_inputs(workspace, pack):
+        if path.exists():
+            info = path.stat()
+            signature[str(path)] = [info.st_size, info.st_mtime_ns]
+    return signature
+
+
 def build_report(workspace: Workspace, pack: str, min_quality_std: float | None = None) -> Path:
     """Write `reports/<pack>/index.html`; returns its path."""
     data = gather(workspace, pack)
@@ -450,3 +467,8 @@ def build_report(workspace: Workspace, pack: str, min_quality_std: float | None 
     write_bytes_atomic(path, render_html(workspace, data, min_quality_std).encode())
     print(f"report {pack}: {path}", file=sys.stderr, flush=True)
     return path
+
+
+def report_action(workspace: Workspace, pack: str) -> None:
+    """doit action: build the report (the page goes to its file, not into doit's database)."""
+    build_report(workspace, pack)

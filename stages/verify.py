@@ -57,6 +57,9 @@ class Check:
     detail: str
 
 
+PLAYER_FILES = [WEB_DIR / "player.html", WEB_DIR / "player.js", WEB_DIR / "player.css", Path(__file__)]
+
+
 def report_path(workspace: Workspace, pack: str) -> Path:
     return workspace.report_dir(pack) / "verify.json"
 
@@ -176,3 +179,8 @@ def verify_pack(workspace: Workspace, pack: str, settings: VerifySettings = Veri
         reasons = "; ".join(f"{check.name}: {check.detail}" for check in failed)
         raise CqError(f"verify failed for pack {pack!r}: {reasons} (details in {report_path(workspace, pack)})")
     return report
+
+
+def verify_action(workspace: Workspace, pack: str, settings: VerifySettings) -> None:
+    """doit action: run the gate (its findings go to the verify report, not into doit's database)."""
+    verify_pack(workspace, pack, settings)
