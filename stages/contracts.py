@@ -429,9 +429,10 @@ TRAIN_SOURCES = ("elite", "eval", "neg")
 def validate_train_report(report: Any, where="training report") -> dict:
     """The trainer's JSON report next to the checkpoint (`Workspace.train_report_path`), read by the report page.
 
-    `{kind, trainedAt, trainSeconds, device, deviceSnapshot{before, after}, settings, featureCount,
+    `{kind, trainedAt, trainSeconds, fitSeconds (the epochs alone), device, deviceSnapshot{before, after},
+      settings, featureCount,
       sources{elite|eval|neg: {count, share, lossWeight, note}},
-      epochs[{epoch, loss{elite, eval, neg, total}, drawn{elite, eval, neg}, heldOutLoss}],
+      epochs[{epoch, loss{elite, eval, neg, total}, drawn{elite, eval, neg}, heldOutLoss, seconds}],
       heldOut{pairs, net{spearman, pearson}, ridge{spearman, pearson}},
       eliteAuc{value, positives, negatives, heldOut} | null, packs{pack: {rows, okRows, failedRows,
       staleRows, pairs}}}`

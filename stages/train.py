@@ -205,17 +205,18 @@ def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: Trai
         record = {"epoch": epoch,
                   "loss": {n: (round(per_source[names.index(n)], 5) if n in names else None) for n in TRAIN_SOURCES},
                   "drawn": {n: (drawn_counts[names.index(n)] if n in names else 0) for n in TRAIN_SOURCES},
-                  "heldOutLoss": None}
+                  "heldOutLoss": None, "seconds": 0.0}
         record["loss"]["total"] = round(float(loss_sum.sum() / drawn.sum()), 5)
         if held_out is not None:
             net.eval()
             with torch.no_grad():
                 record["heldOutLoss"] = round(float(F.binary_cross_entropy_with_logits(net(x_held), y_held)), 5)
+        record["seconds"] = round(time.monotonic() - started, 3)
         epochs.append(record)
         log(f"epoch {epoch:3d}/{settings.epochs}  loss " + "  ".join(
             f"{n} {record['loss'][n]:.4f}" for n in names)
             + (f"  held-out {record['heldOutLoss']:.4f}" if held_out is not None else "")
-            + f"  ({time.monotonic() - started:.1f} s)")
+            + f"  ({record['seconds']:.1f} s)")
     return net, epochs
 
 
@@ -284,6 +285,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sou
     log(f"training on {', '.join(f'{len(p)} {n}' for n, p in train_sets.items())}"
         + (f"; {len(held_out)} eval pairs held out" if held_out is not None else ""))
     net, epochs = fit(train_sets, held_out, settings, device, mean, std, log)
+    fit_seconds = sum(epoch["seconds"] for epoch in epochs)
     train_seconds = time.monotonic() - started
 
     # 4. evaluate against the held-out pairs, beside a ridge baseline on the same features
@@ -312,6 +314,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sou
     save_checkpoint(workspace.checkpoint_path, net.cpu(), mean, std, settings_record)
     report = {
         "kind": TRAIN_REPORT_KIND, "trainedAt": now_iso(), "trainSeconds": round(train_seconds, 3),
+        "fitSeconds": round(fit_seconds, 3),
         "device": device.type, "deviceSnapshot": snapshot, "settings": settings_record,
         "featureCount": int(mean.shape[0]),
         "sources": {name: {"count": len(sources.sets[name]) if name in sources.sets else 0,
