@@ -9,7 +9,8 @@ Out: an HTTP server on 127.0.0.1 (never another interface) answering
     GET  /presets/<pack>/<file>    -> files under the workspace's `public/presets/` (manifest, quality file)
     GET  /api/packs                -> {"packs": [...]} packs with a manifest
     GET  /api/preset?url=/presets/...  -> one preset as butterchurn JSON, through `stages.presets.load_preset`
-                                      (so every preset type that function reads, `.milk` included, plays)
+                                      (so every preset type it reads plays, `.milk` converted once and cached
+                                      in the workspace's state dir); a preset it refuses -> 422 with why
     POST /api/rating               -> {pack, pair, score 1..5, ratingId}: one validated row appended (fsynced)
                                       to the workspace's ratings file; a repeated ratingId is not appended again
 
@@ -31,7 +32,7 @@ import orjson
 from stages.contracts import (append_jsonl, dumps, load_manifest, now_iso, read_jsonl, resolve_url,
                               validate_rating)
 from stages.errors import ContractError, CqError
-from stages.presets import load_preset
+from stages.presets import CACHE_DIR_NAME, load_preset
 from stages.workspace import WEB_DIR, Workspace
 
 HOST = "127.0.0.1"
@@ -62,26 +63,6 @@ class RatingsLog:
             return True
 
 
-class PresetCache:
-    """Presets as butterchurn JSON, converted once per file version (a `.milk` conversion is not free)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.entries: dict[Path, tuple[tuple[int, int], bytes]] = {}
-
-    def get(self, path: Path) -> bytes:
-        info = path.stat()
-        version = (info.st_mtime_ns, info.st_size)
-        with self.lock:
-            cached = self.entries.get(path)
-        if cached and cached[0] == version:
-            return cached[1]
-        body = dumps(load_preset(path))
-        with self.lock:
-            self.entries[path] = (version, body)
-        return body
-
-
 class PlayerServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -92,7 +73,6 @@ class PlayerServer(ThreadingHTTPServer):
         self.web_dir = Path(web_dir).resolve()
         self.modules_dir = Path(modules_dir or WEB_DIR / "node_modules").resolve()
         self.ratings = RatingsLog(workspace.ratings_path)
-        self.presets = PresetCache()
 
     @property
     def url(self) -> str:
@@ -178,7 +158,7 @@ class PlayerHandler(BaseHTTPRequestHandler):
             if not path.is_file():
                 self._error(HTTPStatus.NOT_FOUND, f"preset file not found: {url}")
                 return
-            body = self.server.presets.get(path)
+            body = dumps(load_preset(path, cache_dir=self.server.workspace.state_dir / CACHE_DIR_NAME))
         except CqError as error:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
             return

@@ -4,7 +4,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -15,6 +17,9 @@ from stages.contracts import read_jsonl, read_ratings
 from stages.server import PLAYER_PATH, serving
 from stages.verify import CHROMIUM_ARGS
 from stages.workspace import Workspace
+
+
+CORPUS = Path("/work/shared/corpus/cream-of-the-crop")
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +161,17 @@ def test_server_rejects_bad_ratings_and_appends_a_retry_once(server, workspace):
         status, answer = request(server, "POST", "/api/rating", bad)
         assert status == 400 and problem in answer["error"]
     assert len(read_jsonl(workspace.ratings_path).rows) == before + 1
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not here")
+def test_server_converts_milk_presets_and_explains_a_broken_one(server, workspace):
+    milk = sorted(CORPUS.glob("*/*.milk"))[0]
+    shutil.copyfile(milk, workspace.pack_dir("demo") / "fg" / "from corpus & co [1].milk")
+    (workspace.pack_dir("demo") / "fg" / "broken.milk").write_bytes(b"\x00\x01 not a preset")
+    status, preset = request(server, "GET", "/api/preset?url=" + quote("/presets/demo/fg/from corpus & co [1].milk"))
+    assert status == 200 and isinstance(preset["baseVals"], dict) and isinstance(preset["warp"], str)
+    status, answer = request(server, "GET", "/api/preset?url=" + quote("/presets/demo/fg/broken.milk"))
+    assert status == 422 and "broken.milk" in answer["error"]
 
 
 def test_server_serves_presets_as_json_and_refuses_escapes(server):
