@@ -5,9 +5,11 @@ import http.client
 import json
 import os
 import shutil
+import wave
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -58,7 +60,7 @@ def player(server, browser):
     page = browser.new_page(viewport={"width": 560, "height": 315})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server.url}{PLAYER_PATH}?pack=demo&seed=3")
+    page.goto(f"{server.url}{PLAYER_PATH}?pack=demo&seed=3&hold=0")
     page.wait_for_function("window.cqPlayer && window.cqPlayer.current && "
                            "document.getElementById('status').textContent === ''", timeout=30000, polling=200)
     yield page
@@ -126,6 +128,24 @@ def test_weighted_picks_favour_good_pairs_and_avoid_recent_ones(player):
     assert picks.count(7) > 1.8 * picks.count(0)
     immediate_repeats = sum(1 for a, b in zip(picks, picks[1:]) if a == b)
     assert immediate_repeats < 0.05 * len(picks)
+
+
+def test_a_chosen_audio_file_replaces_the_click_track(player, tmp_path):
+    path = tmp_path / "tone & beat.wav"
+    rate = 22050
+    t = np.arange(rate * 2) / rate
+    samples = (0.5 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.tobytes())
+    player.set_input_files("#audio-file", str(path))
+    player.wait_for_function("document.getElementById('audio-source').textContent === 'tone & beat.wav'",
+                             timeout=20000, polling=200)
+    # a 0.5-amplitude sine has an RMS of about 0.35; the click track's differs
+    player.wait_for_function("Math.abs(Number(document.getElementById('rms').textContent) - 0.354) < 0.03",
+                             timeout=20000, polling=200)
 
 
 def test_rating_keypress_lands_in_the_ratings_file_exactly_once(player, workspace, screenshots):

@@ -2,7 +2,7 @@
 // real time, audible audio) and lets the user rate pairs 1–5.
 //
 // In: URL parameters `pack`, `mode` (weighted | shuffle | random), `gamma`, `explore`, `dedup`,
-// `dedupPenalty`, `hold` (seconds per pair, 0 = until N), `seed`; the pack's manifest and quality file
+// `dedupPenalty`, `hold` (seconds per pair, default 30, 0 = until N), `seed`; the pack's manifest and quality file
 // from /presets/<pack>/; presets as butterchurn JSON from /api/preset.
 // Out: pictures and sound; ratings POSTed to /api/rating. With `verify=1` the page also picks `picks`
 // times without waiting, plays for `seconds`, and publishes `window.cqVerifyResult` for `stages/verify.py`.
@@ -21,7 +21,7 @@ const settings = {
   explore: number("explore", 0.1),
   dedupN: Math.max(0, Math.round(number("dedup", 8))),
   dedupPenalty: number("dedupPenalty", 0.05),
-  hold: number("hold", 0),
+  hold: number("hold", 30),
   blendSeconds: number("blend", 1.5),
   fgOpacity: number("opacity", 0.7),
   seed: Math.round(number("seed", Date.now() % 2147483647)),
@@ -127,7 +127,9 @@ async function fetchJson(url) {
 async function loadPack(pack) {
   const base = `/presets/${encodeURIComponent(pack)}`;
   const manifest = await fetchJson(`${base}/pairs-manifest.v0.json`);
-  const quality = await fetchJson(`${base}/pairs-quality.v0.json`);
+  const quality = await fetchJson(`${base}/pairs-quality.v0.json`).catch((error) => {
+    throw new Error(`pack "${pack}" has no usable scores (${error.message}): run \`doit\` to sample and score it`);
+  });
   if (quality.pack !== manifest.pack) {
     throw new Error(`pairs-quality.v0.json is for pack "${quality.pack}" but the manifest is for "${manifest.pack}"`
       + " — rescore this pack (doit score)");
@@ -473,8 +475,7 @@ function bindKeys(player) {
       document.body.classList.toggle("hide-overlay");
     }
   });
-  view.audioFile.addEventListener("change", async () => {
-    const [file] = view.audioFile.files;
+  const useAudioFile = async (file) => {
     if (!file) return;
     try {
       await player.audio.playFile(file);
@@ -483,6 +484,12 @@ function bindKeys(player) {
     } catch (error) {
       toast(`cannot play ${file.name}: ${error.message}`, true);
     }
+  };
+  view.audioFile.addEventListener("change", () => useAudioFile(view.audioFile.files[0]));
+  addEventListener("dragover", (event) => event.preventDefault());
+  addEventListener("drop", (event) => {
+    event.preventDefault();
+    useAudioFile(event.dataTransfer.files[0]);
   });
   view.mode.addEventListener("change", () => { player.mode = view.mode.value; });
   view.pack.addEventListener("change", async () => {
