@@ -8,11 +8,11 @@ import pytest
 from fixture_pack import make_pack
 from stages.contracts import load_manifest, read_json
 from stages.errors import CqError
-from stages.verify import (VerifySettings, check_result, load_verify_report, quartile_pick_ratio, report_path,
-                           verify_pack)
+from stages.verify import (VerifySettings, check_result, expected_pick_ratio, load_verify_report,
+                           quartile_pick_ratio, report_path, required_pick_ratio, verify_pack)
 from stages.workspace import WEB_DIR, Workspace
 
-FAST = VerifySettings(picks=300, seconds=2.0, width=240, height=160)
+FAST = VerifySettings(seconds=2.0, width=240, height=160)
 
 
 def test_verify_passes_on_a_good_pack_and_writes_its_report(tmp_path):
@@ -58,7 +58,8 @@ def test_verify_fails_on_a_page_that_throws(tmp_path):
 
 def page_result(counts: dict[int, int], frames: list[dict]) -> dict:
     return {"pack": "demo", "qualityPack": "demo", "manifestPairs": 8, "qualityPairs": 8,
-            "qualityStd": 0.2946, "picks": sum(counts.values()), "pickCounts": {str(k): v for k, v in counts.items()},
+            "qualityStd": 0.2946, "picks": sum(counts.values()),
+            "pickSettings": {"gamma": 2, "explore": 0.1, "dedupN": 4, "dedupPenalty": 0.05, "seed": 1}, "pickCounts": {str(k): v for k, v in counts.items()},
             "frames": frames, "renderedFrames": len(frames), "shownPairs": [7]}
 
 
@@ -86,6 +87,17 @@ def test_a_page_that_loaded_other_numbers_fails_same_pack(demo):
     checks = {c.name: c for c in check_result(result, manifest, quality, [], VerifySettings())}
     assert not checks["same-pack"].passed and "std 0.1000" in checks["same-pack"].detail
     assert checks["picks-follow-quality"].passed and checks["frames-change"].passed
+
+
+def test_required_pick_ratio_follows_what_the_rule_can_give():
+    settings = VerifySettings()
+    wide = {pair: 0.05 + 0.9 * pair / 99 for pair in range(100)}
+    narrow = {pair: 0.45 + 0.1 * pair / 99 for pair in range(100)}  # std ~0.03, the std gate's minimum
+    flat = {pair: 0.5 for pair in range(100)}
+    assert required_pick_ratio(expected_pick_ratio(wide, 2, 0.1), settings) == 1.5
+    assert 1.1 < required_pick_ratio(expected_pick_ratio(narrow, 2, 0.1), settings) < 1.15
+    assert expected_pick_ratio(flat, 2, 0.1) == 1.0
+    assert required_pick_ratio(1.0, settings) == 1.1
 
 
 def test_quartile_ratio_uses_the_scores_not_the_pair_numbers():
