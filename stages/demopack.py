@@ -207,11 +207,11 @@ def undeclared_textures(preset: dict, declared: set[str]) -> list[str]:
 
 def screen_verdict(result, min_luma: float = SCREEN_MIN_LUMA, max_load_ms: float = SCREEN_MAX_LOAD_MS) -> str:
     """Why a preset rendered alone (as fg and bg of one pair) is not a clean base; "" when it is."""
+    first_error = " ".join(" / ".join(result.errors).split())[:240]
     if result.status != "ok":
-        detail = f": {result.errors[0]}" if result.errors else ""
-        return f"{result.status}{detail}"[:300]
-    if result.errors:
-        return f"rendered with errors: {result.errors[0]}"[:300]
+        return f"{result.status}: {first_error}" if first_error else result.status
+    if first_error:
+        return f"rendered with errors: {first_error}"
     luma = result.series["fgLuma"]
     late = max(luma[len(luma) // 2:])
     if late < min_luma:
