@@ -12,7 +12,7 @@ interception on a fake origin, no server), driven by Playwright's async API on a
 background thread. The pool outlives `render()` calls: browsers are launched once. A pair over
 `pair_timeout_s` is stopped from outside; a pair that fails is retried once in a fresh page; a crashed page
 or browser is restarted (at most `browser_max_restarts` times, then a CqError); `reload_every` relaunches a
-worker's browser every N pairs. `python -m stages.render PRESET.json ...` measures pairs/min.
+worker's browser every N pairs. `python -m stages.render DIR` measures pairs/min on DIR's presets.
 """
 from __future__ import annotations
 
@@ -132,40 +132,63 @@ class _Worker:
         except Exception as error:
             raise CqError(f"Chromium at {pool.chromium_path} did not start: {_first_line(error)} "
                           f"(check that it runs: `{pool.chromium_path} --headless --no-sandbox --version`)")
-        cdp = await self.browser.new_browser_cdp_session()
-        processes = (await cdp.send("SystemInfo.getProcessInfo"))["processInfo"]
-        await cdp.detach()
-        self.pid = next(item["id"] for item in processes if item["type"] == "browser")
+        try:
+            cdp = await self.browser.new_browser_cdp_session()
+            processes = (await cdp.send("SystemInfo.getProcessInfo"))["processInfo"]
+            await cdp.detach()
+            self.pid = next(item["id"] for item in processes if item["type"] == "browser")
+        except Exception as error:
+            await self.close_browser()
+            raise CqError(f"Chromium at {pool.chromium_path} started but does not answer: {_first_line(error)}")
         pool._registry.add(self.pid, self.owner)
         self.pairs_since_launch = 0
         await self.open_page()
 
     async def open_page(self) -> None:
-        if self.page is not None:
-            await self.close_page()
-        page = await self.browser.new_page()
+        """Replace the page by a fresh sampling page with the audio set and the renderer warmed up."""
+        await self.close_page()
+        if self.browser is None or not self.browser.is_connected():
+            raise CqError("the browser went away while its page was replaced")
+        try:
+            page = await self.browser.new_page()
+        except Exception as error:
+            raise CqError(f"Chromium could not open a page: {_first_line(error)}")
+        try:
+            await self._load_sampler(page)
+        except BaseException:
+            try:
+                await asyncio.wait_for(page.close(run_before_unload=False), CLOSE_TIMEOUT_S)
+            except Exception:
+                pass  # the browser is relaunched or closed next; the page goes with it
+            raise
+        self.page = page
+        self.page_dirty = False
+
+    async def _load_sampler(self, page) -> None:
         page.on("pageerror", self._on_page_error)
         page.on("console", self._on_console)
-        await page.route(f"{ORIGIN}/**", self.pool._serve)
         try:
+            await page.route(f"{ORIGIN}/**", self.pool._serve)
             await page.goto(PAGE_URL, timeout=PAGE_LOAD_TIMEOUT_S * 1000)
             await page.wait_for_function("window.cqReady === true", timeout=PAGE_LOAD_TIMEOUT_S * 1000)
         except Exception as error:
             raise CqError(f"the sampling page {WEB_DIR / 'sampler.html'} did not load: {_first_line(error)} "
                           f"(is web/node_modules installed? run `doit web_deps`)")
+        advice = "try gpu_mode off, or another Chromium with --chromium"
         try:
             await page.evaluate("(audio) => window.cq.setAudio(audio)", self.pool._audio_message)
             self.info = await page.evaluate("window.cq.info()")
+        except Exception as error:
+            raise CqError(f"the sampling page failed in Chromium at {self.pool.chromium_path}: "
+                          f"{_first_line(error)} ({advice})")
+        if not self.info.get("webgl2"):
+            raise CqError(f"Chromium at {self.pool.chromium_path} offers no WebGL2 ({advice})")
+        try:
             await asyncio.wait_for(page.evaluate("(settings) => window.cq.warmUp(settings)",
                                                  self.pool._render_settings), PAGE_LOAD_TIMEOUT_S)
         except Exception as error:
             raise CqError(f"the sampling page could not render in Chromium at {self.pool.chromium_path}: "
-                          f"{_first_line(error)} (try gpu_mode off, or another Chromium with --chromium)")
-        if not self.info.get("webgl2"):
-            raise CqError(f"Chromium at {self.pool.chromium_path} offers no WebGL2 "
-                          "(try gpu_mode off, or a newer Chromium)")
-        self.page = page
-        self.page_dirty = False
+                          f"{_first_line(error)} ({advice})")
 
     def _on_page_error(self, _error) -> None:
         self.page_errors += 1
