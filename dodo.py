@@ -10,6 +10,7 @@ from doit import create_after, task_params
 from doit.task import clean_targets
 from doit.tools import config_changed
 
+from stages import webdeps
 from stages.demopack import DEMO_PACK, build_demo_pack, demo_pack_inputs, demo_pack_outputs
 from stages.errors import CqError, report_errors
 from stages.merge import merge_pack
@@ -21,7 +22,7 @@ from stages.train_inputs import (CODE_VERSION, InputsUnchanged, inputs_digest, p
                                  score_action, train_action)
 from stages.verify import PLAYER_FILES, VerifySettings, verify_action
 from stages.verify import report_path as verify_report_path
-from stages.workspace import WEB_DIR, Workspace
+from stages.workspace import Workspace
 
 WS = Workspace.from_environment()
 WS.state_dir.mkdir(parents=True, exist_ok=True)
@@ -36,9 +37,9 @@ DOIT_CONFIG = {
 def task_web_deps():
     """Install the pinned renderer (butterchurn) for the browser pages with npm ci."""
     return {
-        "actions": [f"npm ci --prefix {WEB_DIR} --no-audit --no-fund --loglevel=error"],
-        "file_dep": [WEB_DIR / "package-lock.json"],
-        "targets": [WEB_DIR / "node_modules" / ".package-lock.json"],
+        "actions": [report_errors(webdeps.install)],
+        "uptodate": [webdeps.installed],
+        "targets": [webdeps.INSTALLED_LOCK],
     }
 
 
