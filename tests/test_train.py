@@ -1,5 +1,5 @@
 """The trainer on a small synthetic pack: convergence, reproducibility, the source mix, checkpoints, metrics."""
-from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from stages.presets import load_preset
 from stages.settings import TrainSettings
 from stages.sources import gather_sources, measured_quality
 from stages.synthetic import make_pack
-from stages.train import held_out_mask, pick_device, spearman, train
+from stages.train import gpu_snapshot, held_out_mask, pick_device, spearman, train
 from stages.workspace import Workspace
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
@@ -155,3 +155,49 @@ def test_stale_rows_are_ignored_and_the_latest_ok_row_counts(tmp_path):
     sources = gather_sources(workspace, TrainSettings(**SMALL))
     assert sources.packs["tiny"]["staleRows"] == 1
     assert "tiny:1" not in sources.sets["eval"].keys and len(sources.sets["eval"]) == len(rows) - 1
+
+
+class FakeNvml:
+    """Stands in for NVML on a machine without an NVIDIA GPU (the one mock the team allows)."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, fail_init=False):
+        self.fail_init, self.shut_down = fail_init, False
+
+    def nvmlInit(self):
+        if self.fail_init:
+            raise self.NVMLError("driver not loaded")
+
+    def nvmlShutdown(self):
+        self.shut_down = True
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return index
+
+    def nvmlDeviceGetName(self, handle):
+        return b"NVIDIA H100 80GB HBM3"
+
+    def nvmlSystemGetDriverVersion(self):
+        return "580.159.04"
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return type("Memory", (), {"used": 3 * 2**30, "total": 80 * 2**30})()
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return type("Rates", (), {"gpu": 37, "memory": 12})()
+
+
+def test_gpu_snapshot_reads_name_memory_and_utilisation(monkeypatch):
+    fake = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 2**29)
+    snapshot = gpu_snapshot()
+    assert snapshot == {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "memoryUsedMiB": 3072,
+                        "memoryTotalMiB": 81920, "utilizationGpu": 37, "utilizationMemory": 12,
+                        "torchMaxAllocatedMiB": 512}
+    assert fake.shut_down
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail_init=True))
+    assert "driver not loaded" in gpu_snapshot()["error"]
