@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -92,17 +93,15 @@ def _web_file(url_path: str) -> tuple[bytes, str] | None:
 
 
 class _WebFiles:
-    """web/ as served to the pages, read once."""
+    """web/ as served to the pages, each file read once (used on the pool's loop thread only)."""
 
     def __init__(self):
         self._cache: dict[str, tuple[bytes, str] | None] = {}
-        self._lock = threading.Lock()
 
     def get(self, url_path: str):
-        with self._lock:
-            if url_path not in self._cache:
-                self._cache[url_path] = _web_file(url_path)
-            return self._cache[url_path]
+        if url_path not in self._cache:
+            self._cache[url_path] = _web_file(url_path)
+        return self._cache[url_path]
 
 
 class _Worker:
@@ -331,7 +330,6 @@ class RenderPool:
                 self.on_event(kind, details)
 
     async def _serve(self, route) -> None:
-        from urllib.parse import unquote, urlsplit
         found = self._web.get(unquote(urlsplit(route.request.url).path))
         if found is None:
             await route.fulfill(status=404, body=b"not found", content_type="text/plain")
@@ -393,6 +391,8 @@ class RenderPool:
                         self._registry.remove(worker.pid)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
         self._flush_events()
 
     def __enter__(self) -> "RenderPool":

@@ -1,7 +1,6 @@
 """The sampling page and the render pool, in real headless Chromium (SwiftShader here): 64x64, 16 frames."""
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
