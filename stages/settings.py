@@ -100,7 +100,7 @@ class TrainSettings:
     neg_samples: int = _param(50000, "mismatched negative pairs per pack (NegSamples)")
     neg_weight: float = _param(0.20, "loss weight of negatives (NegWeight)")
     neg_min_pair_distance: int = _param(50, "negatives pair fg_i with bg_j, |i-j| >= this (NegMinPairDistance)")
-    elite_path: str = _param("", "elite manifest (empty: elite.json in the workspace, skipped if absent)")
+    elite_path: str = _param("", "elite manifest, relative to the workspace (empty: elite.json there, skipped if absent)")
     holdout: float = _param(0.15, "fraction of eval pairs held out for validation")
     seed: int = _param(0, "training seed")
     require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present")

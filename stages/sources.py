@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from stages.features import FeatureCache, pair_features
 from stages.presets import CACHE_DIR_NAME
 from stages.progress import Progress
 from stages.settings import SampleSettings, TrainSettings
+from stages.train_inputs import elite_path
 from stages.workspace import Workspace
 
 # ------------------------------------------------------------------------------- measured quality
@@ -179,7 +179,7 @@ def eval_pairs(workspace: Workspace, presets: PackPresets) -> tuple[dict[int, di
 
 
 def _elite_entries(workspace: Workspace, settings: TrainSettings) -> tuple[list[EliteEntry], str, list[str]]:
-    path = Path(settings.elite_path).expanduser() if settings.elite_path else workspace.root / "elite.json"
+    path = elite_path(workspace, settings)
     entries: dict[tuple[str, str], EliteEntry] = {}
     found = []
     if path.is_file():

@@ -39,12 +39,16 @@ def pack_inputs_digest(workspace: Workspace, pack: str) -> str:
                        _digest_files(rows + [workspace.eval_path(pack)])])
 
 
+def elite_path(workspace: Workspace, settings: TrainSettings) -> Path:
+    """The elite manifest: `elite_path` (relative to the workspace root), else `elite.json` there."""
+    return workspace.root / Path(settings.elite_path or "elite.json").expanduser()
+
+
 def inputs_digest(workspace: Workspace, settings: TrainSettings) -> str:
     """Everything training reads, by content: each pack's inputs, the elite manifest, the ratings, and the
     sampler's thresholds (they define the measured quality)."""
-    elite = Path(settings.elite_path).expanduser() if settings.elite_path else workspace.root / "elite.json"
     return value_hash({"packs": {pack: pack_inputs_digest(workspace, pack) for pack in workspace.packs()},
-                       "elite": _digest_files([elite, workspace.ratings_path]),
+                       "elite": _digest_files([elite_path(workspace, settings), workspace.ratings_path]),
                        "sample": settings_config(workspace).get("sample", {})})
 
 
