@@ -18,8 +18,12 @@ where needed so both variants stay valid and differ by exactly 2d. The manifest 
 
 Same seed and count, same bytes: the stdlib's seeded `random.Random`, a fixed `generatedAt`, ordered keys.
 
-`python -m stages.demopack screen` renders every converted preset alone for a few frames with
-`stages.render.RenderPool` and rewrites `data/demo-bases.json`, with why each rejected preset failed.
+`python -m stages.demopack screen` renders every converted preset alone (16 frames at 32x32, one browser,
+~18 min on two busy cores) with `stages.render.RenderPool` and rewrites `data/demo-bases.json`. A preset is
+rejected, with the reason recorded, when its shaders use a `texsize_<image>` butterchurn never declares
+(found without rendering), when it fails to load, link or run its equations, times out, draws black (mean
+luma below SCREEN_MIN_LUMA in every frame of the second half) or loads slower than SCREEN_MAX_LOAD_MS.
+`python -m stages.demopack build` writes the pack without doit.
 """
 from __future__ import annotations
 
