@@ -22,6 +22,7 @@ from pathlib import Path
 
 from stages.contracts import Manifest, file_hash, load_manifest, read_json, resolve_url, value_hash
 from stages.errors import ContractError
+from stages.framestats import stats_key
 from stages.settings import SampleSettings
 from stages.workspace import REPO, Workspace
 
@@ -64,6 +65,7 @@ class PackPlan:
         """What decides a shard's rows: its pairs' files and every setting that changes pixels."""
         return value_hash({
             "render": self.settings.render_key(),
+            "stats": stats_key(self.settings),
             "audio": audio_identity(self.settings),
             "browser": [self.settings.gpu_mode, self.settings.chromium],
             "engine": engine_version(),
@@ -121,6 +123,8 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
 
 def content_key(pair: PlannedPair, settings: SampleSettings, audio_key: str, engine: str,
                 renderer: str) -> str:
-    """A row's identity: its statistics are a pure function of this key."""
+    """A row's identity: its statistics are a pure function of this key (the thresholds and warm-up that
+    turn frames into statistics included, so changing one recomputes the rows)."""
     return value_hash({"fg": pair.fg_hash, "bg": pair.bg_hash, "render": settings.render_key(),
-                       "audio": audio_key, "engine": engine, "renderer": renderer})
+                       "stats": stats_key(settings), "audio": audio_key, "engine": engine,
+                       "renderer": renderer})

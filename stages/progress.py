@@ -23,7 +23,7 @@ class Progress:
         self.done += advance
         self.extra = extra
         now = time.monotonic()
-        if self.tty or now - self.last_print >= self.every_s or self.done >= self.total:
+        if self.tty or now - self.last_print >= self.every_s:
             self.last_print = now
             self._draw(final=False)
 
