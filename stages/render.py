@@ -347,13 +347,21 @@ class RenderPool:
         self.chromium_path = find_chromium(self.settings.chromium, own)
         self._workers = [_Worker(self, index) for index in range(self.settings.worker_count)]
         first = self._workers[0]
-        await first.launch(self._gpu)
+        problem = ""
+        try:
+            await first.launch(self._gpu)
+        except CqError as error:
+            if not self._gpu:
+                raise
+            problem = f"Chromium with hardware WebGL flags failed: {error}"
         renderer = first.info.get("renderer", "")
-        if self._gpu and is_software_renderer(renderer):
+        if self._gpu and not problem and is_software_renderer(renderer):
+            problem = f"hardware WebGL flags gave a software renderer ({renderer})"
+        if problem:
             if self.settings.gpu_mode == "require":
-                raise CqError(f"gpu_mode=require, but WebGL renders in software here ({renderer}): "
-                              "check the GPU driver and $CQ_CHROMIUM_GPU_ARGS, or use gpu_mode safe or off")
-            self.gpu_fallback = f"hardware WebGL flags gave a software renderer ({renderer}); using software"
+                raise CqError(f"gpu_mode=require, but {problem}: check the GPU driver and "
+                              "$CQ_CHROMIUM_GPU_ARGS, or use gpu_mode safe or off")
+            self.gpu_fallback = f"{problem}; using software rendering"
             self._event("gpu-fallback", reason=self.gpu_fallback)
             self._gpu = False
             self.gpu_mode_used = "off"
