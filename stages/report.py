@@ -232,7 +232,8 @@ def pair_card(workspace: Workspace, data: PackData, entry, score: float) -> str:
     stats = row["stats"] if row else {}
     cells = "".join(f"<dt>{esc(label)}</dt><dd>{fmt(stats.get(name), 2)}</dd>" for name, label in SHOWN_STATS
                     if name in stats)
-    reasons = "".join(f'<span class="chip">{esc(reason)}</span>' for reason in (row or {}).get("reasons", []))
+    flags = ([row["status"]] if row and row["status"] != "ok" else []) + (row or {}).get("reasons", [])
+    reasons = "".join(f'<span class="chip">{esc(flag)}</span>' for flag in dict.fromkeys(flags))
     return (f'<figure class="card">{picture}<figcaption><b>#{entry.pair}</b> <span class="score">'
             f'{score:.3f}</span><div class="files" title="{esc(entry.fgUrl)}&#10;{esc(entry.bgUrl)}">'
             f'fg {esc(file_name(entry.fgUrl))}<br>bg {esc(file_name(entry.bgUrl))}</div>'
@@ -399,7 +400,8 @@ overflow-wrap:anywhere}
 def render_html(workspace: Workspace, data: PackData, min_quality_std: float) -> str:
     total = len(data.manifest.pairs)
     gates = gate_rows(data, min_quality_std)
-    gates_passed = all(passed is True for _, passed, _ in gates)
+    outcomes = {passed for _, passed, _ in gates}
+    gates_text = "fail" if False in outcomes else "incomplete" if None in outcomes else "pass"
     failed_rows = sum(1 for row in data.rows.values() if row["status"] != "ok")
     quality = data.quality
     scores = [item["quality01"] for item in quality["pairs"]] if quality else []
@@ -408,7 +410,7 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
              (f"{100 * len(data.rows) / max(1, total):.0f}%", "sampled (eval rows)"),
              (str(failed_rows), "sampled pairs failed"),
              ("pass" if data.verify and data.verify["passed"] else "fail" if data.verify else "–", "verify"),
-             ("pass" if gates_passed else "fail", "all gates")]
+             (gates_text, "all gates")]
     summary = "".join(f"<div><b>{esc(value)}</b><span>{esc(label)}</span></div>" for value, label in cards)
     gate_table = "<table><tr><th>gate</th><th></th><th>measured</th></tr>" + "".join(
         f"<tr><td>{esc(name)}</td><td>{badge(passed)}</td><td>{esc(detail)}</td></tr>"

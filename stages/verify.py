@@ -10,9 +10,9 @@ picked pair in real time while sampling the composite. The checks:
 
 - `same-pack`: the page loaded a manifest and quality file of this pack, with the files' pair counts and std;
 - `picks-follow-quality`: top-quartile pairs were picked clearly more often than the bottom quartile: at
-  least half the advantage the rule gives them (`expected_pick_ratio`, before the repeat penalty), capped
-  at `min_pick_ratio` (small packs, where the repeat penalty evens picks out) and never below
-  `MIN_PICK_RATIO_FLOOR` (scores too flat to favour anything fail here, as they fail the std gate);
+  least half the advantage the rule gives them (`expected_pick_ratio`, repeat penalty included), capped at
+  `min_pick_ratio` and never below `MIN_PICK_RATIO_FLOOR` (scores too flat to favour anything fail here,
+  as they fail the std gate);
 - `frames-non-blank` and `frames-change`: the composite was neither black nor uniform, and it moved;
 - `no-page-errors`: no uncaught exception or unhandled rejection in the page.
 """
@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlencode
+
+import numpy as np
 
 from stages.browser import BASE_ARGS, INSTALL_ADVICE, find_chromium
 from stages.contracts import load_manifest, now_iso, read_json, validate_quality, write_json
@@ -84,10 +86,26 @@ def quartile_pick_ratio(scores: dict[int, float], counts: dict[int, float]) -> t
     return (top / bottom if bottom else math.inf if top else 0.0), top, bottom
 
 
-def expected_pick_ratio(scores: dict[int, float], gamma: float, explore: float) -> float:
-    """Top-quartile / bottom-quartile pick ratio the rule w = (1-explore)*q^gamma + explore gives."""
-    weights = {pair: (1 - explore) * score ** gamma + explore for pair, score in scores.items()}
-    return quartile_pick_ratio(scores, weights)[0]
+def expected_pick_ratio(scores: dict[int, float], rule: dict, picks: int, seed: int = 0) -> float:
+    """Top-quartile / bottom-quartile pick ratio the runtime's rule gives, repeat penalty included: the rule
+    w = (1-explore)*q^gamma + explore, each of the last `dedupN` picks' weight times `dedupPenalty`, played
+    out `picks` times here (an independent model of the page's picker, so the page is checked against it)."""
+    pairs = list(scores)
+    base = np.array([(1 - rule["explore"]) * scores[pair] ** rule["gamma"] + rule["explore"] for pair in pairs])
+    window = int(rule["dedupN"])
+    if window == 0:
+        return quartile_pick_ratio(scores, dict(zip(pairs, base)))[0]
+    random = np.random.default_rng(seed)
+    counts = np.zeros(len(pairs))
+    recent: list[int] = []
+    for draw in random.random(picks):
+        weights = base.copy()
+        weights[recent] *= rule["dedupPenalty"]
+        cumulative = np.cumsum(weights)
+        index = min(int(np.searchsorted(cumulative, draw * cumulative[-1], side="right")), len(pairs) - 1)
+        counts[index] += 1
+        recent = (recent + [index])[-window:]
+    return quartile_pick_ratio(scores, dict(zip(pairs, counts)))[0]
 
 
 def required_pick_ratio(expected: float, settings: VerifySettings) -> float:
@@ -117,11 +135,11 @@ def check_result(result: dict, manifest, quality: dict, page_errors: list[str],
     else:
         ratio, top, bottom = quartile_pick_ratio(scores, counts)
         rule = result["pickSettings"]
-        expected = expected_pick_ratio(scores, rule["gamma"], rule["explore"])
+        expected = expected_pick_ratio(scores, rule, result["picks"])
         required = required_pick_ratio(expected, settings)
         checks.append(Check("picks-follow-quality", ratio >= required,
                             f"{result['picks']} picks: top quartile {top}, bottom quartile {bottom}, ratio "
-                            f"{ratio:.2f} (the rule alone gives {expected:.2f}; needs >= {required:.2f})"))
+                            f"{ratio:.2f} (the rule gives {expected:.2f}; needs >= {required:.2f})"))
     frames = result["frames"]
     non_blank = [f for f in frames if f["luma"] >= NON_BLANK_LUMA and f["spread"] >= NON_BLANK_SPREAD]
     moving = [f for f in frames if f["delta"] is not None and f["delta"] >= CHANGE_DELTA]

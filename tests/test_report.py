@@ -79,6 +79,9 @@ def test_full_report_opens_from_disk_with_every_section(tmp_path, browser, scree
                                "r => [r.cells[0].textContent, r.cells[1].textContent])"))
     assert gates["qualityStats.std ≥ 0.03"] == "pass" and gates["no missing preset files"] == "pass"
     assert gates["verify: frames-change"] == "fail" and gates["verify: same-pack"] == "pass"
+    summary = dict(page.evaluate("[...document.querySelectorAll('.cards div')].map("
+                                 "d => [d.querySelector('span').textContent, d.querySelector('b').textContent])"))
+    assert summary["all gates"] == "fail" and summary["verify"] == "fail" and summary["sampled pairs failed"] == "1"
     failures = page.evaluate("[...document.querySelectorAll('table.failures tr')].slice(1).map(r => r.textContent)")
     assert len(failures) == 1 and "coupled_00059" in failures[0] and "_fg.json" in failures[0]
     assert "texsize_noise" in failures[0]
@@ -127,6 +130,8 @@ def test_a_thumbnail_path_outside_the_eval_dir_is_not_embedded(tmp_path):
     assert gather(ws, "demo").rows[0]["thumb"] == "../../../../secret.png"
     # 8 pairs: pair 7 failed without a thumbnail, pair 0's points outside; the other 6 are embedded
     assert "all 8 pairs, best first" in html and html.count("data:image/png;base64,") == 6
+    # the score gates pass but verify has not run: the summary must not claim the gates pass
+    assert "<b>incomplete</b><span>all gates</span>" in html
 
 
 def test_a_pack_without_a_manifest_is_a_clear_error(tmp_path):

@@ -89,15 +89,25 @@ def test_a_page_that_loaded_other_numbers_fails_same_pack(demo):
     assert checks["picks-follow-quality"].passed and checks["frames-change"].passed
 
 
+RULE = {"gamma": 2, "explore": 0.1, "dedupN": 0, "dedupPenalty": 0.05}
+
+
 def test_required_pick_ratio_follows_what_the_rule_can_give():
     settings = VerifySettings()
     wide = {pair: 0.05 + 0.9 * pair / 99 for pair in range(100)}
     narrow = {pair: 0.45 + 0.1 * pair / 99 for pair in range(100)}  # std ~0.03, the std gate's minimum
     flat = {pair: 0.5 for pair in range(100)}
-    assert required_pick_ratio(expected_pick_ratio(wide, 2, 0.1), settings) == 1.5
-    assert 1.1 < required_pick_ratio(expected_pick_ratio(narrow, 2, 0.1), settings) < 1.15
-    assert expected_pick_ratio(flat, 2, 0.1) == 1.0
+    assert required_pick_ratio(expected_pick_ratio(wide, RULE, 1000), settings) == 1.5
+    assert 1.1 < required_pick_ratio(expected_pick_ratio(narrow, RULE, 1000), settings) < 1.15
+    assert expected_pick_ratio(flat, RULE, 1000) == 1.0
     assert required_pick_ratio(1.0, settings) == 1.1
+
+
+def test_the_repeat_penalty_evens_out_a_small_pack():
+    small = {pair: 0.05 + 0.9 * pair / 7 for pair in range(8)}
+    without = expected_pick_ratio(small, RULE, 4000)
+    penalised = expected_pick_ratio(small, {**RULE, "dedupN": 4}, 4000)
+    assert without > 6 and 1.8 < penalised < 2.6  # the page measured 2.18 on this pack (fixture_pack)
 
 
 def test_quartile_ratio_uses_the_scores_not_the_pair_numbers():
