@@ -164,7 +164,7 @@ def load_preset(path: Path, cache_dir: Path | None = None, allow_degraded: bool 
 
 # -------------------------------------------------------------------------------- pack manifests
 
-_SEED_NAME = re.compile(r"^coupled_(\d+)_(.*)_(fg|bg)\.(milk|json)$", re.IGNORECASE)
+_SEED_NAME = re.compile(r"^coupled_(\d+)(.*)_(fg|bg)\.(milk|json)$", re.IGNORECASE)
 
 
 def manifest_from_folder(pack_dir: Path, pack: str | None = None) -> tuple[Manifest, list[str]]:
