@@ -6,6 +6,8 @@
 
 Each task is a few declarative lines; the work lives in `stages/`.
 """
+from dataclasses import asdict
+
 from doit import create_after, task_params
 from doit.task import clean_targets
 from doit.tools import config_changed
@@ -137,14 +139,17 @@ def task_score():
 
 
 @create_after(executed="score")
-def task_verify():
+@task_params(doit_params(VerifySettings))
+def task_verify(**params):
     """Play each scored pack in the headless player: fails unless it picks by quality and draws."""
+    settings = from_params(VerifySettings, params)
     for pack in WS.packs():
         yield {
             "name": pack,
-            "actions": [(report_errors(verify_action), [WS, pack, VerifySettings()])],
+            "actions": [(report_errors(verify_action), [WS, pack, settings])],
             "file_dep": [WS.manifest_path(pack), WS.quality_path(pack), *PLAYER_FILES],
             "targets": [verify_report_path(WS, pack)],
+            "uptodate": [config_changed(asdict(settings))],
             "clean": True,
         }
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -43,16 +43,22 @@ MIN_GOOD_FRAMES = 3
 MIN_PICK_RATIO_FLOOR = 1.1
 
 
+def _knob(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class VerifySettings:
-    picks: int = 5000               # fast picks the page makes by the quality rule (cheap: no rendering)
-    seconds: float = 4.0            # real-time playback sampled for non-blank, changing frames
-    min_pick_ratio: float = 1.5     # the most the top/bottom-quartile pick ratio is asked to reach
-    seed: int = 1                   # the page's pick RNG, so a verify run is reproducible
-    width: int = 320
-    height: int = 240
-    timeout_s: float = 120.0
-    chromium: str = ""              # a Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)
+    """The gate's knobs (`doit verify --picks N --seconds S ...`)."""
+
+    picks: int = _knob(5000, "fast picks the page makes by the quality rule (cheap: no rendering)")
+    seconds: float = _knob(4.0, "real-time playback sampled for non-blank, changing frames")
+    min_pick_ratio: float = _knob(1.5, "the most the top/bottom-quartile pick ratio is asked to reach")
+    seed: int = _knob(1, "seed of the page's pick RNG, so a verify run is reproducible")
+    width: int = _knob(320, "player viewport width in pixels")
+    height: int = _knob(240, "player viewport height in pixels")
+    timeout_s: float = _knob(120.0, "time limit for the whole player run, seconds")
+    chromium: str = _knob("", "Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)")
 
 
 @dataclass
