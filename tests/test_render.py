@@ -244,3 +244,28 @@ def test_leftover_browsers_of_an_interrupted_run_are_ended_only_ours(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_ctrl_c_closes_every_browser(tmp_path):
+    script = (
+        "import itertools\n"
+        "from pathlib import Path\n"
+        "from tests.test_render import SETTINGS, job\n"
+        "from stages.audio import load_audio\n"
+        "from stages.render import RenderPool\n"
+        f"with RenderPool(SETTINGS, load_audio(SETTINGS).frames, Path({str(tmp_path)!r})) as pool:\n"
+        "    print(*pool.browser_pids, flush=True)\n"
+        "    for result in pool.render(job(pair) for pair in itertools.count()):\n"
+        "        print(result.status, flush=True)\n")
+    sampler = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        pids = [int(word) for word in sampler.stdout.readline().split()]
+        assert sampler.stdout.readline().strip() == "ok"  # mid-run
+        sampler.send_signal(signal.SIGINT)
+        _, errors = sampler.communicate(timeout=60)
+    finally:
+        sampler.kill()
+    assert "KeyboardInterrupt" in errors
+    assert pids and all(gone(pid) for pid in pids)
+    assert BrowserRegistry(tmp_path).entries() == []
