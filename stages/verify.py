@@ -27,7 +27,8 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from stages.browser import BASE_ARGS, INSTALL_ADVICE, find_chromium
+from stages.browser import (BASE_ARGS, INSTALL_ADVICE, BrowserRegistry, find_chromium, launch_args,
+                            new_owner_mark)
 from stages.contracts import load_manifest, now_iso, read_json, validate_quality, write_json
 from stages.errors import ContractError, CqError
 from stages.server import PLAYER_PATH, serving
@@ -35,7 +36,8 @@ from stages.workspace import WEB_DIR, Workspace
 
 VERIFY_KIND = "coupled_verify.v0"
 # the player's audio must run without a click, as it would after the user's first key
-CHROMIUM_ARGS = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required"]
+PLAYER_ARGS = ["--autoplay-policy=no-user-gesture-required"]
+CHROMIUM_ARGS = [*BASE_ARGS, *PLAYER_ARGS]
 NON_BLANK_LUMA = 0.02       # mean luma of a sampled frame above which it is not black
 NON_BLANK_SPREAD = 0.01     # luma standard deviation above which it is not one flat colour
 CHANGE_DELTA = 0.002        # mean absolute luma change between samples that counts as motion
@@ -59,6 +61,7 @@ class VerifySettings:
     height: int = _knob(240, "player viewport height in pixels")
     timeout_s: float = _knob(120.0, "time limit for the whole player run, seconds")
     chromium: str = _knob("", "Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)")
+    gpu: bool = _knob(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan), as on a GPU host")
 
 
 @dataclass
@@ -149,14 +152,22 @@ def check_result(result: dict, manifest, quality: dict, page_errors: list[str],
     frames = result["frames"]
     non_blank = [f for f in frames if f["luma"] >= NON_BLANK_LUMA and f["spread"] >= NON_BLANK_SPREAD]
     moving = [f for f in frames if f["delta"] is not None and f["delta"] >= CHANGE_DELTA]
+    failures = "".join(f"; pair {item['pair']} did not load: {item['error']}" for item in result["presetFailures"])
     checks.append(Check("frames-non-blank", len(non_blank) >= MIN_GOOD_FRAMES,
                         f"{len(non_blank)} of {len(frames)} sampled frames non-blank "
-                        f"({result['renderedFrames']} rendered, pairs {result['shownPairs']})"))
+                        f"({result['renderedFrames']} rendered, pairs {result['shownPairs']}){failures}"))
     checks.append(Check("frames-change", len(moving) >= MIN_GOOD_FRAMES,
                         f"{len(moving)} of {len(frames)} sampled frames changed from the previous one"))
     checks.append(Check("no-page-errors", not page_errors,
                         f"{len(page_errors)} page error(s)" + (f": {'; '.join(page_errors[:3])}" if page_errors else "")))
     return checks
+
+
+def _browser_pid(browser) -> int:
+    session = browser.new_browser_cdp_session()
+    processes = session.send("SystemInfo.getProcessInfo")["processInfo"]
+    session.detach()
+    return next(item["id"] for item in processes if item["type"] == "browser")
 
 
 def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
@@ -169,14 +180,21 @@ def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
                        "seed": settings.seed, "mode": "weighted"})
     page_errors: list[str] = []
     console_errors: list[str] = []
+    registry = BrowserRegistry(workspace.state_dir)
+    registry.kill_leftovers()
+    owner = new_owner_mark()
     with serving(workspace, web_dir=web_dir) as server, sync_playwright() as playwright:
+        executable = find_chromium(settings.chromium, playwright.chromium.executable_path)
         try:
-            executable = find_chromium(settings.chromium, playwright.chromium.executable_path)
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=executable,
+                                                 args=[*launch_args(settings.gpu, owner), *PLAYER_ARGS])
         except PlaywrightError as error:
             raise CqError(f"cannot start Chromium {executable}: {str(error).splitlines()[0]} "
                           f"({INSTALL_ADVICE})") from None
+        browser_pid = None
         try:
+            browser_pid = _browser_pid(browser)
+            registry.add(browser_pid, owner)  # so an interrupted run's browser is ended by the next one
             page = browser.new_page(viewport={"width": settings.width, "height": settings.height})
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
@@ -189,6 +207,8 @@ def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
             result = page.evaluate("window.cqVerifyResult")
         finally:
             browser.close()
+            if browser_pid is not None:
+                registry.remove(browser_pid)
     return result, page_errors, console_errors
 
 

@@ -27,6 +27,7 @@ def test_verify_passes_on_a_good_pack_and_writes_its_report(tmp_path):
     assert all(check["passed"] for check in checks.values())
     assert sum(saved["page"]["pickCounts"].values()) == FAST.picks
     assert saved["page"]["renderer"] not in ("", "unknown")
+    assert not (ws.state_dir / "browsers.json").exists(), "the closed browser must leave the registry"
 
 
 def test_verify_fails_on_a_quality_file_from_another_pack(tmp_path):
@@ -60,7 +61,7 @@ def page_result(counts: dict[int, int], frames: list[dict]) -> dict:
     return {"pack": "demo", "qualityPack": "demo", "manifestPairs": 8, "qualityPairs": 8,
             "qualityStd": 0.2946, "picks": sum(counts.values()),
             "pickSettings": {"gamma": 2, "explore": 0.1, "dedupN": 4, "dedupPenalty": 0.05, "seed": 1}, "pickCounts": {str(k): v for k, v in counts.items()},
-            "frames": frames, "renderedFrames": len(frames), "shownPairs": [7]}
+            "frames": frames, "renderedFrames": len(frames), "shownPairs": [7], "presetFailures": []}
 
 
 @pytest.fixture
