@@ -168,6 +168,22 @@ def test_rating_keypress_lands_in_the_ratings_file_exactly_once(player, workspac
     assert warnings == [] and (shown["fgUrl"], shown["bgUrl"], 5.0) in {(e.fgUrl, e.bgUrl, e.score) for e in entries}
 
 
+def test_an_unknown_pack_is_explained_and_another_can_be_picked(server, browser, screenshots):
+    page = browser.new_page(viewport={"width": 480, "height": 270})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}{PLAYER_PATH}?pack=nope&hold=0")
+    page.wait_for_function("document.getElementById('status').textContent !== ''", timeout=20000, polling=200)
+    assert page.text_content("#status") == 'there is no pack "nope" in this workspace (it has demo): pick one above'
+    page.screenshot(path=str(screenshots / "player-unknown-pack.png"))
+    page.keyboard.press("n")  # nothing to play yet: the key must not break the page
+    page.select_option("#pack", "demo")
+    page.wait_for_function("window.cqPlayer.current && window.cqPlayer.pack.pack === 'demo'", timeout=20000,
+                           polling=200)
+    page.close()
+    assert errors == []
+
+
 def test_server_rejects_bad_ratings_and_appends_a_retry_once(server, workspace):
     before = len(read_jsonl(workspace.ratings_path).rows)
     good = {"pack": "demo", "pair": 3, "score": 2, "ratingId": "retry-test-0001"}

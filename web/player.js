@@ -493,13 +493,18 @@ function bindKeys(player) {
   });
   view.mode.addEventListener("change", () => { player.mode = view.mode.value; });
   view.pack.addEventListener("change", async () => {
-    await player.open(view.pack.value);
-    advance(player);
+    try {
+      await player.open(view.pack.value);
+      advance(player);
+    } catch (error) {
+      setStatus(error.message, true);
+    }
   });
 }
 
 // Shows the next pair; a pair whose presets fail to load is reported and skipped after a moment.
 async function advance(player) {
+  if (!player.picker) return;
   try {
     await player.next();
   } catch (error) {
@@ -521,12 +526,16 @@ async function main() {
   };
   try {
     const packs = await populatePacks(settings.pack);
-    const pack = settings.pack || packs[0];
-    if (!pack) throw new Error("no packs in this workspace: add public/presets/<pack>/pairs-manifest.v0.json");
-    await player.open(pack);
-    view.pack.value = pack;
+    // keys and the pack menu work even when the requested pack does not load, so another can be picked
     bindKeys(player);
     requestAnimationFrame(loop);
+    const pack = settings.pack || packs[0];
+    if (!pack) throw new Error("no packs in this workspace: add public/presets/<pack>/pairs-manifest.v0.json");
+    if (!packs.includes(pack)) {
+      throw new Error(`there is no pack "${pack}" in this workspace (it has ${packs.join(", ") || "none"}): pick one above`);
+    }
+    await player.open(pack);
+    view.pack.value = pack;
     if (settings.verify) {
       window.cqVerifyResult = await runVerify(player);
     } else {
