@@ -15,6 +15,7 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from stages.contracts import (TRAIN_SOURCES, load_manifest, now_iso, read_json, read_rows, validate_meta,
                               validate_quality, validate_train_report, write_bytes_atomic)
@@ -429,7 +430,9 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body><main>
 <h1>{esc(data.pack)}</h1>
-<p class="dim">coupled-quality report, generated {esc(now_iso())} from {esc(workspace.root)}</p>
+<p class="dim">coupled-quality report, generated {esc(now_iso())} from {esc(workspace.root)} · play this pack
+weighted by these scores: <code>python -m stages.server</code>, then open
+<code>http://127.0.0.1:8765/web/player.html?pack={esc(quote(data.pack))}</code></p>
 <div class="cards">{summary}</div>
 <h2>Gates</h2>{gate_table}
 <h2>Score distribution</h2>{distribution}

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     workspace = Workspace.from_environment()
     try:
         with serving(workspace, args.port) as server:
-            print(f"player: {server.url}{PLAYER_PATH}  (workspace {workspace.root}; Ctrl+C stops)")
+            print(f"player: {server.url}{PLAYER_PATH}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:
         pass

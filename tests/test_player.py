@@ -5,6 +5,9 @@ import http.client
 import json
 import os
 import shutil
+import subprocess
+import sys
+import urllib.request
 import wave
 from pathlib import Path
 from urllib.parse import quote
@@ -18,7 +21,7 @@ from stages.browser import find_chromium
 from stages.contracts import read_jsonl, read_ratings
 from stages.server import PLAYER_PATH, serving
 from stages.verify import CHROMIUM_ARGS
-from stages.workspace import Workspace
+from stages.workspace import REPO, Workspace
 
 
 CORPUS = Path("/work/shared/corpus/cream-of-the-crop")
@@ -221,3 +224,17 @@ def test_server_serves_presets_as_json_and_refuses_escapes(server):
     assert request(server, "GET", "/web/../stages/server.py")[0] == 404
     status, packs = request(server, "GET", "/api/packs")
     assert status == 200 and packs == {"packs": ["demo"]}
+
+
+def test_the_server_command_serves_the_player_on_localhost(workspace):
+    process = subprocess.Popen([sys.executable, "-m", "stages.server", "--port", "0"], cwd=REPO, text=True,
+                               env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, stdout=subprocess.PIPE)
+    try:
+        line = process.stdout.readline()
+        url = line.split()[1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith(PLAYER_PATH)
+        with urllib.request.urlopen(url.replace(PLAYER_PATH, "/"), timeout=10) as response:
+            assert response.url == url and b'<script type="module" src="player.js">' in response.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
