@@ -375,7 +375,9 @@ RATING_FIELDS = {"pack": str, "pair": int, "fgUrl": str, "bgUrl": str, "score": 
 
 
 def validate_rating(rating: Any, where="rating") -> dict:
-    """A rating the player appends to `ratings.jsonl`: the user's 1..5 for one pair."""
+    """A rating the player appends to `ratings.jsonl`: the user's 1..5 for one pair.
+
+    The player's server also writes `ratingId` (one per keypress), so a retried POST is recorded once."""
     if not isinstance(rating, dict):
         raise ContractError(where, "a rating must be a JSON object")
     for key, kind in RATING_FIELDS.items():
