@@ -502,7 +502,12 @@ class RenderPool:
             raise
 
     def render(self, jobs: Iterable[PairJob], deadline: float | None = None) -> Iterator[PairResult]:
-        """Render `jobs`, yielding each result here as it completes; stops taking jobs at `deadline`."""
+        """Render `jobs`, yielding each result here as it completes; stops taking jobs at `deadline`.
+
+        Jobs are pulled from `jobs` on the pool's thread as workers free up: keep the iterable cheap (a
+        list, or a generator that does no slow work). Leaving the loop early (break, Ctrl-C) stops the
+        pairs in flight; the pool stays usable.
+        """
         if self._closed:
             raise CqError("the render pool is closed")
         out: queue.Queue = queue.Queue()
