@@ -6,7 +6,10 @@ Out: `gather_sources(...) -> Sources` with one `PairSet` per source present:
 
 - eval:  one example per sampled pair; target = `measured_quality(row)` (a failed render scores 0).
 - elite: hand-rated pairs (elite manifest + ratings), target `(score - 1) / 4`.
-- neg:   mismatched pairs fg_i / bg_j with |i - j| >= NegMinPairDistance in manifest order, target 0.
+- neg:   mismatched pairs fg_i / bg_j with |i - j| >= NegMinPairDistance in manifest order, target 0,
+         drawn among the pairs that train as eval pairs (see `gather_sources`).
+
+A seeded share of the eval pairs is held out by pair (`held_out_keys`) for validation.
 
 Which eval row counts: rows whose `fgHash`/`bgHash` match the preset files as they are now (older rows
 describe other pictures); of those, the latest `ok` row of a pair, else its latest failed row.
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stages.contracts import (EliteEntry, file_hash, load_elite, load_manifest, read_ratings, read_rows,
-                              resolve_url)
+                              resolve_url, value_hash)
 from stages.errors import ContractError
 from stages.features import FeatureCache, pair_features
 from stages.presets import CACHE_DIR_NAME
@@ -124,6 +127,8 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
 
 # ------------------------------------------------------------------------------------------ sources
 
+ENUMERATE_LIMIT = 4_000_000  # candidate pairs; above this, negatives are drawn by rejection instead
+
 
 @dataclass
 class PairSet:
@@ -146,6 +151,7 @@ class Sources:
     notes: dict[str, str]                         # per source: why it is absent or how it was built
     packs: dict[str, dict]                        # per pack: row and preset counts for the report
     warnings: list[str]
+    held_out: set[str] = field(default_factory=set)  # keys of the eval pairs kept out of training
 
 
 def _latest_rows(workspace: Workspace, pack: str) -> tuple[list[dict], list[str]]:
@@ -217,61 +223,89 @@ def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache
     return PairSet(np.stack(features), np.asarray(targets, np.float32), keys), note, warnings
 
 
-def negative_indices(count: int, wanted: int, min_distance: int, rng: np.random.Generator
+def negative_indices(positions: np.ndarray, wanted: int, min_distance: int, rng: np.random.Generator
                      ) -> tuple[np.ndarray, int, str]:
-    """Up to `wanted` distinct (i, j) with |i - j| >= distance among `count` pairs; the distance is
-    clamped to count // 2 for small packs. Returns (indices of shape (n, 2), distance used, note)."""
-    distance = max(1, min(min_distance, count // 2))
+    """Up to `wanted` distinct (a, b) with |positions[a] - positions[b]| >= distance, where `positions` are
+    manifest positions of the pairs to draw from; the distance is clamped to half the span of positions for
+    small packs. Returns (indices into `positions` of shape (n, 2), distance used, note)."""
+    positions = np.asarray(positions, np.int64)
+    span = int(positions.max() - positions.min() + 1) if len(positions) else 0
+    distance = max(1, min(min_distance, span // 2))
     note = "" if distance == min_distance else f"NegMinPairDistance clamped from {min_distance} to {distance} " \
-                                               f"for {count} pairs"
-    possible = (count - distance) * (count - distance + 1) if count > distance else 0
-    if possible == 0 or wanted <= 0:
+                                               f"for {span} pairs"
+    count = len(positions)
+    if count < 2 or wanted <= 0:
         return np.zeros((0, 2), np.int64), distance, note
-    if wanted >= possible:
-        i, j = np.meshgrid(np.arange(count), np.arange(count), indexing="ij")
-        allowed = np.abs(i - j) >= distance
-        chosen = np.stack([i[allowed], j[allowed]], axis=1)
-        if wanted > possible:
-            note = (note + "; " if note else "") + f"only {possible} distinct negatives exist"
-        return chosen, distance, note
+    if count * count <= ENUMERATE_LIMIT:
+        a, b = np.meshgrid(np.arange(count), np.arange(count), indexing="ij")
+        allowed = np.abs(positions[a] - positions[b]) >= distance
+        every = np.stack([a[allowed], b[allowed]], axis=1)
+        if wanted < len(every):
+            return every[np.sort(rng.choice(len(every), wanted, replace=False))], distance, note
+        if wanted > len(every):
+            note = (note + "; " if note else "") + f"only {len(every)} distinct negatives exist"
+        return every, distance, note
     found = np.zeros((0, 2), np.int64)
     while len(found) < wanted:
         draw = rng.integers(0, count, size=(2 * (wanted - len(found)) + 16, 2))
-        draw = draw[np.abs(draw[:, 0] - draw[:, 1]) >= distance]
+        draw = draw[np.abs(positions[draw[:, 0]] - positions[draw[:, 1]]) >= distance]
         found = np.unique(np.concatenate([found, draw]), axis=0)
-    return found[rng.permutation(len(found))[:wanted]], distance, note
+    return found[np.sort(rng.permutation(len(found))[:wanted])], distance, note
+
+
+def held_out_keys(keys: list[str], fraction: float, seed: int) -> set[str]:
+    """A seeded `fraction` of keys (at least one when there are two or more), chosen by a hash of the key,
+    so adding pairs later leaves the earlier pairs on their side of the split."""
+    count = int(round(fraction * len(keys)))
+    if fraction > 0 and len(keys) >= 2:
+        count = max(count, 1)
+    return set(sorted(keys, key=lambda key: value_hash([seed, key]))[:count])
 
 
 def gather_sources(workspace: Workspace, settings: TrainSettings, cache: FeatureCache | None = None,
                    packs: list[str] | None = None, thresholds: SampleSettings = SampleSettings()) -> Sources:
-    """Read every pack's presets and rows, the elite entries and ratings, and draw the negatives.
+    """Read every pack's presets and rows, the elite entries and ratings, hold out eval pairs, and draw the
+    negatives.
 
-    `thresholds` are the sampler's okHeuristic settings that `measured_quality` shares."""
+    Negatives are drawn among the pairs that train as eval pairs (all readable pairs of a pack that has
+    none): a preset that appeared only in negatives would teach the net "unsampled means bad", and one of
+    a held-out pair would leak into the validation. `thresholds` are the sampler's okHeuristic settings
+    that `measured_quality` shares."""
     cache = cache or FeatureCache(workspace.state_dir / CACHE_DIR_NAME)
     rng = np.random.default_rng(settings.seed)
     eval_features, eval_targets, eval_keys = [], [], []
-    neg_features, neg_keys, neg_notes = [], [], []
-    pack_report, warnings = {}, []
+    pack_presets, pack_report, warnings = [], {}, []
     for pack in workspace.packs() if packs is None else packs:
         presets = read_pack_presets(workspace, pack, cache)
         chosen, counts, pack_warnings = eval_pairs(workspace, presets)
-        warnings += pack_warnings
+        warnings += pack_warnings + presets.unreadable[:5]
         position = {pair: index for index, pair in enumerate(presets.pairs)}
         for pair, row in sorted(chosen.items()):
             index = position[pair]
             eval_features.append(pair_features(presets.fg[index], presets.bg[index]))
             eval_targets.append(measured_quality(row, thresholds))
             eval_keys.append(f"{pack}:{pair}")
-        indices, distance, note = negative_indices(len(presets.pairs), settings.neg_samples,
-                                                   settings.neg_min_pair_distance, rng)
-        if len(indices):
-            fg, bg = np.stack(presets.fg), np.stack(presets.bg)
-            neg_features.append(pair_features(fg[indices[:, 0]], bg[indices[:, 1]]))
-            neg_keys += [f"{pack}:{presets.pairs[i]}/{presets.pairs[j]}" for i, j in indices]
-        neg_notes.append(f"{pack}: {len(indices)} at |i-j| >= {distance}" + (f" ({note})" if note else ""))
+        pack_presets.append(presets)
         pack_report[pack] = {**counts, "manifestPairs": presets.manifest_pairs, "readablePairs": len(presets.pairs),
                              "missingFiles": len(presets.missing), "unreadableFiles": len(presets.unreadable)}
-        warnings += presets.unreadable[:5]
+    held_out = held_out_keys(eval_keys, settings.holdout, settings.seed)
+
+    training = set(eval_keys) - held_out
+    neg_features, neg_keys, neg_notes = [], [], []
+    for presets in pack_presets:
+        pool = [i for i, pair in enumerate(presets.pairs) if f"{presets.pack}:{pair}" in training]
+        pool_note = "from its eval pairs"
+        if not pool:
+            pool, pool_note = list(range(len(presets.pairs))), "from all its pairs (none sampled yet)"
+        indices, distance, note = negative_indices(np.asarray(pool), settings.neg_samples,
+                                                   settings.neg_min_pair_distance, rng)
+        if len(indices):
+            chosen = np.asarray(pool)[indices]
+            fg, bg = np.stack(presets.fg), np.stack(presets.bg)
+            neg_features.append(pair_features(fg[chosen[:, 0]], bg[chosen[:, 1]]))
+            neg_keys += [f"{presets.pack}:{presets.pairs[i]}/{presets.pairs[j]}" for i, j in chosen]
+        neg_notes.append(f"{presets.pack}: {len(indices)} {pool_note} at |i-j| >= {distance}"
+                         + (f" ({note})" if note else ""))
 
     sets: dict[str, PairSet] = {}
     notes: dict[str, str] = {}
@@ -281,10 +315,10 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
         sets["elite"] = elite
     if eval_keys:
         sets["eval"] = PairSet(np.stack(eval_features), np.asarray(eval_targets, np.float32), eval_keys)
-        notes["eval"] = f"{len(eval_keys)} sampled pairs"
+        notes["eval"] = f"{len(eval_keys)} sampled pairs, {len(held_out)} held out"
     else:
         notes["eval"] = "skipped: no eval rows yet (run `doit sample`)"
     if neg_keys:
         sets["neg"] = PairSet(np.concatenate(neg_features), np.zeros(len(neg_keys), np.float32), neg_keys)
     notes["neg"] = "; ".join(neg_notes) if neg_notes else "skipped: no packs"
-    return Sources(sets, notes, pack_report, warnings)
+    return Sources(sets, notes, pack_report, warnings, held_out)

@@ -32,7 +32,7 @@ from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate
 from stages.errors import CqError
 from stages.model import CouplingNet, NetConfig
 from stages.settings import SampleSettings, TrainSettings, from_params
-from stages.sources import PairSet, Sources, gather_sources
+from stages.sources import PairSet, Sources, gather_sources, held_out_keys
 from stages.workspace import Workspace, settings_config
 
 SOURCE_SHARES = {"elite": 0.25, "eval": 0.25, "neg": 0.50}
@@ -147,15 +147,9 @@ def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
 
 
 def held_out_mask(keys: list[str], fraction: float, seed: int) -> np.ndarray:
-    """A seeded `fraction` of keys (at least one when there are two or more), chosen by a hash of the key,
-    so adding pairs later leaves the earlier pairs on their side of the split."""
-    count = int(round(fraction * len(keys)))
-    if fraction > 0 and len(keys) >= 2:
-        count = max(count, 1)
-    order = sorted(range(len(keys)), key=lambda i: value_hash([seed, keys[i]]))
-    mask = np.zeros(len(keys), bool)
-    mask[order[:count]] = True
-    return mask
+    """`held_out_keys` as a mask over `keys`."""
+    held = held_out_keys(keys, fraction, seed)
+    return np.array([key in held for key in keys], bool)
 
 
 def source_weights(sets: dict[str, PairSet]) -> dict[str, float]:
@@ -266,7 +260,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sou
     train_sets = dict(sources.sets)
     held_out, elite_held = None, None
     if "eval" in sources.sets:
-        mask = held_out_mask(sources.sets["eval"].keys, settings.holdout, settings.seed)
+        mask = np.array([key in sources.held_out for key in sources.sets["eval"].keys], bool)
         held_out = sources.sets["eval"].subset(mask) if mask.any() else None
         train_sets["eval"] = sources.sets["eval"].subset(~mask)
     if "elite" in sources.sets:

@@ -3,7 +3,7 @@ starts fast).
 
 In: a `Workspace` and `TrainSettings`. Out: `inputs_digest` (everything training reads, by content),
 `pack_inputs_digest` (what scoring one pack reads besides the checkpoint), `CODE_VERSION` (the feature and
-model code), the `InputsUnchanged` uptodate check, and the doit actions `train_action` / `score_action`.
+model code) and `TRAINING_CODE_VERSION` (that plus the trainer's), the `InputsUnchanged` uptodate check, and the doit actions `train_action` / `score_action`.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from stages.workspace import Workspace, settings_config
 _HERE = Path(__file__).resolve().parent
 # A checkpoint is only valid for the feature and model code it was trained with.
 CODE_VERSION = value_hash([(_HERE / "features.py").read_text(), (_HERE / "model.py").read_text()])
+# Code that changes what training produces: a change retrains.
+TRAINING_CODE_VERSION = value_hash([CODE_VERSION] + [(_HERE / name).read_text() for name in ("sources.py", "train.py")])
 
 
 def _digest_files(paths) -> list:

@@ -131,15 +131,23 @@ def test_failed_renders_measure_zero():
 
 def test_negatives_respect_the_distance_and_are_distinct():
     rng = np.random.default_rng(0)
-    pairs, distance, note = negative_indices(300, 2000, 50, rng)
+    pairs, distance, note = negative_indices(np.arange(300), 2000, 50, rng)
     assert pairs.shape == (2000, 2) and distance == 50 and note == ""
     assert (np.abs(pairs[:, 0] - pairs[:, 1]) >= 50).all()
     assert len(np.unique(pairs, axis=0)) == 2000
     assert pairs.min() >= 0 and pairs.max() < 300
 
 
+def test_negatives_measure_distance_in_manifest_positions_of_a_subset():
+    positions = np.array([0, 1, 2, 40, 41, 90])
+    pairs, distance, _ = negative_indices(positions, 100, 50, np.random.default_rng(0))
+    assert distance == 45
+    gaps = np.abs(positions[pairs[:, 0]] - positions[pairs[:, 1]])
+    assert (gaps >= 45).all() and len(pairs) == 10  # {0, 1, 2, 40, 41} x {90}, both ways
+
+
 def test_negatives_clamp_the_distance_for_small_packs_and_say_so():
-    pairs, distance, note = negative_indices(10, 1000, 50, np.random.default_rng(0))
+    pairs, distance, note = negative_indices(np.arange(10), 1000, 50, np.random.default_rng(0))
     assert distance == 5 and "clamped" in note and "distinct" in note
     assert len(pairs) == 30 and (np.abs(pairs[:, 0] - pairs[:, 1]) >= 5).all()
-    assert len(negative_indices(1, 100, 50, np.random.default_rng(0))[0]) == 0
+    assert len(negative_indices(np.arange(1), 100, 50, np.random.default_rng(0))[0]) == 0
