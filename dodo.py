@@ -20,8 +20,8 @@ from stages.plan import plan_pack
 from stages.report import index_path, inputs_signature, report_action
 from stages.sample import sample_shard
 from stages.settings import SampleSettings, TrainSettings, doit_params, from_params
-from stages.train_inputs import (CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest, rejected_path,
-                                 score_action, train_action)
+from stages.train_inputs import (TRAINING_CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest,
+                                 rejected_path, score_action, train_action)
 from stages.verify import PLAYER_FILES, VerifySettings, verify_action
 from stages.verify import report_path as verify_report_path
 from stages.workspace import Workspace
@@ -118,7 +118,7 @@ def task_train(**params):
         "name": "model",
         "actions": [(report_errors(train_action), [WS, settings])],
         "targets": [WS.checkpoint_path, WS.train_report_path],
-        "uptodate": [config_changed({"settings": settings.key(), "code": CODE_VERSION}),
+        "uptodate": [config_changed({"settings": settings.key(), "code": TRAINING_CODE_VERSION}),
                      InputsUnchanged(lambda: inputs_digest(WS, settings))],
         "clean": True,
     }
