@@ -170,8 +170,9 @@ def curves_svg(epochs: list[dict]) -> str:
     parts = [f'<svg viewBox="0 0 {width} {height}" class="chart" role="img" aria-label="training curves">']
     for fraction in (0, 0.5, 1):
         y = height - pad - fraction * (height - 2 * pad)
+        value = low + fraction * (high - low)
         parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333"/>'
-                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{low + fraction * (high - low):.2f}</text>')
+                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
     parts.append(f'<text x="{pad}" y="{height - 14}">epoch {first}</text>'
                  f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle">loss per epoch (BCE)</text>'
                  f'<text x="{width - pad}" y="{height - 14}" text-anchor="end">epoch {last}</text>')
@@ -298,8 +299,9 @@ def training_section(data: PackData) -> str:
     elite_text = ("no elite pairs rated both ≥4 and ≤2" if elite is None else
                   f"{elite['value']:.3f} ({elite['positives']} good vs {elite['negatives']} bad, "
                   f"{'held out' if elite['heldOut'] else 'in-sample'})")
-    sources = "".join(f"<tr><td>{esc(name)}</td><td>{fmt(info.get('count'))}</td><td>{fmt(info.get('share'), 2)}</td>"
-                      f"<td>{fmt(info.get('lossWeight'), 2)}</td><td class=\"dim\">{esc(info.get('note', ''))}</td></tr>"
+    sources = "".join(f"<tr><td>{esc(name)}</td><td>{fmt(info.get('count'))}</td>"
+                      f"<td>{fmt(info.get('share'), 2)}</td><td>{fmt(info.get('lossWeight'), 2)}</td>"
+                      f"<td class=\"dim\">{esc(info.get('note', ''))}</td></tr>"
                       for name, info in report["sources"].items())
     return (f"{curves_svg(report['epochs'])}"
             f"<p class=\"dim\">trained {esc(report['trainedAt'])} on {esc(report['device'])} in "
@@ -407,7 +409,8 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
     quality = data.quality
     scores = [item["quality01"] for item in quality["pairs"]] if quality else []
     cards = [(str(total), "pairs in the manifest"),
-             (str(len(scores)) if quality else "–", "pairs scored" + (" (rejected)" if data.quality_rejected else "")),
+             (str(len(scores)) if quality else "–",
+              "pairs scored" + (" (rejected)" if data.quality_rejected else "")),
              (f"{100 * len(data.rows) / max(1, total):.0f}%", "sampled (eval rows)"),
              (str(failed_rows), "sampled pairs failed"),
              ("pass" if data.verify and data.verify["passed"] else "fail" if data.verify else "–", "verify"),

@@ -158,8 +158,8 @@ def check_result(result: dict, manifest, quality: dict, page_errors: list[str],
                         f"({result['renderedFrames']} rendered, pairs {result['shownPairs']}){failures}"))
     checks.append(Check("frames-change", len(moving) >= MIN_GOOD_FRAMES,
                         f"{len(moving)} of {len(frames)} sampled frames changed from the previous one"))
-    checks.append(Check("no-page-errors", not page_errors,
-                        f"{len(page_errors)} page error(s)" + (f": {'; '.join(page_errors[:3])}" if page_errors else "")))
+    listed = f": {'; '.join(page_errors[:3])}" if page_errors else ""
+    checks.append(Check("no-page-errors", not page_errors, f"{len(page_errors)} page error(s){listed}"))
     return checks
 
 

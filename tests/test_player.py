@@ -111,7 +111,8 @@ def test_next_key_shows_another_pair(player):
     first = player.evaluate("window.cqPlayer.current.pair")
     player.keyboard.press("n")
     player.wait_for_function(f"window.cqPlayer.current.pair !== {first}", timeout=20000, polling=200)
-    player.wait_for_function("document.getElementById('visited').textContent.startsWith('2/8')", timeout=10000, polling=200)
+    player.wait_for_function("document.getElementById('visited').textContent.startsWith('2/8')",
+                             timeout=10000, polling=200)
 
 
 def test_shuffle_visits_every_pair_once_per_round(player):
@@ -155,14 +156,16 @@ def test_rating_keypress_lands_in_the_ratings_file_exactly_once(player, workspac
     before = len(read_jsonl(workspace.ratings_path).rows)
     shown = player.evaluate("window.cqPlayer.current")
     player.keyboard.press("4")
-    player.wait_for_function("document.getElementById('rating').textContent.includes('saved')", timeout=20000, polling=200)
+    player.wait_for_function("document.getElementById('rating').textContent.includes('saved')",
+                             timeout=20000, polling=200)
     player.screenshot(path=str(screenshots / "player-rated.png"))
     # a held key auto-repeats: the repeats must not send more ratings
     player.keyboard.down("5")
     player.keyboard.down("5")
     player.keyboard.down("5")
     player.keyboard.up("5")
-    player.wait_for_function("document.getElementById('rating').textContent.startsWith('★★★★★')", timeout=20000, polling=200)
+    player.wait_for_function("document.getElementById('rating').textContent.startsWith('★★★★★')",
+                             timeout=20000, polling=200)
     player.wait_for_timeout(300)
     rows = read_jsonl(workspace.ratings_path).rows[before:]
     assert [(row["pair"], row["score"]) for row in rows] == [(shown["pair"], 4), (shown["pair"], 5)]

@@ -65,7 +65,8 @@ def test_full_report_opens_from_disk_with_every_section(tmp_path, browser, scree
     page.screenshot(path=str(screenshots / "report.png"), full_page=True)
     assert all(url == moved.as_uri() or url.startswith("data:") for url in requested), requested
 
-    histogram_total = page.evaluate("""() => [...document.querySelectorAll('svg[aria-label="score histogram"] rect title')]
+    histogram_total = page.evaluate("""() => [...document.querySelectorAll(
+            'svg[aria-label="score histogram"] rect title')]
         .reduce((sum, t) => sum + Number(t.textContent.split(': ')[1].split(' ')[0]), 0)""")
     assert histogram_total == PAIRS
     titles = page.evaluate("[...document.querySelectorAll('h3')].map(h => h.textContent)")

@@ -60,7 +60,8 @@ def test_verify_fails_on_a_page_that_throws(tmp_path):
 def page_result(counts: dict[int, int], frames: list[dict]) -> dict:
     return {"pack": "demo", "qualityPack": "demo", "manifestPairs": 8, "qualityPairs": 8,
             "qualityStd": 0.2946, "picks": sum(counts.values()),
-            "pickSettings": {"gamma": 2, "explore": 0.1, "dedupN": 4, "dedupPenalty": 0.05, "seed": 1}, "pickCounts": {str(k): v for k, v in counts.items()},
+            "pickSettings": {"gamma": 2, "explore": 0.1, "dedupN": 4, "dedupPenalty": 0.05, "seed": 1},
+            "pickCounts": {str(k): v for k, v in counts.items()},
             "frames": frames, "renderedFrames": len(frames), "shownPairs": [7], "presetFailures": []}
 
 

@@ -532,7 +532,8 @@ async function main() {
     const pack = settings.pack || packs[0];
     if (!pack) throw new Error("no packs in this workspace: add public/presets/<pack>/pairs-manifest.v0.json");
     if (!packs.includes(pack)) {
-      throw new Error(`there is no pack "${pack}" in this workspace (it has ${packs.join(", ") || "none"}): pick one above`);
+      const known = packs.join(", ") || "none";
+      throw new Error(`there is no pack "${pack}" in this workspace (it has ${known}): pick one above`);
     }
     await player.open(pack);
     view.pack.value = pack;
