@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from stages.errors import CqError
 
 # Part of the conversion cache key: bump it whenever a change alters any translated text.
-TRANSLATOR_VERSION = "hlsl2glsl-1"
+TRANSLATOR_VERSION = "hlsl2glsl-2"
 
 
 class HlslError(CqError):
@@ -985,14 +985,14 @@ class Emitter:
             return f"{element.glsl()}[{kind.array}]({', '.join(items)})"
         flat = []
         for item in init.items:
-            code, source = self.expression(item) if item.kind != "init_list" else (None, None)
-            if code is None:
+            if item.kind == "init_list":
                 raise HlslError("nested initializer lists are only supported for arrays", line)
-            flat.append(code if source.base == "float" or source.is_vector else self.convert(code, source, FLOAT,
-                                                                                                    line))
-        if len(flat) == 1 and not kind.is_matrix:
-            code, source = self.expression(init.items[0])
-            return self.convert(code, source, kind, line)
+            code, source = self.expression(item)
+            if len(init.items) == 1 and not kind.is_matrix:
+                return self.convert(code, source, kind, line)
+            scalar = Type("float" if kind.is_matrix else kind.base)
+            flat.append(code if source.base == scalar.base or not source.is_scalar
+                        else self.convert(code, source, scalar, line))
         return f"{kind.glsl()}({', '.join(flat)})"
 
     # -- statements
@@ -1434,10 +1434,13 @@ def _any_all(glsl: str):
 
 
 def _sincos(emitter: Emitter, node: Node):
-    (x, kind), = [emitter.expression(node.args[0])] if len(node.args) == 3 else _args(emitter, node, 3)
-    (s, ts), (c, tc) = emitter.lvalue(node.args[1]), emitter.lvalue(node.args[2])
-    x = emitter.convert(x, kind, ts, node.line)
-    return f"({s} = sin({x}), {c} = cos({x}))", VOID
+    """sincos(x, out s, out c): an assignment pair (it is only used as a statement)."""
+    if len(node.args) != 3:
+        raise HlslError(f"sincos() takes 3 arguments, got {len(node.args)}", node.line)
+    x, kind = emitter.expression(node.args[0])
+    (sine, target), (cosine, _) = emitter.lvalue(node.args[1]), emitter.lvalue(node.args[2])
+    x = emitter.convert(x, kind, target, node.line)
+    return f"({sine} = sin({x}), {cosine} = cos({x}))", VOID
 
 
 def _matrix_unary(glsl: str, scalar_result: bool):
