@@ -10,6 +10,8 @@ conversion is a cached outcome too. A preset that cannot be used raises `PresetE
 butterchurn's default for that stage and the preset carries `cqDegraded` (the replaced stages and why).
 
 Also here:
+- `convert_pack`: a pack's .milk presets converted ahead of sampling, for a doit task whose file_dep is
+  `pack_preset_paths` and whose target is `conversion_report_path`.
 - `manifest_from_folder`: a pack's `pairs-manifest.v0.json` from its `fg/` and `bg/` folders by the seed's
   naming (`coupled_<pair>_<stamp>_fg.milk` / `_bg.milk`), unmatched files reported; nothing outside the
   pack folder is looked at.
@@ -29,7 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.contracts import MANIFEST_NAME, QUALITY_NAME, Manifest, ManifestPair, read_json, value_hash, write_json
+from stages.contracts import (MANIFEST_NAME, QUALITY_NAME, Manifest, ManifestPair, load_manifest, read_json,
+                              resolve_url, value_hash, write_json)
 from stages.errors import ContractError, CqError
 from stages.hlsl import TRANSLATOR_VERSION, HlslError, translate
 from stages.milk import MilkPreset, MilkReadError, parse_milk, decode_milk
@@ -160,6 +163,41 @@ def load_preset(path: Path, cache_dir: Path | None = None, allow_degraded: bool 
     if not isinstance(preset, dict) or not isinstance(preset.get("baseVals"), dict):
         raise PresetError(path, "read-failed", "not a butterchurn preset (no baseVals object)")
     return preset
+
+
+def pack_preset_paths(workspace, pack: str) -> list[Path]:
+    """The existing preset files a pack's manifest names, once each (a conversion task's file_dep)."""
+    manifest = load_manifest(workspace.manifest_path(pack))
+    paths = {resolve_url(workspace.public, url, manifest.path) for entry in manifest.pairs
+             for url in (entry.fgUrl, entry.bgUrl)}
+    return sorted(path for path in paths if path.is_file())
+
+
+def conversion_report_path(workspace, pack: str) -> Path:
+    return workspace.eval_dir(pack) / "conversion.json"
+
+
+def convert_pack(workspace, pack: str) -> dict:
+    """Convert every .milk preset of a pack through the cache and write the pack's conversion report.
+
+    Only files whose content (or the translator) changed are converted again; the report lists each
+    preset's status (ok | read-failed | translate-failed) and message, and how many came from the cache."""
+    cache_dir = workspace.state_dir / CACHE_DIR_NAME
+    presets, fresh = [], 0
+    for path in pack_preset_paths(workspace, pack):
+        if path.suffix.lower() != ".milk":
+            continue
+        conversion = convert_milk(path, cache_dir)
+        fresh += not conversion.cached
+        presets.append({"file": path.relative_to(workspace.public).as_posix(), "status": conversion.status,
+                        "message": conversion.message})
+    by_status: dict[str, int] = {}
+    for record in presets:
+        by_status[record["status"]] = by_status.get(record["status"], 0) + 1
+    report = {"pack": pack, "translator": TRANSLATOR_VERSION, "total": len(presets), "converted": fresh,
+              "cached": len(presets) - fresh, "by_status": by_status, "presets": presets}
+    write_json(conversion_report_path(workspace, pack), report)
+    return report
 
 
 # -------------------------------------------------------------------------------- pack manifests

@@ -13,8 +13,9 @@ import pytest
 import stages.presets as presets
 from stages.contracts import load_manifest
 from stages.errors import ContractError
-from stages.presets import (PresetError, convert_milk, load_preset, manifest_from_folder, preset_files, screen,
-                            write_manifest_from_folder)
+from stages.presets import (PresetError, conversion_report_path, convert_milk, convert_pack, load_preset,
+                            manifest_from_folder, pack_preset_paths, preset_files, screen, write_manifest_from_folder)
+from stages.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "MILKDROP_PRESET_VERSION=201\nPSVERSION=2\nPSVERSION_WARP=2\nPSVERSION_COMP=2\n[preset00]\nfDecay=0.9\n"
@@ -217,6 +218,28 @@ def test_load_preset_milk_and_errors(tmp_path):
     with pytest.raises(PresetError, match="not supported") as caught:
         load_preset(tmp_path / "a.txt")
     assert caught.value.status == "read-failed"
+
+
+def test_convert_pack_converts_only_what_changed(tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    pack_dir = workspace.pack_dir("p")
+    for side in ("fg", "bg"):
+        (pack_dir / side).mkdir(parents=True)
+    (pack_dir / "fg" / "coupled_00001_a_fg.milk").write_text(milk(comp="shader_body { ret = 1; }"))
+    (pack_dir / "bg" / "coupled_00001_a_bg.milk").write_text(milk(comp="shader_body { ret = nope; }"))
+    (pack_dir / "fg" / "coupled_00002_b_fg.milk").write_text(milk())
+    (pack_dir / "bg" / "coupled_00002_b_bg.json").write_text(json.dumps(presets.QUIET_LAYER))
+    write_manifest_from_folder(pack_dir)
+    assert [path.name for path in pack_preset_paths(workspace, "p")] == [
+        "coupled_00001_a_bg.milk", "coupled_00002_b_bg.json", "coupled_00001_a_fg.milk", "coupled_00002_b_fg.milk"]
+    first = convert_pack(workspace, "p")
+    assert first["total"] == 3 and first["converted"] == 3 and first["cached"] == 0
+    assert first["by_status"] == {"ok": 2, "translate-failed": 1}
+    assert json.loads(conversion_report_path(workspace, "p").read_text()) == first
+    assert convert_pack(workspace, "p")["converted"] == 0
+    (pack_dir / "fg" / "coupled_00002_b_fg.milk").write_text(milk(comp="shader_body { ret = 0.25; }"))
+    again = convert_pack(workspace, "p")
+    assert again["converted"] == 1 and again["cached"] == 2
 
 
 # ---------------------------------------------------------------------------------- pack manifests
