@@ -182,15 +182,19 @@ def convert_pack(workspace, pack: str) -> dict:
 
     Only files whose content (or the translator) changed are converted again; the report lists each
     preset's status (ok | read-failed | translate-failed) and message, and how many came from the cache."""
+    from stages.progress import Progress
+
     cache_dir = workspace.state_dir / CACHE_DIR_NAME
+    paths = [path for path in pack_preset_paths(workspace, pack) if path.suffix.lower() == ".milk"]
+    progress = Progress(f"convert {pack}", total=len(paths), unit="presets")
     presets, fresh = [], 0
-    for path in pack_preset_paths(workspace, pack):
-        if path.suffix.lower() != ".milk":
-            continue
+    for path in paths:
         conversion = convert_milk(path, cache_dir)
         fresh += not conversion.cached
         presets.append({"file": path.relative_to(workspace.public).as_posix(), "status": conversion.status,
                         "message": conversion.message})
+        progress.update()
+    progress.close()
     by_status: dict[str, int] = {}
     for record in presets:
         by_status[record["status"]] = by_status.get(record["status"], 0) + 1
