@@ -443,20 +443,22 @@ class RenderPool:
     async def _render_job(self, worker: _Worker, job: PairJob) -> PairResult:
         outcome = _Outcome("crashed")
         attempts = 0
+        needs_page = not worker.ready()
         for attempts in (1, 2):
             if attempts == 2:
                 self._event("retry", pair=job.pair, worker=worker.index, status=outcome.status)
-                await self._fresh_page(worker, job)
-            elif not worker.ready():
+            if needs_page:
                 await self._fresh_page(worker, job)
             try:
                 outcome = await worker.attempt(job)
             except _BrowserLost as lost:
                 outcome = _Outcome("crashed", [f"the page or browser died: {lost}"])
-                await self._recover(worker, f"pair {job.pair}: {lost}")
+                await self._recover(worker, f"pair {job.pair}: {lost}")  # the retry's fresh page
+                needs_page = False
                 continue
             if outcome.status == "ok":
                 break
+            needs_page = True  # a retry runs in a fresh page
         worker.pairs_since_launch += 1
         page_errors, console_errors = worker.page_errors, worker.console_errors
         worker.page_errors = worker.console_errors = 0
