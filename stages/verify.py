@@ -31,6 +31,7 @@ from stages.browser import (BASE_ARGS, INSTALL_ADVICE, BrowserRegistry, find_chr
                             new_owner_mark)
 from stages.contracts import load_manifest, now_iso, read_json, validate_quality, write_json
 from stages.errors import ContractError, CqError
+from stages.progress import Progress
 from stages.server import PLAYER_PATH, serving
 from stages.workspace import WEB_DIR, Workspace
 
@@ -43,6 +44,8 @@ NON_BLANK_SPREAD = 0.01     # luma standard deviation above which it is not one 
 CHANGE_DELTA = 0.002        # mean absolute luma change between samples that counts as motion
 MIN_GOOD_FRAMES = 3
 MIN_PICK_RATIO_FLOOR = 1.1
+STEP_NAMES = ("picks made", "best pair played", "picked pair played")
+VERIFY_STEPS = len(STEP_NAMES)
 
 
 def _knob(default, help_text: str):
@@ -170,6 +173,23 @@ def _browser_pid(browser) -> int:
     return next(item["id"] for item in processes if item["type"] == "browser")
 
 
+def _await_result(page, pack: str, settings: VerifySettings, page_errors: list[str]) -> dict:
+    """Poll the page until it publishes its result, with a progress bar over its steps."""
+    progress = Progress(f"verify {pack}", VERIFY_STEPS, unit="steps", every_s=2.0)
+    deadline = time.monotonic() + settings.timeout_s
+    while time.monotonic() < deadline:
+        state = page.evaluate("[window.cqVerifyStep || 0, window.cqVerifyResult !== undefined]")
+        step, finished = min(state[0], VERIFY_STEPS), state[1]
+        if step > progress.done:
+            progress.update(step - progress.done, extra=STEP_NAMES[step - 1])
+        if finished:
+            progress.close()
+            return page.evaluate("window.cqVerifyResult")
+        page.wait_for_timeout(250)
+    raise CqError(f"verify {pack}: the player did not finish within {settings.timeout_s:.0f} s "
+                  f"(page errors: {'; '.join(page_errors) or 'none'})")
+
+
 def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
                web_dir: Path = WEB_DIR) -> tuple[dict, list[str], list[str]]:
     """Run the player's verify mode headless; (its result, page errors, console errors)."""
@@ -199,12 +219,7 @@ def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
             page.goto(f"{server.url}{PLAYER_PATH}?{query}")
-            try:
-                page.wait_for_function("window.cqVerifyResult !== undefined", timeout=settings.timeout_s * 1000)
-            except PlaywrightError:
-                raise CqError(f"verify {pack}: the player did not finish within {settings.timeout_s:.0f} s "
-                              f"(page errors: {'; '.join(page_errors) or 'none'})") from None
-            result = page.evaluate("window.cqVerifyResult")
+            result = _await_result(page, pack, settings, page_errors)
         finally:
             browser.close()
             if browser_pid is not None:

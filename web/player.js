@@ -412,6 +412,7 @@ async function runVerify(player) {
   const best = player.pack.pairs.reduce((a, b) => (b.quality > a.quality ? b : a));
   const shown = [];
   const failures = [];
+  window.cqVerifyStep = 1;  // steps for the caller's progress bar: picks done, then each pair played
   for (const entry of [best, player.picker.next(player.mode)]) {
     try {
       await player.show(entry);
@@ -420,6 +421,7 @@ async function runVerify(player) {
     } catch (error) {
       failures.push({ pair: entry.pair, error: String(error.message || error) });
     }
+    window.cqVerifyStep += 1;
   }
   player.onFrame = null;
   return {
