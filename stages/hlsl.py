@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from stages.errors import CqError
 
 # Part of the conversion cache key: bump it whenever a change alters any translated text.
-TRANSLATOR_VERSION = "hlsl2glsl-2"
+TRANSLATOR_VERSION = "hlsl2glsl-3"
 
 
 class HlslError(CqError):
@@ -1196,6 +1196,10 @@ class Emitter:
             code, kind = self.convert(code, kind, kind.with_base("int"), node.line), kind.with_base("int")
         if node.op == "+":
             return code, kind
+        if node.op == "-" and re.fullmatch(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?", code):
+            return f"-{code}", kind     # a negative literal stays a literal (so -1 converts to -1.0)
+        if code.startswith(("-", "+")):
+            code = f"({code})"          # never '--3': that is a decrement
         return f"({node.op}{code})", kind
 
     def expr_postfix(self, node: Node) -> tuple[str, Type]:

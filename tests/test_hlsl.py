@@ -218,6 +218,12 @@ def test_literals():
     assert "int b = ((16 + 8) + 2);" in text
 
 
+def test_negative_literals_and_double_negation():
+    text = body("float2 a = float2(0, -1024); ret = -(-3) - -uv.x;")
+    assert "vec2 a = vec2(0.0, -1024.0);" in text
+    assert "ret = vec3((float((-(-3))) - (-uv.x)));" in text
+
+
 def test_shadowing_mains_locals_is_allowed():
     text = body("float rad = 1; ret = rad;", stage="comp")
     assert "float rad = 1.0;" in text

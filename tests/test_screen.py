@@ -57,6 +57,7 @@ PROBES = {
     "texsize_of_a_user_texture": probe("", "texsize_worms.x == 128",
                                        header="sampler sampler_worms; float4 texsize_worms;"),
     "multi_declaration_half1": probe("half1 a = 1, b = 2; double3 c = a + b;", "c.y == 3"),
+    "negative_literals": probe("float2 a = float2(0, -1024);", "a.y == -1024 && -(-3) == 3 && 2 - -1 == 3"),
     "user_texture_sampled": probe("float4 t = tex2d(sampler_worms, uv);", "t.a > 0.5",
                                   header="sampler sampler_worms;"),
     "warp_writes_uv": milk(warp="shader_body { uv = uv * 0 + 0.5; ret = uv.x == 0.5 ? 1 : 0; }",
