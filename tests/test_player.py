@@ -104,6 +104,10 @@ def test_player_plays_a_pair_with_its_overlay(player, screenshots):
     assert overlay["fg"] in shown["fgUrl"] and overlay["fg"].endswith("_fg.json")
     assert overlay["bg"] in shown["bgUrl"] and overlay["bg"].endswith("_bg.json")
     assert float(overlay["rms"]) > 0, "the built-in track should reach the analyser"
+    # both visualizers hear it too (128 is silence in their time-domain samples)
+    deviation = player.evaluate("""() => ['fg', 'bg'].map(name => Math.max(...Array.from(
+        window.cqPlayer.layers[name].audio.timeByteArray, value => Math.abs(value - 128))))""")
+    assert min(deviation) > 5, deviation
     assert canvas_luma(player) > 0.02, "the composite should not be black"
 
 
