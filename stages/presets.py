@@ -336,12 +336,14 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
           timeout_s: float, chromium: str, cache_dir: Path | None, progress_class) -> str:
     """Render each preset (as the fg of a pair over a quiet bg) and set its record's status from what it drew."""
     from stages.audio import load_audio
+    from stages.browser import kill_leftovers
     from stages.render import PairJob, RenderPool
     from stages.settings import SampleSettings
 
     settings = SampleSettings(width=size, height=size, frames=frames, readback=min(size, 32), workers=workers,
                               pair_timeout_s=timeout_s, chromium=chromium).validate()
     state_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).parent
+    kill_leftovers(state_dir)   # browsers an interrupted screen of this workspace left behind
     audio = load_audio(settings)
     jobs = [PairJob(index, preset, QUIET_LAYER, record["file"], "quiet")
             for index, (record, preset) in enumerate(loaded)]
