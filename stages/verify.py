@@ -8,6 +8,7 @@ The player runs in headless Chromium in its verify mode (`?verify=1`): it loads 
 browser does, picks `picks` times by the quality rule without waiting, then plays the best pair and one
 picked pair in real time while sampling the composite. The checks:
 
+- `page-loaded` (only when it fails): the page could not load the pack, e.g. a quality file of another pack;
 - `same-pack`: the page loaded a manifest and quality file of this pack, with the files' pair counts and std;
 - `picks-follow-quality`: top-quartile pairs were picked clearly more often than the bottom quartile: at
   least half the advantage the rule gives them (`expected_pick_ratio`, repeat penalty included), capped at
