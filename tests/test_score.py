@@ -97,7 +97,7 @@ def run_doit(workspace, fake_site, *args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_doit_train_runs_without_a_browser_and_retrains_only_when_a_knob_changes(tmp_path):
+def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_on_the_gate(tmp_path):
     workspace = Workspace(tmp_path / "ws")
     make_pack(workspace, "tiny", 120, seed=4)
     fake_site = tmp_path / "site"
@@ -119,3 +119,11 @@ def test_doit_train_runs_without_a_browser_and_retrains_only_when_a_knob_changes
     changed = run_doit(workspace, fake_site, "train", *knobs[:-2], "--learning-rate", "0.004")
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert ".  train:model" in changed.stdout
+
+    good = workspace.quality_path("tiny").read_bytes()
+    gated = run_doit(workspace, fake_site, "train", *knobs, "--min-quality-std", "0.9")
+    assert gated.returncode != 0
+    output = gated.stdout + gated.stderr
+    assert "fail the gate" in output and "more negatives" in output and "Traceback" not in output
+    assert workspace.quality_path("tiny").read_bytes() == good
+    assert rejected_path(workspace, "tiny").is_file()
