@@ -141,12 +141,14 @@ def test_leaving_render_early_stops_its_pairs_and_keeps_the_pool_usable(pool, re
 def test_killed_browser_is_restarted_and_renders_the_same(pool, reference):
     restarts = pool.restarts
     victim = pool.browser_pids[0]
+    slow = preset(FG_NAME)  # seconds of EEL per pair, so that the kill lands mid-pair
+    slow["frame_eqs_eel"] = "loop(30000000, q1 = q1 + 1);" + slow["frame_eqs_eel"]
     killer = threading.Timer(0.3, os.kill, (victim, signal.SIGKILL))
     killer.start()
-    results = list(pool.render([job(30), job(31)]))
+    results = list(pool.render([job(30, fg=slow), job(31)]))
     killer.join()
-    assert [result.status for result in results] == ["ok", "ok"]
-    assert all(result.series == reference.series for result in results)
+    assert [(result.status, result.attempts) for result in results] == [("ok", 2), ("ok", 1)]
+    assert results[1].series == reference.series
     assert pool.restarts == restarts + 1 and "restart" in POOL_EVENTS
     assert pool.browser_pids[0] != victim and gone(victim)
     assert [entry["pid"] for entry in BrowserRegistry(pool.state_dir).entries()] == pool.browser_pids
