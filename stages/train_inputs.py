@@ -7,6 +7,8 @@ model code) and `TRAINING_CODE_VERSION` (that plus the trainer's), the `InputsUn
 """
 from __future__ import annotations
 
+import importlib
+import warnings
 from pathlib import Path
 
 from stages.contracts import file_hash, load_manifest, resolve_url, value_hash
@@ -72,18 +74,22 @@ class InputsUnchanged:
         return values.get(self.name) == self.value
 
 
+def _import_quietly(module: str):
+    """Import a torch-using stage only when its task really runs; torch's own import of pynvml warns
+    about the package's rename on every run, which is noise in a build log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
+        return importlib.import_module(module)
+
+
 def train_action(workspace: Workspace, settings: TrainSettings) -> None:
     """doit action: train (the report goes to its file, not into doit's database)."""
-    from stages.train import train  # torch loads only when training really runs
-
-    train(workspace, settings)
+    _import_quietly("stages.train").train(workspace, settings)
 
 
 def score_action(workspace: Workspace, pack: str) -> None:
     """doit action: score one pack (the scores go to the file, not into doit's database)."""
-    from stages.score import score_pack
-
-    score_pack(workspace, pack)
+    _import_quietly("stages.score").score_pack(workspace, pack)
 
 
 def rejected_path(workspace: Workspace, pack: str) -> Path:
