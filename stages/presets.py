@@ -285,7 +285,7 @@ def _without(preset: dict, stages: tuple[str, ...]) -> dict:
 
 def screen(folder: Path, out: Path | None = None, frames: int = 20, size: int = 64, workers: int = 1,
            allow_degraded: bool = False, timeout_s: float = 30.0, chromium: str = "",
-           cache_dir: Path | None = None, render: bool = True) -> dict:
+           cache_dir: Path | None = None, render: bool = True, gpu_mode: str = "off") -> dict:
     """Convert and draw every preset under `folder`; returns (and writes to `out`) the screening report."""
     from stages.progress import Progress
 
@@ -316,7 +316,8 @@ def screen(folder: Path, out: Path | None = None, frames: int = 20, size: int = 
             loaded.append((record, preset))
     renderer = ""
     if render and loaded:
-        renderer = _draw(loaded, frames, size, workers, allow_degraded, timeout_s, chromium, cache_dir, Progress)
+        renderer = _draw(loaded, frames, size, workers, allow_degraded, timeout_s, chromium, cache_dir, Progress,
+                         gpu_mode)
     by_status: dict[str, int] = {}
     for record in records:
         by_status[record["status"]] = by_status.get(record["status"], 0) + 1
@@ -333,7 +334,7 @@ def screen(folder: Path, out: Path | None = None, frames: int = 20, size: int = 
 
 
 def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int, allow_degraded: bool,
-          timeout_s: float, chromium: str, cache_dir: Path | None, progress_class) -> str:
+          timeout_s: float, chromium: str, cache_dir: Path | None, progress_class, gpu_mode: str = "off") -> str:
     """Render each preset (as the fg of a pair over a quiet bg) and set its record's status from what it drew."""
     from stages.audio import load_audio
     from stages.browser import kill_leftovers
@@ -341,7 +342,7 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
     from stages.settings import SampleSettings
 
     settings = SampleSettings(width=size, height=size, frames=frames, readback=min(size, 32), workers=workers,
-                              pair_timeout_s=timeout_s, chromium=chromium).validate()
+                              pair_timeout_s=timeout_s, chromium=chromium, gpu_mode=gpu_mode).validate()
     state_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).parent
     kill_leftovers(state_dir)   # browsers an interrupted screen of this workspace left behind
     audio = load_audio(settings)
@@ -426,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                                help="replace failing shaders by butterchurn's default (status degraded)")
     screen_parser.add_argument("--chromium", default="", help="path of a Chromium to use")
     screen_parser.add_argument("--no-render", action="store_true", help="convert only, do not draw")
+    screen_parser.add_argument("--gpu-mode", default="off", help="off | safe | require (as for sampling)")
     manifest_parser = commands.add_parser("manifest", help="write a pack's pairs manifest from fg/ and bg/")
     manifest_parser.add_argument("pack_dir", type=Path)
     args = parser.parse_args(argv)
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.pack_dir / MANIFEST_NAME}")
             return 0
         report = screen(args.folder, args.out, args.frames, args.size, args.workers, args.allow_degraded,
-                        args.timeout, args.chromium, render=not args.no_render)
+                        args.timeout, args.chromium, render=not args.no_render, gpu_mode=args.gpu_mode)
     except CqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
