@@ -265,7 +265,7 @@ class RenderPool:
     """Workers rendering pairs in headless Chromium; a context manager (closes every browser on exit).
 
     After construction: `renderer`, `vendor` (WebGL UNMASKED strings), `engine` (butterchurn + page
-    version), `gpu_mode_used` (off | safe | require; `safe` falls back to `off` on a software renderer and
+    version), `browser_version` (Chromium's), `chromium_path`, `gpu_mode_used` (off | safe | require; `safe` falls back to `off` on a software renderer and
     says why in `gpu_fallback`), `restarts` (unplanned page/browser restarts so far), `reloads` (planned).
     `on_event(kind, details)` is called in the caller's thread for launches, fallbacks, restarts and retries.
     """
@@ -284,7 +284,7 @@ class RenderPool:
         self._registry = BrowserRegistry(self.state_dir)
         self._web = _WebFiles()
         self._events: queue.Queue = queue.Queue()
-        self.renderer = self.vendor = self.engine = ""
+        self.renderer = self.vendor = self.engine = self.browser_version = ""
         self.gpu_mode_used = settings.gpu_mode
         self.gpu_fallback = ""
         self.restarts = 0
@@ -370,6 +370,7 @@ class RenderPool:
         self.renderer = first.info["renderer"]
         self.vendor = first.info["vendor"]
         self.engine = first.info["engine"]
+        self.browser_version = first.browser.version
         for worker in self._workers:
             if worker.info.get("renderer") != self.renderer:
                 raise CqError(f"worker {worker.index} renders with {worker.info.get('renderer')!r}, worker 0 "

@@ -83,6 +83,7 @@ def reference(pool):
 def test_pool_reports_renderer_and_engine(pool):
     assert "swiftshader" in pool.renderer.lower()
     assert pool.engine.startswith("butterchurn@3.0.0-beta.5+sampler.")
+    assert pool.browser_version.split(".")[0].isdigit() and Path(pool.chromium_path).is_file()
     assert pool.gpu_mode_used == "off"
     entries = BrowserRegistry(pool.state_dir).entries()
     assert [entry["pid"] for entry in entries] == pool.browser_pids
