@@ -32,7 +32,7 @@ from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate
 from stages.errors import CqError
 from stages.model import CouplingNet, NetConfig
 from stages.settings import SampleSettings, TrainSettings, from_params
-from stages.sources import PairSet, Sources, gather_sources, held_out_keys
+from stages.sources import PairSet, gather_sources, held_out_keys
 from stages.workspace import Workspace, settings_config
 
 SOURCE_SHARES = {"elite": 0.25, "eval": 0.25, "neg": 0.50}
@@ -235,7 +235,7 @@ def elite_auc(scores: np.ndarray, elite: PairSet, held_out: np.ndarray) -> dict 
     return None
 
 
-def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sources | None = None) -> dict:
+def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
     """Train on what the workspace holds, save the checkpoint and the report; return the report."""
     started = time.monotonic()
     device = pick_device(settings.require_cuda)
@@ -247,7 +247,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print, sources: Sou
         log(f"device=cpu  (no CUDA GPU visible to torch {torch.__version__}; training on the CPU)")
 
     thresholds = from_params(SampleSettings, settings_config(workspace).get("sample", {}))
-    sources = sources or gather_sources(workspace, settings, thresholds=thresholds)
+    sources = gather_sources(workspace, settings, thresholds=thresholds)
     for warning in sources.warnings[:20]:
         log(f"warning: {warning}")
     for name in TRAIN_SOURCES:
