@@ -24,9 +24,12 @@ from stages.errors import CqError
 from stages.plan import PackPlan, PlannedPair, content_key, engine_version, plan_pack
 from stages.progress import Progress
 from stages.settings import SampleSettings
-from stages.workspace import Workspace
+from stages.workspace import WEB_DIR, Workspace
 
 RUN_STARTED = time.time()
+# The self-test renders this pair twice: it checks the renderer, so it uses presets known to render
+# reproducibly, not the user's first pair (some presets never do on software WebGL; see demopack).
+SELF_TEST_PRESETS = ("Martin - journey into space.json", "Geiss - Hurricane.json")
 
 
 class _Session:
@@ -62,7 +65,16 @@ def _close_pool() -> None:
         pool.__exit__(None, None, None)
 
 
-def render_pool(workspace: Workspace, settings: SampleSettings, first_job):
+def self_test_job():
+    from stages.presets import load_preset
+    from stages.render import PairJob
+
+    converted = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+    fg, bg = (load_preset(converted / name) for name in SELF_TEST_PRESETS)
+    return PairJob(0, fg, bg, *SELF_TEST_PRESETS)
+
+
+def render_pool(workspace: Workspace, settings: SampleSettings):
     """Start the browsers once per process, end leftovers of an interrupted run, and self-test."""
     from stages.browser import kill_leftovers
     from stages.render import RenderPool
@@ -73,7 +85,7 @@ def render_pool(workspace: Workspace, settings: SampleSettings, first_job):
         pool.__enter__()
         _SESSION.pool = pool
         atexit.register(_close_pool)
-        pool.self_test(first_job)
+        pool.self_test(self_test_job())
         identity.remember(workspace, "browsers", identity.browser_signature(settings), {
             "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
         print(f"renderer: {pool.renderer} ({settings.worker_count} workers, gpu mode {pool.gpu_mode_used})",
@@ -198,8 +210,7 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
             deadline: float, keys_for) -> list[PlannedPair]:
     """Render `todo`, appending each row as it arrives; return the pairs still without a current row."""
     settings = plan.settings
-    first = _load_job(todo[0])
-    pool = render_pool(workspace, settings, first)
+    pool = render_pool(workspace, settings)
     keys = keys_for(pool.renderer)  # the renderer is known for sure now
     todo = [p for p in todo if keys[p.pair] not in rows]
     by_pair = {p.pair: p for p in todo}
@@ -212,7 +223,7 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
     jobs, load_failures = [], []
     for planned in todo:
         try:
-            jobs.append(first if planned.pair == first.pair else _load_job(planned))
+            jobs.append(_load_job(planned))
         except CqError as error:
             load_failures.append((planned, getattr(error, "status", "read-failed"), str(error)))
 

@@ -21,8 +21,9 @@ from stages.contracts import (Manifest, ManifestPair, load_manifest, read_json, 
 from stages.workspace import REPO, WEB_DIR, Workspace
 
 CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
-BASES = ["Geiss - Spiral Artifact.json", "Martin - journey into space.json", "Geiss - Hurricane.json",
-         "Rovastar - Hyperspace.json", "Flexi - alien fish pond.json", "Martin - liquid arrows.json"]
+# Presets that render reproducibly on software WebGL (no additive dotted waves; see demopack).
+BASES = ["Martin - journey into space.json", "Geiss - Hurricane.json", "Rovastar - Hyperspace.json",
+         "Martin - liquid arrows.json", "Geiss - Drop Shadow 1.json", "Flexi - mindblob [shiny mix].json"]
 SETTINGS = """[sample]
 packs = "tiny"
 frames = 16
