@@ -17,7 +17,7 @@ import torch
 from stages import features
 from stages.contracts import validate_checkpoint, write_bytes_atomic
 from stages.errors import ContractError
-from stages.model import CouplingNet, NetConfig
+from stages.model import CouplingNet, NetConfig, standardise
 from stages.train_inputs import CODE_VERSION
 
 
@@ -34,7 +34,7 @@ class Scorer:
     @torch.no_grad()
     def predict(self, pair_vectors: np.ndarray) -> np.ndarray:
         self.net.eval()
-        x = torch.from_numpy(((pair_vectors - self.mean) / self.std).astype(np.float32))
+        x = torch.from_numpy(standardise(pair_vectors, self.mean, self.std))
         return torch.sigmoid(self.net(x)).numpy().astype(np.float64)
 
 

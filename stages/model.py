@@ -1,14 +1,28 @@
 """The coupling net: a small MLP from standardised pair features to a quality logit.
 
-In: a batch of pair vectors (`stages.features.PAIR_FEATURES`: fg, bg, fg-bg, fg*bg), already standardised
-with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is `quality01`.
+In: a batch of pair vectors (`stages.features.PAIR_FEATURES`: fg, bg, fg-bg, fg*bg), standardised by
+`standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is `quality01`.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+# Features live in [0, 1]. One that barely varies in training must not turn a small novelty in an unseen
+# pair into a huge input (and a confidently wrong score): its std is floored and every input clipped.
+STD_FLOOR = 0.05
+Z_CLIP = 5.0
+
+
+def feature_std(features: np.ndarray) -> np.ndarray:
+    return np.maximum(features.std(axis=0), STD_FLOOR)
+
+
+def standardise(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return np.clip((features - mean) / std, -Z_CLIP, Z_CLIP).astype(np.float32)
 
 
 @dataclass(frozen=True)

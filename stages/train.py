@@ -30,7 +30,7 @@ from torch.utils.data import BatchSampler, WeightedRandomSampler
 from stages.checkpoint import save_checkpoint
 from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate_train_report, value_hash, write_json
 from stages.errors import CqError
-from stages.model import CouplingNet, NetConfig
+from stages.model import CouplingNet, NetConfig, feature_std, standardise
 from stages.settings import SampleSettings, TrainSettings, from_params
 from stages.sources import PairSet, gather_sources, held_out_keys
 from stages.workspace import Workspace, settings_config
@@ -163,7 +163,7 @@ def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: Trai
     """The training loop: returns the trained net and one log record per epoch."""
     torch.manual_seed(settings.seed)
     names = list(train_sets)
-    x = torch.from_numpy(np.concatenate([(train_sets[n].features - mean) / std for n in names])).float().to(device)
+    x = torch.from_numpy(np.concatenate([standardise(train_sets[n].features, mean, std) for n in names])).to(device)
     y = torch.from_numpy(np.concatenate([train_sets[n].targets for n in names])).float().to(device)
     source = torch.from_numpy(np.concatenate([np.full(len(train_sets[n]), i) for i, n in enumerate(names)])).to(device)
     loss_weight = torch.tensor([{"elite": 1.0, "eval": settings.extra_eval_weight, "neg": settings.neg_weight}[n]
@@ -173,7 +173,7 @@ def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: Trai
     sampler = WeightedRandomSampler(torch.from_numpy(draw_weight), num_samples=len(draw_weight), replacement=True,
                                     generator=torch.Generator().manual_seed(settings.seed))
     if held_out is not None:
-        x_held = torch.from_numpy((held_out.features - mean) / std).float().to(device)
+        x_held = torch.from_numpy(standardise(held_out.features, mean, std)).to(device)
         y_held = torch.from_numpy(held_out.targets).float().to(device)
 
     net = CouplingNet(NetConfig(features=x.shape[1])).to(device)
@@ -218,7 +218,7 @@ def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: Trai
 def predict(net: CouplingNet, features: np.ndarray, mean: np.ndarray, std: np.ndarray,
             device: torch.device) -> np.ndarray:
     net.eval()
-    x = torch.from_numpy((features - mean) / std).float().to(device)
+    x = torch.from_numpy(standardise(features, mean, std)).to(device)
     return torch.sigmoid(net(x)).cpu().numpy().astype(np.float64)
 
 
@@ -271,8 +271,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
     # 2. standardise with the training set's statistics
     everything = np.concatenate([pairs.features for pairs in train_sets.values()])
     mean = everything.mean(axis=0)
-    std = everything.std(axis=0)
-    std[std < 1e-6] = 1.0
+    std = feature_std(everything)
     del everything
 
     # 3. train
@@ -287,8 +286,8 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
     if held_out is not None and "eval" in train_sets:
         measured = held_out.targets.astype(np.float64)
         net_scores = predict(net, held_out.features, mean, std, device)
-        ridge_scores = ridge_predict((train_sets["eval"].features - mean) / std, train_sets["eval"].targets,
-                                     (held_out.features - mean) / std, settings.seed)
+        ridge_scores = ridge_predict(standardise(train_sets["eval"].features, mean, std), train_sets["eval"].targets,
+                                     standardise(held_out.features, mean, std), settings.seed)
         metrics["pairs"] = len(held_out)
         for model_name, scores in (("net", net_scores), ("ridge", ridge_scores)):
             metrics[model_name] = {"spearman": with_interval(spearman, scores, measured, settings.seed),

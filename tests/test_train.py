@@ -9,6 +9,7 @@ from stages.checkpoint import load_checkpoint
 from stages.contracts import ContractError, read_json, validate_train_report, write_json
 from stages.errors import CqError
 from stages.features import pair_features, preset_features
+from stages.model import STD_FLOOR, Z_CLIP, feature_std, standardise
 from stages.presets import load_preset
 from stages.settings import TrainSettings
 from stages.sources import gather_sources, measured_quality
@@ -101,7 +102,7 @@ def test_checkpoint_round_trips_and_scores_alone(pack_workspace, trained):
     scores = scorer.predict(vectors)
     assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()
     with torch.no_grad():
-        direct = torch.sigmoid(scorer.net(torch.from_numpy((vectors - scorer.mean) / scorer.std).float()))
+        direct = torch.sigmoid(scorer.net(torch.from_numpy(standardise(vectors, scorer.mean, scorer.std))))
     assert np.allclose(scores, direct.numpy())
 
 
@@ -201,3 +202,13 @@ def test_gpu_snapshot_reads_name_memory_and_utilisation(monkeypatch):
     assert fake.shut_down
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail_init=True))
     assert "driver not loaded" in gpu_snapshot()["error"]
+
+
+def test_a_near_constant_feature_cannot_blow_up_an_unseen_pair():
+    training = np.zeros((50, 3), np.float32)
+    training[:, 0] = np.linspace(0, 1, 50)
+    training[0, 1] = 0.001  # varies a hair in training
+    std = feature_std(training)
+    unseen = standardise(np.array([[0.5, 1.0, 1.0]], np.float32), training.mean(axis=0), std)
+    assert std[1] == STD_FLOOR and std[2] == STD_FLOOR
+    assert np.abs(unseen).max() == Z_CLIP and abs(unseen[0, 0]) < 0.1
