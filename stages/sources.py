@@ -6,7 +6,8 @@ Out: `gather_sources(...) -> Sources` with one `PairSet` per source present:
 
 - eval:  one example per sampled pair; target = `measured_quality(row)` (a failed render scores 0).
 - elite: hand-rated pairs (elite manifest + ratings), target `(score - 1) / 4`.
-- neg:   mismatched pairs fg_i / bg_j with |i - j| >= NegMinPairDistance in manifest order, target 0,
+- neg:   mismatched pairs fg_i / bg_j with |i - j| >= NegMinPairDistance (positions in pair-number
+         order), target 0,
          drawn among the pairs that train as eval pairs (see `gather_sources`).
 
 A seeded share of the eval pairs is held out by pair (`held_out_keys`) for validation.
@@ -81,7 +82,7 @@ PROGRESS_FROM = 500  # pairs; smaller packs read in a second or two
 
 @dataclass
 class PackPresets:
-    """A pack's manifest pairs with the feature vectors of their presets (in manifest order)."""
+    """A pack's manifest pairs with the feature vectors of their presets, sorted by pair number."""
 
     pack: str
     pairs: list[int] = field(default_factory=list)            # pairs whose both presets were read
@@ -276,7 +277,12 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
     eval_features, eval_targets, eval_keys = [], [], []
     pack_presets, pack_report, warnings = [], {}, []
     for pack in workspace.packs() if packs is None else packs:
-        presets = read_pack_presets(workspace, pack, cache)
+        try:
+            presets = read_pack_presets(workspace, pack, cache)
+        except ContractError as error:  # one broken manifest must not stop training on the other packs
+            warnings.append(f"{error} (pack {pack} left out of training; its score task reports it too)")
+            pack_report[pack] = {"error": str(error)}
+            continue
         chosen, counts, pack_warnings = eval_pairs(workspace, presets)
         warnings += pack_warnings + presets.unreadable[:5]
         position = {pair: index for index, pair in enumerate(presets.pairs)}

@@ -212,3 +212,14 @@ def test_a_near_constant_feature_cannot_blow_up_an_unseen_pair():
     unseen = standardise(np.array([[0.5, 1.0, 1.0]], np.float32), training.mean(axis=0), std)
     assert std[1] == STD_FLOOR and std[2] == STD_FLOOR
     assert np.abs(unseen).max() == Z_CLIP and abs(unseen[0, 0]) < 0.1
+
+
+def test_a_broken_manifest_leaves_its_pack_out_and_says_why(tmp_path):
+    workspace = Workspace(tmp_path)
+    make_pack(workspace, "good", 30, seed=1)
+    make_pack(workspace, "broken", 10, seed=2)
+    workspace.manifest_path("broken").write_text('{"version": "v0", "pack": "broken", "pairs": [{"pair": 1}]}')
+    sources = gather_sources(workspace, TrainSettings(**SMALL))
+    assert "missing field 'fgUrl'" in sources.packs["broken"]["error"]
+    assert any("left out of training" in warning for warning in sources.warnings)
+    assert all(key.startswith("good:") for key in sources.sets["eval"].keys) and len(sources.sets["eval"]) > 20
