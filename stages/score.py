@@ -3,8 +3,9 @@
 In: the checkpoint (`stages.checkpoint`, loadable alone), the pack's manifest and preset files, its eval
 rows (for coverage) and the training report (for the held-out metrics).
 Out: `public/presets/<pack>/pairs-quality.v0.json` (`contracts.validate_quality`): one `quality01` per
-manifest pair whose presets exist and load, `qualityStats`, and `stats` with `missingFiles`, coverage and
-the held-out metrics.
+manifest pair whose presets exist and load, `qualityStats`, and `stats`: `missingFiles` (pairs with a
+preset file that does not exist) and `unreadableFiles` (pairs with one that does not load), the first of
+each by name, eval coverage, and the model's held-out metrics from the training report.
 
 Gates (no stretching of the distribution to pass them): `qualityStats.std >= MinQualityStd` and
 `min <= p50 - 0.05`. A failed gate writes the scores to `pairs-quality.v0.rejected.json` beside the product,
