@@ -156,14 +156,19 @@ class Sources:
 
 
 def _latest_rows(workspace: Workspace, pack: str) -> tuple[list[dict], list[str]]:
-    """Every readable row of a pack in write order: shards (sorted), then the merged eval.jsonl."""
+    """Every readable row of a pack once, in write order: shards (sorted), then the merged eval.jsonl (whose
+    rows are copies of shard rows, unless the shards were cleaned away)."""
     files = sorted(workspace.shards_dir(pack).glob("*.jsonl")) if workspace.shards_dir(pack).is_dir() else []
     files.append(workspace.eval_path(pack))
-    rows, warnings = [], []
+    rows, seen, warnings = [], set(), []
     for path in files:
         file_rows, file_warnings = read_rows(path)
-        rows += file_rows
         warnings += file_warnings
+        for row in file_rows:
+            identity = (row["pair"], row["contentKey"], row["sampledAt"], row["status"])
+            if identity not in seen:
+                seen.add(identity)
+                rows.append(row)
     return rows, warnings
 
 
