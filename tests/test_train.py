@@ -223,3 +223,11 @@ def test_a_broken_manifest_leaves_its_pack_out_and_says_why(tmp_path):
     assert "missing field 'fgUrl'" in sources.packs["broken"]["error"]
     assert any("left out of training" in warning for warning in sources.warnings)
     assert all(key.startswith("good:") for key in sources.sets["eval"].keys) and len(sources.sets["eval"]) > 20
+
+
+def test_rows_merged_into_eval_jsonl_count_once(tmp_path):
+    workspace = Workspace(tmp_path)
+    rows = make_pack(workspace, "tiny", 12, seed=2)
+    workspace.eval_path("tiny").write_bytes(workspace.shard_path("tiny", 0).read_bytes())
+    report = gather_sources(workspace, TrainSettings(**SMALL)).packs["tiny"]
+    assert report["rows"] == len(rows) and report["okRows"] + report["failedRows"] == len(rows)
