@@ -86,8 +86,6 @@ def test_milk_pack_samples_and_scores(pack_workspace):
     assert {entry["pair"] for entry in quality["pairs"]} == {0, 1, 2, 3}
 
 
-@pytest.mark.xfail(strict=True, reason="stages/sample.py loads a shard's first preset outside its error "
-                                       "handling, so a shard that starts with a broken preset fails")
 def test_untranslatable_preset_gets_a_row_and_is_not_retried(pack_workspace):
     workspace = pack_workspace
     pack_dir = workspace.pack_dir("cream")
