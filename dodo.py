@@ -13,10 +13,11 @@ from doit.task import clean_targets
 from doit.tools import config_changed
 
 from stages import webdeps
-from stages.demopack import DEMO_PACK, build_demo_pack, demo_pack_inputs, demo_pack_outputs
+from stages.demopack import build_demo_pack, demo_pack_inputs, demo_pack_outputs
 from stages.errors import CqError, report_errors
 from stages.merge import merge_pack
 from stages.plan import plan_pack
+from stages.presets import conversion_report_path, convert_pack, pack_preset_paths
 from stages.report import index_path, inputs_signature, report_action
 from stages.sample import sample_shard
 from stages.settings import SampleSettings, TrainSettings, doit_params, from_params
@@ -53,6 +54,23 @@ def task_demo_pack():
         "targets": demo_pack_outputs(WS),
         "clean": True,
     }
+
+
+def task_convert():
+    """Convert each pack's .milk presets to butterchurn (HLSL -> GLSL), once per file content."""
+    for pack in WS.packs():
+        try:
+            presets = pack_preset_paths(WS, pack)
+        except CqError:
+            continue  # a broken manifest is reported by its sample task
+        if any(path.suffix.lower() == ".milk" for path in presets):
+            yield {
+                "name": pack,
+                "actions": [(report_errors(convert_pack), [WS, pack])],
+                "file_dep": [WS.manifest_path(pack), *presets],
+                "targets": [conversion_report_path(WS, pack)],
+                "clean": True,
+            }
 
 
 def sample_settings(params) -> SampleSettings:

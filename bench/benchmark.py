@@ -1,6 +1,8 @@
 """Benchmarks that print the figures the issues name (measured, never asserted).
 
     python bench/benchmark.py sample --workers 1 --pairs 40   # demo pack pairs/min at 128x128, 120 frames
+    python bench/benchmark.py sample --workers 16 --count 960 --pairs 960   # a bigger pack "bench" of demo-style
+                                                                            # pairs, for many workers
     python bench/benchmark.py noop                            # wall time of a no-op `doit` (all up to date)
 
 Each run uses its own workspace under /tmp (or --workspace), builds the demo pack there, and runs real
@@ -10,6 +12,8 @@ included) and steady (first row to last row).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
 import os
 import statistics
 import subprocess
@@ -20,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.contracts import load_manifest, read_jsonl  # noqa: E402
+from stages.contracts import MANIFEST_NAME, Manifest, load_manifest, read_jsonl, write_json  # noqa: E402
+from stages.demopack import build_demo_pack  # noqa: E402
 from stages.workspace import REPO, Workspace  # noqa: E402
 
 
@@ -37,13 +42,33 @@ def sampled_rows(workspace: Workspace, pack: str) -> list[dict]:
     return [row for path in sorted(workspace.shards_dir(pack).glob("*.jsonl")) for row in read_jsonl(path).rows]
 
 
-def bench_sample(workspace: Workspace, workers: int, pairs: int, extra: list[str]) -> None:
-    doit(workspace, "demo_pack")
-    manifest_pairs = len(load_manifest(workspace.manifest_path("demo")).pairs)
+def build_bench_pack(workspace: Workspace, count: int) -> str:
+    """A pack named "bench" of `count` demo-style pairs (the demo pack itself is fixed at its size)."""
+    staging = Workspace(workspace.root / ".bench-build")
+    build_demo_pack(staging, count=count)
+    target = workspace.pack_dir("bench")
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staging.pack_dir("demo"), target)
+    shutil.rmtree(staging.root)
+    moved = load_manifest(target / MANIFEST_NAME)
+    pairs = [dataclasses.replace(p, fgUrl=p.fgUrl.replace("/demo/", "/bench/", 1),
+                                 bgUrl=p.bgUrl.replace("/demo/", "/bench/", 1)) for p in moved.pairs]
+    write_json(target / MANIFEST_NAME, Manifest(moved.path, "bench", pairs, moved.generatedAt).to_json())
+    return "bench"
+
+
+def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, extra: list[str]) -> None:
+    if count:
+        pack = build_bench_pack(workspace, count)
+    else:
+        pack = "demo"
+        doit(workspace, "demo_pack")
+    manifest_pairs = len(load_manifest(workspace.manifest_path(pack)).pairs)
     coverage = min(1.0, pairs / manifest_pairs)
-    wall = doit(workspace, "sample", "--packs", "demo", "--workers", str(workers),
+    wall = doit(workspace, "sample", "--packs", pack, "--workers", str(workers),
                 "--target-coverage", f"{coverage:.6f}", *extra)
-    rows = sampled_rows(workspace, "demo")
+    rows = sampled_rows(workspace, pack)
     stamps = sorted(row["tMs"] / 1000 for row in rows)
     steady = (len(rows) - 1) / (stamps[-1] - stamps[0]) * 60 if len(rows) > 1 and stamps[-1] > stamps[0] else 0
     ok = sum(row["status"] == "ok" for row in rows)
@@ -67,13 +92,14 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="workspace root (default: a new temp folder)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=40, help="pairs to sample")
+    parser.add_argument("--count", type=int, default=0, help="sample a pack of this many pairs, not the demo")
     parser.add_argument("--repeats", type=int, default=5)
     args, extra = parser.parse_known_args()
     root = args.workspace or Path(tempfile.mkdtemp(prefix="cq-bench-"))
     workspace = Workspace(root.resolve())
     print(f"workspace: {workspace.root}")
     if args.what == "sample":
-        bench_sample(workspace, args.workers, args.pairs, extra)
+        bench_sample(workspace, args.workers, args.pairs, args.count, extra)
     else:
         bench_noop(workspace, args.repeats)
 

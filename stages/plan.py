@@ -20,9 +20,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.contracts import Manifest, file_hash, load_manifest, read_json, resolve_url, value_hash
+from stages.contracts import Manifest, load_manifest, read_json, resolve_url, value_hash
 from stages.errors import ContractError
 from stages.framestats import stats_key
+from stages.presets import preset_identity
 from stages.settings import SampleSettings
 from stages.workspace import REPO, Workspace
 
@@ -66,6 +67,7 @@ class PackPlan:
         return value_hash({
             "render": self.settings.render_key(),
             "stats": stats_key(self.settings),
+            "degraded": self.settings.allow_degraded,
             "audio": audio_identity(self.settings),
             "browser": [self.settings.gpu_mode, self.settings.chromium],
             "engine": engine_version(),
@@ -89,9 +91,9 @@ def audio_identity(settings: SampleSettings) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _hash_or_blank(path: Path) -> str:
+def _identity_or_blank(path: Path) -> str:
     try:
-        return file_hash(path)
+        return preset_identity(path)
     except OSError:
         return ""
 
@@ -112,12 +114,13 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
         where = f"{manifest_path} pair {entry.pair}"
         fg_path = resolve_url(workspace.public, entry.fgUrl, where)
         bg_path = resolve_url(workspace.public, entry.bgUrl, where)
-        planned.append(PlannedPair(entry.pair, fg_path, bg_path, _hash_or_blank(fg_path),
-                                   _hash_or_blank(bg_path)))
+        planned.append(PlannedPair(entry.pair, fg_path, bg_path, _identity_or_blank(fg_path),
+                                   _identity_or_blank(bg_path)))
     planned.sort(key=lambda p: order_key(settings.shuffle_seed, p.pair))
     target = min(len(planned), math.ceil(settings.target_coverage * len(planned) - 1e-9))
     chosen = planned[:target]
-    shards = [chosen[i:i + settings.shard_size] for i in range(0, len(chosen), settings.shard_size)]
+    size = settings.shard_pairs
+    shards = [chosen[i:i + size] for i in range(0, len(chosen), size)]
     return PackPlan(pack, manifest, planned, target, shards, settings)
 
 
@@ -126,5 +129,6 @@ def content_key(pair: PlannedPair, settings: SampleSettings, audio_key: str, eng
     """A row's identity: its statistics are a pure function of this key (the thresholds and warm-up that
     turn frames into statistics included, so changing one recomputes the rows)."""
     return value_hash({"fg": pair.fg_hash, "bg": pair.bg_hash, "render": settings.render_key(),
-                       "stats": stats_key(settings), "audio": audio_key, "engine": engine,
+                       "stats": stats_key(settings), "degraded": settings.allow_degraded,
+                       "audio": audio_key, "engine": engine,
                        "renderer": renderer})

@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.contracts import (MANIFEST_NAME, QUALITY_NAME, Manifest, ManifestPair, load_manifest, read_json,
-                              resolve_url, value_hash, write_json)
+from stages.contracts import (MANIFEST_NAME, QUALITY_NAME, Manifest, ManifestPair, file_hash, load_manifest,
+                              read_json, resolve_url, value_hash, write_json)
 from stages.errors import ContractError, CqError
 from stages.hlsl import TRANSLATOR_VERSION, HlslError, translate
 from stages.milk import MilkPreset, MilkReadError, parse_milk, decode_milk
@@ -98,6 +98,16 @@ class Conversion:
     message: str
     translate_ms: float    # time spent reading + translating (0 when it came from the cache)
     cached: bool
+
+
+def preset_identity(path: Path) -> str:
+    """What a preset file renders as, as a hash: its bytes, plus the converter's version for .milk files
+    (a better translator changes the picture without changing the file). Rows record it as fgHash/bgHash."""
+    path = Path(path)
+    digest = file_hash(path)
+    if path.suffix.lower() == ".milk":
+        digest = value_hash([digest, CONVERTER_VERSION, TRANSLATOR_VERSION])
+    return digest
 
 
 def default_cache_dir() -> Path:

@@ -126,12 +126,20 @@ def drop_torn_tail(path: Path) -> None:
         write_bytes_atomic(path, keep)
 
 
-def _load_job(planned: PlannedPair):
-    from stages.presets import load_preset
+def _load_job(workspace: Workspace, planned: PlannedPair, settings: SampleSettings):
+    """Both presets as butterchurn objects (.milk through the workspace's conversion cache)."""
+    from stages.presets import CACHE_DIR_NAME, load_preset
     from stages.render import PairJob
 
-    return PairJob(planned.pair, load_preset(planned.fg_path), load_preset(planned.bg_path),
-                   planned.fg_path.name, planned.bg_path.name)
+    fg, bg = (load_preset(path, workspace.state_dir / CACHE_DIR_NAME, settings.allow_degraded)
+              for path in (planned.fg_path, planned.bg_path))
+    return PairJob(planned.pair, fg, bg, planned.fg_path.name, planned.bg_path.name)
+
+
+def degraded_notes(job) -> list[str]:
+    """What a degraded preset replaced (set by the .milk conversion when allow_degraded is on)."""
+    return [f"{layer}: {note}" for layer, preset in (("fg", job.fg), ("bg", job.bg))
+            for note in preset.get("cqDegraded", [])]
 
 
 def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, audio, status: str,
@@ -223,7 +231,7 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
     jobs, load_failures = [], []
     for planned in todo:
         try:
-            jobs.append(_load_job(planned))
+            jobs.append(_load_job(workspace, planned, settings))
         except CqError as error:
             load_failures.append((planned, getattr(error, "status", "read-failed"), str(error)))
 
@@ -243,8 +251,13 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
             if result.thumb_png:
                 thumb = f"thumbs/{key}.png"
                 write_bytes_atomic(workspace.eval_dir(plan.pack) / thumb, _png_bytes(result.thumb_png))
-            write(build_row(plan, planned, key, pool.renderer, audio, result.status, list(result.errors),
-                            result, thumb))
+            degraded = degraded_notes(result.job)
+            row = build_row(plan, planned, key, pool.renderer, audio, result.status,
+                            list(result.errors) + degraded, result, thumb)
+            if degraded:  # rendered, but not the author's picture: always marked, never "ok" by heuristic
+                row["reasons"].append("degraded")
+                row["okHeuristic"] = False
+            write(row)
     progress.close()
     if by_pair:
         print(f"sample {plan.pack}:{shard}: MaxHours reached; {len(by_pair)} pairs left for the next run",

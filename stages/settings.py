@@ -46,7 +46,8 @@ class SampleSettings(RenderSettings):
     target_coverage: float = _param(1.0, "fraction of each pack's pairs to sample (TargetCoverage)")
     max_hours: float = _param(10.0, "stop sampling cleanly after this many hours (MaxHours)")
     workers: int = _param(0, "browser processes, one page each (0: one per CPU core)")
-    shard_size: int = _param(25, "pairs per shard task")
+    shard_size: int = _param(0, "pairs per shard task (0: 8 per worker, at least 25, so a shard's slowest "
+                                "pairs do not leave many workers idle)")
     shuffle_seed: int = _param(7, "seed of the shuffled sampling order")
     reload_every: int = _param(200, "restart a worker's browser every N pairs (ReloadEvery)")
     browser_max_restarts: int = _param(20, "give up after this many browser restarts (BrowserMaxRestarts)")
@@ -55,6 +56,8 @@ class SampleSettings(RenderSettings):
     chromium: str = _param("", "path of a Chromium to use (empty: Playwright's, then the system's)")
     headed: bool = _param(False, "show the browser window")
     audio_file: str = _param("", "WAV/FLAC/OGG file the visuals react to (empty: built-in click track)")
+    allow_degraded: bool = _param(False, "sample .milk presets whose shader failed to translate, with "
+                                         "butterchurn's default shader instead (rows say 'degraded')")
     min_luma: float = _param(0.06, "okHeuristic: mean luma below this is too-dark")
     max_luma: float = _param(0.90, "okHeuristic: mean luma above this is too-bright")
     min_motion: float = _param(0.004, "okHeuristic: mean frame-to-frame change below this is low-motion")
@@ -68,8 +71,8 @@ class SampleSettings(RenderSettings):
             raise CqError(f"gpu_mode {self.gpu_mode!r} is not one of {', '.join(GPU_MODES)}")
         if not 0 < self.target_coverage <= 1:
             raise CqError(f"target_coverage {self.target_coverage} must be in (0, 1]")
-        if self.shard_size < 1 or self.frames < 2 or self.width < 8 or self.height < 8:
-            raise CqError("shard_size must be >= 1, frames >= 2 and the render size >= 8 pixels")
+        if self.shard_size < 0 or self.frames < 2 or self.width < 8 or self.height < 8:
+            raise CqError("shard_size must be >= 0, frames >= 2 and the render size >= 8 pixels")
         if self.blend not in ("normal", "screen", "add"):
             raise CqError(f"blend {self.blend!r} is not one of normal, screen, add")
         return self
@@ -77,6 +80,10 @@ class SampleSettings(RenderSettings):
     @property
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    @property
+    def shard_pairs(self) -> int:
+        return self.shard_size or max(25, 8 * self.worker_count)
 
     @property
     def pack_list(self) -> list[str]:

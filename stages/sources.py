@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stages.contracts import (EliteEntry, file_hash, load_elite, load_manifest, read_ratings, read_rows,
+from stages.contracts import (EliteEntry, load_elite, load_manifest, read_ratings, read_rows,
                               resolve_url, value_hash)
 from stages.errors import ContractError
 from stages.features import FeatureCache, pair_features
-from stages.presets import CACHE_DIR_NAME
+from stages.presets import CACHE_DIR_NAME, preset_identity
 from stages.progress import Progress
 from stages.settings import SampleSettings, TrainSettings
 from stages.train_inputs import elite_path
@@ -120,7 +120,7 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
         presets.pairs.append(entry.pair)
         presets.fg.append(vectors[0])
         presets.bg.append(vectors[1])
-        presets.hashes[entry.pair] = (file_hash(paths[0]), file_hash(paths[1]))
+        presets.hashes[entry.pair] = (preset_identity(paths[0]), preset_identity(paths[1]))
     if progress:
         progress.close()
     return presets

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.contracts import STAT_FIELDS, append_jsonl, file_hash, now_iso, read_json, write_json
+from stages.contracts import STAT_FIELDS, append_jsonl, now_iso, read_json, write_json
+from stages.presets import preset_identity
 from stages.features import PRESET_FEATURES, preset_features
 from stages.workspace import Workspace
 
@@ -65,7 +66,7 @@ def eval_row(pack: str, pair: int, fg: Path, bg: Path, stats: dict | None, statu
         "pmAvgLumaFg": 0.2, "pmAvgLumaBg": 0.2, "audioRms": 0.2, "audioPeak": 0.8,
         "pageErrorsSinceLast": 0, "consoleErrorsSinceLast": 0, "okHeuristic": status == "ok",
         "reasons": [] if status == "ok" else [status],
-        "contentKey": f"synthetic-{pair}", "fgHash": file_hash(fg), "bgHash": file_hash(bg), "status": status,
+        "contentKey": f"synthetic-{pair}", "fgHash": preset_identity(fg), "bgHash": preset_identity(bg), "status": status,
         "render": {"width": 64, "height": 64, "frames": 16}, "engine": "synthetic", "renderer": "none",
         "errors": [] if status == "ok" else ["synthetic failure"],
         "timings": {"loadMs": 0, "renderMs": 0, "totalMs": 0}, "stats": stats or {}, "attempts": 1,

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from torch.utils.data import BatchSampler, WeightedRandomSampler
 
 from stages.checkpoint import save_checkpoint
-from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate_train_report, value_hash, write_json
+from stages.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate_train_report, write_json
 from stages.errors import CqError
 from stages.model import CouplingNet, NetConfig, feature_std, standardise
 from stages.settings import SampleSettings, TrainSettings, from_params
