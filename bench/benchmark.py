@@ -73,11 +73,17 @@ def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, ext
     steady = (len(rows) - 1) / (stamps[-1] - stamps[0]) * 60 if len(rows) > 1 and stamps[-1] > stamps[0] else 0
     ok = sum(row["status"] == "ok" for row in rows)
     render_ms = [row["timings"].get("renderMs", 0) for row in rows if row["timings"]]
+    page_ms = [sum(row["timings"].get(k, 0) for k in ("createMs", "loadMs", "renderMs")) for row in rows]
     print(f"sample: {len(rows)} pairs ({ok} ok), workers={workers}, renderer={rows[0]['renderer'] if rows else '?'}")
     print(f"  wall   {wall:.1f} s -> {len(rows) / wall * 60:.1f} pairs/min (browser start + self-test included)")
     print(f"  steady {steady:.1f} pairs/min (first row to last row)")
     if render_ms:
         print(f"  per-pair render time: median {statistics.median(render_ms):.0f} ms")
+        for name in ("createMs", "loadMs"):
+            print(f"  per-pair {name}: median {statistics.median(r['timings'].get(name, 0) for r in rows):.0f} ms")
+    if len(rows) > 1 and stamps[-1] > stamps[0]:
+        busy = sum(page_ms) / 1000 / (workers * (stamps[-1] - stamps[0]))
+        print(f"  workers busy in the page (create + load + render) {busy:.0%} of the steady time")
 
 
 def bench_noop(workspace: Workspace, repeats: int) -> None:

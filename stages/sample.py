@@ -250,7 +250,9 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
             thumb = ""
             if result.thumb_png:
                 thumb = f"thumbs/{key}.png"
-                write_bytes_atomic(workspace.eval_dir(plan.pack) / thumb, _png_bytes(result.thumb_png))
+                # not fsynced: a thumbnail lost in a crash only costs a picture, and the row's fsync is
+                # the one that must not wait behind another
+                (workspace.eval_dir(plan.pack) / thumb).write_bytes(_png_bytes(result.thumb_png))
             degraded = degraded_notes(result.job)
             row = build_row(plan, planned, key, pool.renderer, audio, result.status,
                             list(result.errors) + degraded, result, thumb)
