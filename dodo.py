@@ -20,10 +20,10 @@ from stages.plan import plan_pack
 from stages.presets import conversion_report_path, convert_pack, pack_preset_paths
 from stages.report import index_path, inputs_signature, report_action
 from stages.sample import sample_shard
-from stages.settings import SampleSettings, TrainSettings, doit_params, from_params
+from stages.settings import SampleSettings, TrainSettings, VerifySettings, doit_params, from_params
 from stages.train_inputs import (TRAINING_CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest,
                                  rejected_path, score_action, train_action)
-from stages.verify import PLAYER_FILES, VerifySettings, verify_action
+from stages.verify import PLAYER_FILES, verify_action
 from stages.verify import report_path as verify_report_path
 from stages.workspace import Workspace
 

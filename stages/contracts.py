@@ -36,15 +36,20 @@ META_KIND = "coupled_eval.v0"
 # ---------------------------------------------------------------------------------------------- JSON I/O
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is a ContractError naming it."""
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes; a missing or unreadable file is a ContractError naming it."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ContractError(path, "file not found") from None
     except OSError as error:
         raise ContractError(path, f"cannot read: {error.strerror}") from None
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; a missing or malformed file is a ContractError naming it."""
+    data = read_bytes(path)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.contracts import read_bytes
 from stages.errors import ContractError
 
 # MilkDrop's .milk key (lower-cased) -> butterchurn's baseVals key.
@@ -218,11 +219,9 @@ def read_milk(path: Path) -> MilkPreset:
     """Read one .milk file; errors name the file (and the line where one is to blame)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MilkReadError(path, "file not found") from None
-    except OSError as error:
-        raise MilkReadError(path, f"cannot read: {error.strerror}") from None
+        data = read_bytes(path)
+    except ContractError as error:
+        raise MilkReadError(path, error.problem) from None
     if not data.strip():
         raise MilkReadError(path, "file is empty", "re-export the preset from MilkDrop")
     return parse_milk(decode_milk(data, path), path)

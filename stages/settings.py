@@ -118,7 +118,22 @@ class TrainSettings:
         return value_hash(dataclasses.asdict(self))
 
 
-CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train"}
+@dataclass(frozen=True)
+class VerifySettings:
+    """The gate's knobs (`doit verify --picks N --seconds S ...`)."""
+
+    picks: int = _param(5000, "fast picks the page makes by the quality rule (cheap: no rendering)")
+    seconds: float = _param(4.0, "real-time playback sampled for non-blank, changing frames")
+    min_pick_ratio: float = _param(1.5, "the most the top/bottom-quartile pick ratio is asked to reach")
+    seed: int = _param(1, "seed of the page's pick RNG, so a verify run is reproducible")
+    width: int = _param(320, "player viewport width in pixels")
+    height: int = _param(240, "player viewport height in pixels")
+    timeout_s: float = _param(120.0, "time limit for the whole player run, seconds")
+    chromium: str = _param("", "Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)")
+    gpu: bool = _param(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan), as on a GPU host")
+
+
+CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train", "VerifySettings": "verify"}
 
 
 def doit_params(cls) -> list[dict]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -34,6 +34,7 @@ from stages.contracts import load_manifest, now_iso, read_json, validate_quality
 from stages.errors import ContractError, CqError
 from stages.progress import Progress
 from stages.server import PLAYER_PATH, serving
+from stages.settings import VerifySettings
 from stages.workspace import WEB_DIR, Workspace
 
 VERIFY_KIND = "coupled_verify.v0"
@@ -47,25 +48,6 @@ MIN_GOOD_FRAMES = 3
 MIN_PICK_RATIO_FLOOR = 1.1
 STEP_NAMES = ("picks made", "best pair played", "picked pair played")
 VERIFY_STEPS = len(STEP_NAMES)
-
-
-def _knob(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
-
-
-@dataclass(frozen=True)
-class VerifySettings:
-    """The gate's knobs (`doit verify --picks N --seconds S ...`)."""
-
-    picks: int = _knob(5000, "fast picks the page makes by the quality rule (cheap: no rendering)")
-    seconds: float = _knob(4.0, "real-time playback sampled for non-blank, changing frames")
-    min_pick_ratio: float = _knob(1.5, "the most the top/bottom-quartile pick ratio is asked to reach")
-    seed: int = _knob(1, "seed of the page's pick RNG, so a verify run is reproducible")
-    width: int = _knob(320, "player viewport width in pixels")
-    height: int = _knob(240, "player viewport height in pixels")
-    timeout_s: float = _knob(120.0, "time limit for the whole player run, seconds")
-    chromium: str = _knob("", "Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)")
-    gpu: bool = _knob(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan), as on a GPU host")
 
 
 @dataclass

@@ -14,13 +14,10 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
 from fixture_pack import make_pack
-from stages.browser import find_chromium
 from stages.contracts import read_jsonl, read_ratings
 from stages.server import PLAYER_PATH, serving
-from stages.verify import CHROMIUM_ARGS
 from stages.workspace import REPO, Workspace
 
 
@@ -38,15 +35,6 @@ def workspace(tmp_path_factory) -> Workspace:
 def server(workspace):
     with serving(workspace) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=find_chromium("", playwright.chromium.executable_path), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from fixture_pack import make_pack, write_training_report
-from stages.browser import find_chromium
 from stages.contracts import append_jsonl, read_json, read_jsonl, write_json
 from stages.errors import ContractError
 from stages.report import build_report, gather
 from stages.train_inputs import rejected_path
-from stages.verify import CHROMIUM_ARGS, VERIFY_KIND, report_path
+from stages.verify import VERIFY_KIND, report_path
 from stages.workspace import Workspace
 
 PAIRS = 60
@@ -25,15 +23,6 @@ def write_verify_report(ws: Workspace, pack: str, failing: str = "") -> None:
     checks = [{"name": name, "passed": name != failing, "detail": f"measured {name}"} for name in names]
     write_json(report_path(ws, pack), {"kind": VERIFY_KIND, "pack": pack, "passed": not failing,
                                        "checks": checks})
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=find_chromium("", playwright.chromium.executable_path), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
