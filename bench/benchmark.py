@@ -3,6 +3,7 @@
     python bench/benchmark.py sample --workers 1 --pairs 40   # demo pack pairs/min at 128x128, 120 frames
     python bench/benchmark.py sample --workers 16 --count 960 --pairs 960   # a bigger pack "bench" of demo-style
                                                                             # pairs, for many workers
+    python bench/benchmark.py sample --workspace WS --pack corpus --pairs 40   # a pack already in WS
     python bench/benchmark.py noop                            # wall time of a no-op `doit` (all up to date)
 
 Each run uses its own workspace under /tmp (or --workspace), builds the demo pack there, and runs real
@@ -58,8 +59,10 @@ def build_bench_pack(workspace: Workspace, count: int) -> str:
     return "bench"
 
 
-def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, extra: list[str]) -> None:
-    if count:
+def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, pack: str, extra: list[str]) -> None:
+    if pack:
+        pass  # a pack already in the workspace (e.g. real .milk presets)
+    elif count:
         pack = build_bench_pack(workspace, count)
     else:
         pack = "demo"
@@ -99,13 +102,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=40, help="pairs to sample")
     parser.add_argument("--count", type=int, default=0, help="sample a pack of this many pairs, not the demo")
+    parser.add_argument("--pack", default="", help="sample this pack of the workspace as it is")
     parser.add_argument("--repeats", type=int, default=5)
     args, extra = parser.parse_known_args()
     root = args.workspace or Path(tempfile.mkdtemp(prefix="cq-bench-"))
     workspace = Workspace(root.resolve())
     print(f"workspace: {workspace.root}")
     if args.what == "sample":
-        bench_sample(workspace, args.workers, args.pairs, args.count, extra)
+        bench_sample(workspace, args.workers, args.pairs, args.count, args.pack, extra)
     else:
         bench_noop(workspace, args.repeats)
 

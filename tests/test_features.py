@@ -1,5 +1,4 @@
 """Preset features, the measured-quality target and the negatives' pairing rule."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from stages.sources import measured_quality, negative_indices, quality_factors
 from stages.workspace import REPO
 
 CONVERTED = REPO / "web" / "node_modules" / "butterchurn-presets" / "presets" / "converted"
-CORPUS = Path("/work/shared/corpus/cream-of-the-crop")
+from corpus import CORPUS
 
 
 def feature(vector, name):

@@ -1,12 +1,11 @@
 """The HLSL -> GLSL translator, construct by construct (the GLSL is compiled in Chromium by test_screen.py)."""
-from pathlib import Path
 
 import pytest
 
 from stages.hlsl import HlslError, Preprocessor, parse_type_name, translate
 from stages.milk import read_milk
 
-CORPUS = Path("/work/shared/corpus/cream-of-the-crop")
+from corpus import CORPUS
 
 
 def body(code: str, stage: str = "warp", header: str = "") -> str:
@@ -248,7 +247,6 @@ def test_errors_name_the_line_and_the_construct(source, message):
     assert message in str(caught.value)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not here")
 def test_the_corpus_translates():
     failures = []
     files = sorted(CORPUS.rglob("*.milk"))

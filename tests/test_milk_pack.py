@@ -18,7 +18,7 @@ from stages.contracts import load_manifest, read_json, read_rows, validate_quali
 from stages.presets import write_manifest_from_folder
 from stages.workspace import REPO, Workspace
 
-CORPUS = Path("/work/shared/corpus/cream-of-the-crop")
+from corpus import CORPUS
 PRESETS = ["Fractal/EoS + Phat - Emergent factors.milk", "Supernova/Rism - The Descent.milk",
            "Waveform/Waltra - Spectrum 4.milk", "Reaction/$$$ Royal - Mashup (322).milk"]
 SETTINGS = """[sample]
@@ -38,9 +38,6 @@ min_quality_std = 0.0
 """
 BROKEN = "MILKDROP_PRESET_VERSION=201\nPSVERSION=2\nPSVERSION_WARP=2\nPSVERSION_COMP=2\n[preset00]\n" \
          "comp_1=`shader_body { ret = undefined_thing; }\n"
-
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not here")
-
 
 def doit(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
