@@ -392,7 +392,7 @@ class RenderPool:
         self._closed = True
         if self._thread.is_alive():
             try:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=60)
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=3 * CLOSE_TIMEOUT_S)
             except BaseException:
                 for worker in self._workers:
                     if worker.pid:
@@ -540,9 +540,15 @@ class RenderPool:
             task.cancel()
 
     def _wait_done(self, out: queue.Queue) -> None:
-        """After an early exit from render(), wait until the workers have stopped (they were cancelled)."""
-        while True:
-            kind, _ = out.get()
+        """After an early exit from render(), wait until the workers have stopped (they were cancelled),
+        but never forever: a Ctrl-C must end the run even if a worker is wedged (close() then ends the
+        browsers by PID)."""
+        deadline = time.monotonic() + 2 * CLOSE_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                kind, _ = out.get(timeout=left)
+            except queue.Empty:
+                return
             if kind == "done":
                 return
 

@@ -266,7 +266,7 @@ def test_ctrl_c_closes_every_browser(tmp_path):
         pids = [int(word) for word in sampler.stdout.readline().split()]
         assert sampler.stdout.readline().strip() == "ok"  # mid-run
         sampler.send_signal(signal.SIGINT)
-        _, errors = sampler.communicate(timeout=60)
+        _, errors = sampler.communicate(timeout=120)
     finally:
         sampler.kill()
     assert "KeyboardInterrupt" in errors
