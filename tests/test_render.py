@@ -251,6 +251,8 @@ def test_leftover_browsers_of_an_interrupted_run_are_ended_only_ours(tmp_path):
 
 def test_ctrl_c_closes_every_browser(tmp_path):
     script = (
+        # as in a terminal: a run started in the background (CI, `cmd &`) inherits SIGINT as ignored
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import itertools\n"
         "from pathlib import Path\n"
         "from tests.test_render import SETTINGS, job\n"
@@ -266,7 +268,7 @@ def test_ctrl_c_closes_every_browser(tmp_path):
         pids = [int(word) for word in sampler.stdout.readline().split()]
         assert sampler.stdout.readline().strip() == "ok"  # mid-run
         sampler.send_signal(signal.SIGINT)
-        _, errors = sampler.communicate(timeout=120)
+        _, errors = sampler.communicate(timeout=60)
     finally:
         sampler.kill()
     assert "KeyboardInterrupt" in errors
