@@ -22,7 +22,7 @@ from stages.workspace import REPO, WEB_DIR, Workspace
 CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
 # Presets that render reproducibly on software WebGL (no additive dotted waves; see demopack).
 BASES = ["Martin - journey into space.json", "Geiss - Hurricane.json", "Rovastar - Hyperspace.json",
-         "Martin - liquid arrows.json", "Geiss - Drop Shadow 1.json", "Flexi - mindblob [shiny mix].json"]
+         "Martin - liquid arrows.json", "Aderrasi - Agitator.json", "Flexi - mindblob [shiny mix].json"]
 SETTINGS = """[sample]
 packs = "tiny"
 frames = 16
