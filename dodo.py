@@ -102,7 +102,7 @@ def task_sample(**params):
         for shard in range(len(plan.shards)):
             yield {
                 "name": f"{pack}:{shard}",
-                "actions": [(report_errors(sample_shard), [WS, pack, shard, settings])],
+                "actions": [(report_errors(sample_shard), [WS, plan, shard])],
                 "targets": [WS.shard_path(pack, shard), WS.shard_done_path(pack, shard)],
                 "uptodate": [config_changed(plan.shard_key(shard))],
                 "clean": True,

@@ -19,19 +19,24 @@ from stages.settings import SampleSettings
 from stages.workspace import Workspace
 
 
+def rows_by_key(workspace: Workspace, pack: str) -> tuple[dict[str, dict], list[str]]:
+    """Every valid row written for a pack (all shards), by content key, plus warnings for skipped lines."""
+    by_key: dict[str, dict] = {}
+    warnings: list[str] = []
+    for shard_file in workspace.shard_files(pack):
+        rows, shard_warnings = read_rows(shard_file)
+        warnings += shard_warnings
+        by_key.update((row["contentKey"], row) for row in rows)
+    return by_key, warnings
+
+
 def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
     """(plan, {pair: current row}, warnings, runtime record, audio record) for a pack."""
     plan = plan_pack(workspace, pack, settings)
     known = identity.load(workspace)
     browser = known["browsers"].get(identity.browser_signature(settings), {})
     audio = known["audio"].get(audio_identity(settings), {})
-    by_key: dict[str, dict] = {}
-    warnings: list[str] = []
-    shards_dir = workspace.shards_dir(pack)
-    for shard_file in sorted(shards_dir.glob("*.jsonl")) if shards_dir.is_dir() else []:
-        rows, shard_warnings = read_rows(shard_file)
-        warnings += shard_warnings
-        by_key.update((row["contentKey"], row) for row in rows)
+    by_key, warnings = rows_by_key(workspace, pack)
     current: dict[int, dict] = {}
     if browser and audio:
         engine = engine_version()

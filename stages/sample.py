@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from stages import identity
-from stages.contracts import append_jsonl, now_iso, read_rows, write_bytes_atomic
+from stages.contracts import append_jsonl, now_iso, write_bytes_atomic
+from stages.merge import rows_by_key
 from stages.errors import CqError
-from stages.plan import PackPlan, PlannedPair, content_key, engine_version, plan_pack
+from stages.plan import PackPlan, PlannedPair, content_key, engine_version
 from stages.progress import Progress
 from stages.settings import SampleSettings
 from stages.workspace import WEB_DIR, Workspace
@@ -103,13 +104,9 @@ def known_renderer(workspace: Workspace, settings: SampleSettings) -> str | None
 def pack_rows(workspace: Workspace, pack: str) -> dict[str, dict]:
     """Every valid row already written for the pack, by content key (read once per process)."""
     if pack not in _SESSION.rows:
-        rows: dict[str, dict] = {}
-        shards_dir = workspace.shards_dir(pack)
-        for shard_file in sorted(shards_dir.glob("*.jsonl")) if shards_dir.is_dir() else []:
-            shard_rows, warnings = read_rows(shard_file)
-            for warning in warnings:
-                print(f"warning: {warning}", flush=True)
-            rows.update((row["contentKey"], row) for row in shard_rows)
+        rows, warnings = rows_by_key(workspace, pack)
+        for warning in warnings:
+            print(f"warning: {warning}", flush=True)
         _SESSION.rows[pack] = rows
     return _SESSION.rows[pack]
 
@@ -176,12 +173,10 @@ def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, aud
     }
 
 
-def sample_shard(workspace: Workspace, pack: str, shard: int, settings: SampleSettings) -> None:
-    """Bring one shard up to date; raise CqError for problems the user must fix (rows are kept)."""
-    settings.validate()
-    plan = plan_pack(workspace, pack, settings)
-    if shard >= len(plan.shards):
-        return  # the plan shrank since doit listed its tasks; nothing is assigned here any more
+def sample_shard(workspace: Workspace, plan: PackPlan, shard: int) -> None:
+    """Bring one shard of the plan doit listed up to date (the plan's preset hashes are computed once per
+    run, not once per shard); raise CqError for problems the user must fix (rows are kept)."""
+    pack, settings = plan.pack, plan.settings
     shard_path = workspace.shard_path(pack, shard)
     done_path = workspace.shard_done_path(pack, shard)
     shard_path.parent.mkdir(parents=True, exist_ok=True)

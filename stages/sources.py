@@ -158,8 +158,7 @@ class Sources:
 def _latest_rows(workspace: Workspace, pack: str) -> tuple[list[dict], list[str]]:
     """Every readable row of a pack once, in write order: shards (sorted), then the merged eval.jsonl (whose
     rows are copies of shard rows, unless the shards were cleaned away)."""
-    files = sorted(workspace.shards_dir(pack).glob("*.jsonl")) if workspace.shards_dir(pack).is_dir() else []
-    files.append(workspace.eval_path(pack))
+    files = workspace.shard_files(pack) + [workspace.eval_path(pack)]
     rows, seen, warnings = [], set(), []
     for path in files:
         file_rows, file_warnings = read_rows(path)

@@ -37,10 +37,8 @@ def pack_inputs_digest(workspace: Workspace, pack: str) -> str:
                    for url in (entry.fgUrl, entry.bgUrl)}
     except ContractError:
         pass  # the train or score action reports the broken manifest; here it only makes the task stale
-    shards = workspace.shards_dir(pack)
-    rows = sorted(shards.glob("*.jsonl")) if shards.is_dir() else []
     return value_hash([_digest_files([manifest_path]), _digest_files(sorted(presets)),
-                       _digest_files(rows + [workspace.eval_path(pack)])])
+                       _digest_files(workspace.shard_files(pack) + [workspace.eval_path(pack)])])
 
 
 def elite_path(workspace: Workspace, settings: TrainSettings) -> Path:

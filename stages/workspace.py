@@ -95,6 +95,11 @@ class Workspace:
     def shard_done_path(self, pack: str, shard: int) -> Path:
         return self.shards_dir(pack) / f"{shard:04d}.done"
 
+    def shard_files(self, pack: str) -> list[Path]:
+        """Every shard file of a pack, complete or partial, in shard order."""
+        shards = self.shards_dir(pack)
+        return sorted(shards.glob("*.jsonl")) if shards.is_dir() else []
+
     def thumbs_dir(self, pack: str) -> Path:
         return self.eval_dir(pack) / "thumbs"
 
