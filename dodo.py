@@ -4,7 +4,7 @@
     doit sample --help   the sampler's knobs (TargetCoverage, MaxHours, workers, ...)
     doit clean           remove generated artifacts; never a user's presets, manifests, elite or ratings
 
-Each task is a few declarative lines; the work lives in `stages/`.
+Each task is a few declarative lines; the work lives in `stages/` (each stage module's `run`).
 """
 from dataclasses import asdict
 
@@ -12,20 +12,13 @@ from doit import create_after, task_params
 from doit.task import clean_targets
 from doit.tools import config_changed
 
-from stages import webdeps
-from stages.demopack import build_demo_pack, demo_pack_inputs, demo_pack_outputs
-from stages.errors import CqError, report_errors
-from stages.merge import merge_pack
-from stages.plan import plan_pack
-from stages.presets import conversion_report_path, convert_pack, pack_preset_paths
-from stages.report import index_path, inputs_signature, report_action
-from stages.sample import sample_shard
-from stages.settings import SampleSettings, TrainSettings, VerifySettings, doit_params, from_params
-from stages.train_inputs import (TRAINING_CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest,
-                                 rejected_path, score_action, train_action)
-from stages.verify import PLAYER_FILES, verify_action
-from stages.verify import report_path as verify_report_path
-from stages.workspace import Workspace
+from stages import convert, demopack, merge, report, sample, score, train, verify, webdeps
+from stages.core.errors import CqError, report_errors
+from stages.core.plan import plan_pack
+from stages.core.settings import SampleSettings, TrainSettings, VerifySettings, doit_params, from_params
+from stages.core.workspace import Workspace
+from stages.learn.inputs import TRAINING_CODE_VERSION, InputsUnchanged, inputs_digest, pack_inputs_digest
+from stages.presets.manifests import pack_preset_paths
 
 WS = Workspace.from_environment()
 WS.state_dir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +33,7 @@ DOIT_CONFIG = {
 def task_web_deps():
     """Install the pinned renderer (butterchurn) for the browser pages with npm ci."""
     return {
-        "actions": [report_errors(webdeps.install)],
+        "actions": [report_errors(webdeps.run)],
         "uptodate": [webdeps.installed],
         "targets": [webdeps.INSTALLED_LOCK],
     }
@@ -49,9 +42,9 @@ def task_web_deps():
 def task_demo_pack():
     """Build the bundled demo pack: coupled fg/bg variants of presets that screen clean."""
     return {
-        "actions": [(report_errors(build_demo_pack), [WS])],
-        "file_dep": demo_pack_inputs(),
-        "targets": demo_pack_outputs(WS),
+        "actions": [(report_errors(demopack.run), [WS])],
+        "file_dep": demopack.demo_pack_inputs(),
+        "targets": demopack.demo_pack_outputs(WS),
         "clean": True,
     }
 
@@ -66,9 +59,9 @@ def task_convert():
         if any(path.suffix.lower() == ".milk" for path in presets):
             yield {
                 "name": pack,
-                "actions": [(report_errors(convert_pack), [WS, pack])],
+                "actions": [(report_errors(convert.run), [WS, pack])],
                 "file_dep": [WS.manifest_path(pack), *presets],
-                "targets": [conversion_report_path(WS, pack)],
+                "targets": [WS.conversion_report_path(pack)],
                 "clean": True,
             }
 
@@ -102,7 +95,7 @@ def task_sample(**params):
         for shard in range(len(plan.shards)):
             yield {
                 "name": f"{pack}:{shard}",
-                "actions": [(report_errors(sample_shard), [WS, plan, shard])],
+                "actions": [(report_errors(sample.run), [WS, plan, shard])],
                 "targets": [WS.shard_path(pack, shard), WS.shard_done_path(pack, shard)],
                 "uptodate": [config_changed(plan.shard_key(shard))],
                 "clean": True,
@@ -119,7 +112,7 @@ def task_merge(**params):
             continue
         yield {
             "name": pack,
-            "actions": [(report_errors(merge_pack), [WS, pack, settings])],
+            "actions": [(report_errors(merge.run), [WS, pack, settings])],
             "file_dep": [WS.manifest_path(pack)] + [WS.shard_path(pack, i) for i in range(len(plan.shards))],
             "targets": [WS.eval_path(pack), WS.meta_path(pack)],
             "uptodate": [config_changed(plan.key())],
@@ -134,7 +127,7 @@ def task_train(**params):
     yield {"name": None, "task_dep": ["score"], "doc": "train the coupling net, then rescore every pack"}
     yield {
         "name": "model",
-        "actions": [(report_errors(train_action), [WS, settings])],
+        "actions": [(report_errors(train.run), [WS, settings])],
         "targets": [WS.checkpoint_path, WS.train_report_path],
         "uptodate": [config_changed({"settings": settings.key(), "code": TRAINING_CODE_VERSION}),
                      InputsUnchanged(lambda: inputs_digest(WS, settings))],
@@ -148,11 +141,11 @@ def task_score():
     for pack in WS.packs():
         yield {
             "name": pack,
-            "actions": [(report_errors(score_action), [WS, pack])],
+            "actions": [(report_errors(score.run), [WS, pack])],
             "file_dep": [WS.checkpoint_path],
             "targets": [WS.quality_path(pack)],
             "uptodate": [InputsUnchanged(lambda pack=pack: pack_inputs_digest(WS, pack))],
-            "clean": [clean_targets, (rejected_path(WS, pack).unlink, [], {"missing_ok": True})],
+            "clean": [clean_targets, (WS.rejected_quality_path(pack).unlink, [], {"missing_ok": True})],
         }
 
 
@@ -164,9 +157,9 @@ def task_verify(**params):
     for pack in WS.packs():
         yield {
             "name": pack,
-            "actions": [(report_errors(verify_action), [WS, pack, settings])],
-            "file_dep": [WS.manifest_path(pack), WS.quality_path(pack), *PLAYER_FILES],
-            "targets": [verify_report_path(WS, pack)],
+            "actions": [(report_errors(verify.run), [WS, pack, settings])],
+            "file_dep": [WS.manifest_path(pack), WS.quality_path(pack), *verify.PLAYER_FILES],
+            "targets": [WS.verify_report_path(pack)],
             "uptodate": [config_changed(asdict(settings))],
             "clean": True,
         }
@@ -178,8 +171,8 @@ def task_report():
     for pack in WS.packs():
         yield {
             "name": pack,
-            "actions": [(report_errors(report_action), [WS, pack])],
-            "uptodate": [config_changed(inputs_signature(WS, pack))],
-            "targets": [index_path(WS, pack)],
+            "actions": [(report_errors(report.run), [WS, pack])],
+            "uptodate": [config_changed(report.inputs_signature(WS, pack))],
+            "targets": [WS.report_index_path(pack)],
             "clean": True,
         }

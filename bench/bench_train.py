@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.contracts import write_json  # noqa: E402
-from stages.errors import CqError  # noqa: E402
-from stages.settings import TrainSettings  # noqa: E402
-from stages.workspace import Workspace  # noqa: E402
+from stages.core.contracts import write_json  # noqa: E402
+from stages.core.errors import CqError  # noqa: E402
+from stages.core.settings import TrainSettings  # noqa: E402
+from stages.core.workspace import Workspace  # noqa: E402
 
 
 def main() -> int:
@@ -37,9 +37,9 @@ def main() -> int:
     parser.add_argument("--out", help="also write the numbers to this JSON file")
     args = parser.parse_args()
 
-    from stages.score import score_pack
-    from stages.synthetic import make_pack
-    from stages.train import train
+    from stages.learn.scoring import score_pack
+    from stages.learn.synthetic import make_pack
+    from stages.learn.training import train
 
     settings = TrainSettings(epochs=args.epochs, neg_samples=args.neg_samples, batch_size=args.batch_size,
                              threads=args.threads, require_cuda=args.require_cuda)
@@ -59,7 +59,8 @@ def main() -> int:
             return 1
         total = time.monotonic() - started
         results = {"device": report["device"], "deviceSnapshot": report["deviceSnapshot"],
-                   "epochs": args.epochs, "trainSeconds": report["trainSeconds"], "fitSeconds": report["fitSeconds"], "totalSeconds": round(total, 2),
+                   "epochs": args.epochs, "trainSeconds": report["trainSeconds"], "fitSeconds": report["fitSeconds"],
+                   "totalSeconds": round(total, 2),
                    "examples": {name: source["trained"] for name, source in report["sources"].items()},
                    "heldOut": report["heldOut"], "eliteAuc": report["eliteAuc"], "qualityStats": {}}
         if args.workspace:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.contracts import MANIFEST_NAME, Manifest, load_manifest, read_jsonl, write_json  # noqa: E402
-from stages.demopack import build_demo_pack  # noqa: E402
-from stages.workspace import REPO, Workspace  # noqa: E402
+from stages import demopack  # noqa: E402
+from stages.core.contracts import MANIFEST_NAME, Manifest, load_manifest, read_jsonl, write_json  # noqa: E402
+from stages.core.workspace import REPO, Workspace  # noqa: E402
 
 
 def doit(workspace: Workspace, *args: str) -> float:
@@ -46,7 +46,7 @@ def sampled_rows(workspace: Workspace, pack: str) -> list[dict]:
 def build_bench_pack(workspace: Workspace, count: int) -> str:
     """A pack named "bench" of `count` demo-style pairs (the demo pack itself is fixed at its size)."""
     staging = Workspace(workspace.root / ".bench-build")
-    build_demo_pack(staging, count=count)
+    demopack.run(staging, count=count)
     target = workspace.pack_dir("bench")
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)

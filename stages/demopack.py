@@ -1,7 +1,7 @@
 """The bundled demo pack: coupled fg/bg variants of butterchurn-presets that screen clean.
 
 In: `data/demo-bases.json` (the presets of butterchurn-presets that load, link their shaders and draw
-non-black frames; written by `python -m stages.demopack screen`), the converted presets in
+non-black frames; written by `python -m stages.cli demo-bases`), the converted presets in
 `web/node_modules/butterchurn-presets/presets/converted/`, a seed and a pair count.
 Out, under the workspace's `public/presets/demo/`:
     fg/demo_00001_fg.json, bg/demo_00001_bg.json, ...   butterchurn preset JSON, one pair per base preset
@@ -18,29 +18,26 @@ where needed so both variants stay valid and differ by exactly 2d. The manifest 
 
 Same seed and count, same bytes: the stdlib's seeded `random.Random`, a fixed `generatedAt`, ordered keys.
 
-`python -m stages.demopack screen` renders every converted preset alone (16 frames at 32x32, one browser,
+`python -m stages.cli demo-bases` renders every converted preset alone (16 frames at 32x32, one browser,
 ~18 min on two busy cores) with `stages.render.RenderPool` and rewrites `data/demo-bases.json`. A preset is
 rejected, with the reason recorded, when its shaders use a `texsize_<image>` butterchurn never declares
 (found without rendering), when it fails to load, link or run its equations, times out, draws black (mean
 luma below SCREEN_MIN_LUMA in every frame of the second half) or loads slower than SCREEN_MAX_LOAD_MS.
-`python -m stages.demopack build` writes the pack without doit.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import random
 import re
-import sys
 from pathlib import Path
 
-from stages.contracts import Manifest, ManifestPair, read_json, write_json
-from stages.errors import ContractError, CqError
-from stages.progress import Progress
-from stages.presets import load_preset
-from stages.settings import SampleSettings
-from stages.workspace import DATA_DIR, WEB_DIR, Workspace
+from .core.contracts import Manifest, ManifestPair, read_json, write_json
+from .core.errors import ContractError, CqError
+from .core.progress import Progress
+from .core.settings import SampleSettings
+from .core.workspace import DATA_DIR, WEB_DIR, Workspace
+from .presets.conversion import load_preset
 
 DEMO_PACK = "demo"
 DEFAULT_SEED = 1
@@ -92,7 +89,7 @@ COUPLING = (
 def load_bases(path: Path = BASES_PATH) -> list[str]:
     """Names (file stems in PRESETS_DIR) of the base presets that screened clean."""
     data = read_json(path)
-    advice = "regenerate it with: python -m stages.demopack screen"
+    advice = "regenerate it with: python -m stages.cli demo-bases"
     if not isinstance(data, dict) or not isinstance(data.get("bases"), list):
         raise ContractError(path, "expected an object with a 'bases' list", advice)
     bases = data["bases"]
@@ -146,7 +143,7 @@ def pair_paths(workspace: Workspace, pair: int) -> tuple[Path, Path]:
 
 
 def demo_pack_outputs(workspace: Workspace, count: int = DEFAULT_COUNT) -> list[Path]:
-    """Every file `build_demo_pack` writes (the doit task's targets)."""
+    """Every file `run` writes (the doit task's targets)."""
     files = [workspace.manifest_path(DEMO_PACK), workspace.pack_dir(DEMO_PACK) / COUPLING_NAME]
     for pair in range(1, count + 1):
         files.extend(pair_paths(workspace, pair))
@@ -158,7 +155,7 @@ def demo_pack_inputs() -> list[Path]:
     return [BASES_PATH, Path(__file__).resolve(), WEB_DIR / "node_modules" / ".package-lock.json"]
 
 
-def build_demo_pack(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,
+def run(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,
                     bases_path: Path = BASES_PATH, presets_dir: Path = PRESETS_DIR) -> list[Path]:
     """Write the demo pack into the workspace; returns the files written (manifest first)."""
     if count < 1:
@@ -247,8 +244,8 @@ def screen(out_path: Path = BASES_PATH, presets_dir: Path = PRESETS_DIR, limit: 
     "Alone": the preset is both layers of a pair at fg opacity 1, so the composite is that preset; a link
     failure or an exception in either layer rejects it, and its `fgLuma` series decides "draws something".
     """
-    from stages.audio import load_audio
-    from stages.render import PairJob, RenderPool
+    from .render.audio import load_audio
+    from .render.pool import PairJob, RenderPool
 
     paths = sorted(Path(presets_dir).glob("*.json"))[: limit or None]
     if not paths:
@@ -287,34 +284,3 @@ def screen(out_path: Path = BASES_PATH, presets_dir: Path = PRESETS_DIR, limit: 
               "bases": sorted(bases), "rejected": rejected}
     write_json(out_path, report)
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.demopack", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    screening = commands.add_parser("screen", help=f"render each butterchurn preset; rewrite {BASES_PATH.name}")
-    screening.add_argument("--out", type=Path, default=BASES_PATH)
-    screening.add_argument("--limit", type=int, default=0, help="screen only the first N presets (0: all)")
-    screening.add_argument("--frames", type=int, default=SCREEN_FRAMES)
-    screening.add_argument("--size", type=int, default=SCREEN_SIZE)
-    screening.add_argument("--workers", type=int, default=1)
-    building = commands.add_parser("build", help="write the demo pack into the workspace")
-    building.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    building.add_argument("--count", type=int, default=DEFAULT_COUNT)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "screen":
-            report = screen(args.out, limit=args.limit, frames=args.frames, size=args.size, workers=args.workers)
-            print(f"{len(report['bases'])} of {report['screen']['candidates']} presets screened clean "
-                  f"on {report['screen']['renderer']}; wrote {args.out}")
-        else:
-            written = build_demo_pack(Workspace.from_environment(), seed=args.seed, count=args.count)
-            print(f"wrote {len(written)} files, manifest {written[0]}")
-    except CqError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,29 +12,20 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from stages import identity
-from stages.contracts import META_KIND, dumps, now_iso, read_rows, validate_meta, write_bytes_atomic, write_json
-from stages.plan import audio_identity, content_key, engine_version, plan_pack
-from stages.settings import SampleSettings
-from stages.workspace import Workspace
-
-
-def rows_by_key(workspace: Workspace, pack: str) -> tuple[dict[str, dict], list[str]]:
-    """Every valid row written for a pack (all shards), by content key, plus warnings for skipped lines."""
-    by_key: dict[str, dict] = {}
-    warnings: list[str] = []
-    for shard_file in workspace.shard_files(pack):
-        rows, shard_warnings = read_rows(shard_file)
-        warnings += shard_warnings
-        by_key.update((row["contentKey"], row) for row in rows)
-    return by_key, warnings
+from .core import keys
+from .core.contracts import META_KIND, dumps, now_iso, validate_meta, write_bytes_atomic, write_json
+from .core.keys import audio_identity, content_key, engine_version
+from .core.plan import plan_pack
+from .core.rows import rows_by_key
+from .core.settings import SampleSettings
+from .core.workspace import Workspace
 
 
 def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
     """(plan, {pair: current row}, warnings, runtime record, audio record) for a pack."""
     plan = plan_pack(workspace, pack, settings)
-    known = identity.load(workspace)
-    browser = known["browsers"].get(identity.browser_signature(settings), {})
+    known = keys.load_identity_cache(workspace)
+    browser = known["browsers"].get(keys.browser_signature(settings), {})
     audio = known["audio"].get(audio_identity(settings), {})
     by_key, warnings = rows_by_key(workspace, pack)
     current: dict[int, dict] = {}
@@ -49,7 +40,7 @@ def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
     return plan, current, warnings, browser, audio
 
 
-def merge_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> None:
+def run(workspace: Workspace, pack: str, settings: SampleSettings) -> None:
     plan, current, warnings, browser, audio = current_rows(workspace, pack, settings)
     rows = [current[pair] for pair in sorted(current)]
     write_bytes_atomic(workspace.eval_path(pack), b"".join(dumps(row) + b"\n" for row in rows))

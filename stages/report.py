@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from stages.contracts import (TRAIN_SOURCES, load_manifest, now_iso, read_json, read_rows, validate_meta,
-                              validate_quality, validate_train_report, write_bytes_atomic)
-from stages.errors import ContractError
-from stages.settings import TrainSettings
-from stages.train_inputs import rejected_path
-from stages.verify import load_verify_report, report_path as verify_report_path
-from stages.workspace import Workspace
+from .core.contracts import (
+    TRAIN_SOURCES,
+    load_manifest,
+    load_verify_report,
+    now_iso,
+    read_json,
+    read_rows,
+    validate_meta,
+    validate_quality,
+    validate_train_report,
+    write_bytes_atomic,
+)
+from .core.errors import ContractError
+from .core.settings import TrainSettings
+from .core.workspace import Workspace
 
 GALLERY_SIZE = 24
 HISTOGRAM_BINS = 20
@@ -32,10 +40,6 @@ SHOWN_STATS = (("lumaMean", "luma"), ("contrast", "contrast"), ("colourfulness",
                ("audioCorr", "audio"), ("fgShare", "fg share"))
 SOURCE_COLOURS = {"elite": "#f5b942", "eval": "#5fb3ff", "neg": "#ff6f7d", "total": "#e8ecf4",
                   "heldOut": "#6fe3a0"}
-
-
-def index_path(workspace: Workspace, pack: str) -> Path:
-    return workspace.report_dir(pack) / "index.html"
 
 
 @dataclass
@@ -68,7 +72,7 @@ def gather(workspace: Workspace, pack: str) -> PackData:
     manifest = load_manifest(workspace.manifest_path(pack))
     data = PackData(pack, manifest)
     quality_file = workspace.quality_path(pack)
-    rejected = rejected_path(workspace, pack)
+    rejected = workspace.rejected_quality_path(pack)
     if not quality_file.exists() and rejected.exists():
         quality_file, data.quality_rejected = rejected, True
     data.quality = _optional(data, quality_file, lambda p: validate_quality(read_json(p), p, manifest), "doit score")
@@ -81,7 +85,7 @@ def gather(workspace: Workspace, pack: str) -> PackData:
     data.meta = _optional(data, workspace.meta_path(pack), lambda p: validate_meta(read_json(p), p), "doit merge")
     data.training = _optional(data, workspace.train_report_path,
                               lambda p: validate_train_report(read_json(p), p), "doit train")
-    data.verify = _optional(data, verify_report_path(workspace, pack), load_verify_report, "doit verify")
+    data.verify = _optional(data, workspace.verify_report_path(pack), load_verify_report, "doit verify")
     return data
 
 
@@ -201,7 +205,7 @@ def badge(passed: bool | None) -> str:
 
 def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | None, str]]:
     # imported here: stages.score loads torch, which a report of a pack without scores does not need
-    from stages.score import MIN_SPREAD_BELOW_MEDIAN, gate_failures
+    from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
 
     rows: list[tuple[str, bool | None, str]] = []
     if data.quality is None:
@@ -434,7 +438,7 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
 <body><main>
 <h1>{esc(data.pack)}</h1>
 <p class="dim">coupled-quality report, generated {esc(now_iso())} from {esc(workspace.root)} · play this pack
-weighted by these scores: <code>python -m stages.server</code>, then open
+weighted by these scores: <code>python -m stages.cli serve</code>, then open
 <code>http://127.0.0.1:8765/web/player.html?pack={esc(quote(data.pack))}</code></p>
 <div class="cards">{summary}</div>
 <h2>Gates</h2>{gate_table}
@@ -450,9 +454,9 @@ weighted by these scores: <code>python -m stages.server</code>, then open
 
 def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
     """Every file the page is made from (those that exist are read; the others are shown as missing)."""
-    return [workspace.manifest_path(pack), workspace.quality_path(pack), rejected_path(workspace, pack),
+    return [workspace.manifest_path(pack), workspace.quality_path(pack), workspace.rejected_quality_path(pack),
             workspace.eval_path(pack), workspace.meta_path(pack), workspace.train_report_path,
-            verify_report_path(workspace, pack), Path(__file__)]
+            workspace.verify_report_path(pack), Path(__file__)]
 
 
 def inputs_signature(workspace: Workspace, pack: str) -> dict:
@@ -471,12 +475,12 @@ def build_report(workspace: Workspace, pack: str, min_quality_std: float | None 
     if min_quality_std is None:
         settings = (data.training or {}).get("settings", {})
         min_quality_std = settings.get("min_quality_std", TrainSettings().min_quality_std)
-    path = index_path(workspace, pack)
+    path = workspace.report_index_path(pack)
     write_bytes_atomic(path, render_html(workspace, data, min_quality_std).encode())
     print(f"report {pack}: {path}", file=sys.stderr, flush=True)
     return path
 
 
-def report_action(workspace: Workspace, pack: str) -> None:
+def run(workspace: Workspace, pack: str) -> None:
     """doit action: build the report (the page goes to its file, not into doit's database)."""
     build_report(workspace, pack)

@@ -18,14 +18,15 @@ import base64
 import time
 from pathlib import Path
 
-from stages import identity
-from stages.contracts import append_jsonl, now_iso, write_bytes_atomic
-from stages.merge import rows_by_key
-from stages.errors import CqError
-from stages.plan import PackPlan, PlannedPair, content_key, engine_version
-from stages.progress import Progress
-from stages.settings import SampleSettings
-from stages.workspace import WEB_DIR, Workspace
+from .core import keys
+from .core.contracts import append_jsonl, now_iso, write_bytes_atomic
+from .core.errors import CqError
+from .core.keys import content_key, engine_version
+from .core.plan import PackPlan, PlannedPair
+from .core.progress import Progress
+from .core.rows import rows_by_key
+from .core.settings import SampleSettings
+from .core.workspace import WEB_DIR, Workspace
 
 RUN_STARTED = time.time()
 # The self-test renders this pair twice: it checks the renderer, so it uses presets known to render
@@ -46,13 +47,13 @@ _SESSION = _Session()
 
 
 def current_audio(workspace: Workspace, settings: SampleSettings):
-    from stages.audio import load_audio
-    from stages.plan import audio_identity
+    from .core.keys import audio_identity
+    from .render.audio import load_audio
 
     if _SESSION.audio is None:
         track = load_audio(settings)
         _SESSION.audio = track
-        identity.remember(workspace, "audio", audio_identity(settings), {
+        keys.remember_identity(workspace, "audio", audio_identity(settings), {
             "key": track.key, "mode": track.mode, "audioFile": track.audio_file,
             "fallbackReason": track.fallback_reason, "rms": float(track.rms), "peak": float(track.peak)})
         if track.fallback_reason:
@@ -67,8 +68,8 @@ def _close_pool() -> None:
 
 
 def self_test_job():
-    from stages.presets import load_preset
-    from stages.render import PairJob
+    from .presets.conversion import load_preset
+    from .render.pool import PairJob
 
     converted = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
     fg, bg = (load_preset(converted / name) for name in SELF_TEST_PRESETS)
@@ -77,8 +78,8 @@ def self_test_job():
 
 def render_pool(workspace: Workspace, settings: SampleSettings):
     """Start the browsers once per process, end leftovers of an interrupted run, and self-test."""
-    from stages.browser import kill_leftovers
-    from stages.render import RenderPool
+    from .render.browser import kill_leftovers
+    from .render.pool import RenderPool
 
     if _SESSION.pool is None:
         kill_leftovers(workspace.state_dir)
@@ -87,7 +88,7 @@ def render_pool(workspace: Workspace, settings: SampleSettings):
         _SESSION.pool = pool
         atexit.register(_close_pool)
         pool.self_test(self_test_job())
-        identity.remember(workspace, "browsers", identity.browser_signature(settings), {
+        keys.remember_identity(workspace, "browsers", keys.browser_signature(settings), {
             "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
         print(f"renderer: {pool.renderer} ({settings.worker_count} workers, gpu mode {pool.gpu_mode_used})",
               flush=True)
@@ -97,7 +98,7 @@ def render_pool(workspace: Workspace, settings: SampleSettings):
 def known_renderer(workspace: Workspace, settings: SampleSettings) -> str | None:
     if _SESSION.pool is not None:
         return _SESSION.pool.renderer
-    record = identity.load(workspace)["browsers"].get(identity.browser_signature(settings))
+    record = keys.load_identity_cache(workspace)["browsers"].get(keys.browser_signature(settings))
     return record["renderer"] if record else None
 
 
@@ -125,10 +126,10 @@ def drop_torn_tail(path: Path) -> None:
 
 def _load_job(workspace: Workspace, planned: PlannedPair, settings: SampleSettings):
     """Both presets as butterchurn objects (.milk through the workspace's conversion cache)."""
-    from stages.presets import CACHE_DIR_NAME, load_preset
-    from stages.render import PairJob
+    from .presets.conversion import load_preset
+    from .render.pool import PairJob
 
-    fg, bg = (load_preset(path, workspace.state_dir / CACHE_DIR_NAME, settings.allow_degraded)
+    fg, bg = (load_preset(path, workspace.conversion_cache_dir, settings.allow_degraded)
               for path in (planned.fg_path, planned.bg_path))
     return PairJob(planned.pair, fg, bg, planned.fg_path.name, planned.bg_path.name)
 
@@ -142,7 +143,7 @@ def degraded_notes(job) -> list[str]:
 def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, audio, status: str,
               errors: list[str], result=None, thumb: str = "") -> dict:
     """One eval row per the contract, from a render result (or a failure before rendering)."""
-    from stages.framestats import pair_stats
+    from .render.framestats import pair_stats
 
     settings = plan.settings
     seed_fields = {"vizAvgLuma": 0.0, "vizAvgFrameDelta": 0.0, "pmAvgLumaFg": 0.0, "pmAvgLumaBg": 0.0}
@@ -173,7 +174,7 @@ def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, aud
     }
 
 
-def sample_shard(workspace: Workspace, plan: PackPlan, shard: int) -> None:
+def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
     """Bring one shard of the plan doit listed up to date (the plan's preset hashes are computed once per
     run, not once per shard); raise CqError for problems the user must fix (rows are kept)."""
     pack, settings = plan.pack, plan.settings
@@ -195,8 +196,8 @@ def sample_shard(workspace: Workspace, plan: PackPlan, shard: int) -> None:
         return {p.pair: content_key(p, settings, audio.key, engine, renderer) for p in pairs}
 
     renderer = known_renderer(workspace, settings)
-    keys = keys_for(renderer) if renderer else {}
-    todo = [p for p in pairs if keys.get(p.pair) not in rows]
+    pair_keys = keys_for(renderer) if renderer else {}
+    todo = [p for p in pairs if pair_keys.get(p.pair) not in rows]
     if todo and time.time() < deadline:
         todo = _render(workspace, plan, shard, todo, rows, audio, deadline, keys_for)
     elif todo:
@@ -214,8 +215,8 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
     """Render `todo`, appending each row as it arrives; return the pairs still without a current row."""
     settings = plan.settings
     pool = render_pool(workspace, settings)
-    keys = keys_for(pool.renderer)  # the renderer is known for sure now
-    todo = [p for p in todo if keys[p.pair] not in rows]
+    pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
+    todo = [p for p in todo if pair_keys[p.pair] not in rows]
     by_pair = {p.pair: p for p in todo}
     target_keys = {content_key(p, settings, audio.key, engine_version(), pool.renderer)
                    for s in plan.shards for p in s if not p.missing}
@@ -238,10 +239,10 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
             progress.update(extra=f"restarts {pool.restarts}")
 
         for planned, status, message in load_failures:
-            write(build_row(plan, planned, keys[planned.pair], pool.renderer, audio, status, [message]))
+            write(build_row(plan, planned, pair_keys[planned.pair], pool.renderer, audio, status, [message]))
         for result in pool.render(jobs, deadline=deadline):
             planned = by_pair[result.job.pair]
-            key = keys[planned.pair]
+            key = pair_keys[planned.pair]
             thumb = ""
             if result.thumb_png:
                 thumb = f"thumbs/{key}.png"

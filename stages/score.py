@@ -1,103 +1,17 @@
-"""Score every pair of a pack with the trained coupling net and write `pairs-quality.v0.json` behind gates.
+"""Stage `score`: a pack's `pairs-quality.v0.json` from the checkpoint, behind the gates (`learn.scoring`).
 
-In: the checkpoint (`stages.checkpoint`, loadable alone), the pack's manifest and preset files, its eval
-rows (for coverage) and the training report (for the held-out metrics).
-Out: `public/presets/<pack>/pairs-quality.v0.json` (`contracts.validate_quality`): one `quality01` per
-manifest pair whose presets exist and load, `qualityStats`, and `stats`: `missingFiles` (pairs with a
-preset file that does not exist) and `unreadableFiles` (pairs with one that does not load), the first of
-each by name, eval coverage, and the model's held-out metrics from the training report.
-
-Gates (no stretching of the distribution to pass them): `qualityStats.std >= MinQualityStd` and
-`min <= p50 - 0.05`. A failed gate writes the scores to `pairs-quality.v0.rejected.json` beside the product,
-leaves the last good `pairs-quality.v0.json` in place, and raises with the advice: more coverage, more
-negatives, more epochs, in that order.
+torch is imported when the task runs, not when doit reads the task graph.
 """
 from __future__ import annotations
 
-import numpy as np
+import warnings
 
-from stages.checkpoint import load_checkpoint
-from stages.contracts import (QUALITY_STAT_FIELDS, load_manifest, now_iso, read_json, validate_quality,
-                              validate_train_report, write_json)
-from stages.errors import ContractError, CqError
-from stages.features import FeatureCache, pair_features
-from stages.presets import CACHE_DIR_NAME
-from stages.sources import eval_pairs, read_pack_presets
-from stages.train_inputs import rejected_path
-from stages.workspace import Workspace
-
-MIN_SPREAD_BELOW_MEDIAN = 0.05
+from .core.workspace import Workspace
 
 
-def quality_stats(scores: np.ndarray) -> dict:
-    values = {"min": scores.min(), "p50": np.percentile(scores, 50), "p95": np.percentile(scores, 95),
-              "max": scores.max(), "std": scores.std(), "mean": scores.mean()}
-    return {key: round(float(values[key]), 6) for key in QUALITY_STAT_FIELDS}
-
-
-def gate_failures(stats: dict, min_quality_std: float) -> list[str]:
-    failures = []
-    if stats["std"] < min_quality_std:
-        failures.append(f"qualityStats.std {stats['std']:.4f} < MinQualityStd {min_quality_std}")
-    if stats["min"] > stats["p50"] - MIN_SPREAD_BELOW_MEDIAN:
-        failures.append(f"qualityStats.min {stats['min']:.4f} is not below p50 {stats['p50']:.4f} "
-                        f"by {MIN_SPREAD_BELOW_MEDIAN}")
-    return failures
-
-
-def _training_metrics(workspace: Workspace) -> dict:
-    path = workspace.train_report_path
-    try:
-        report = validate_train_report(read_json(path), path)
-    except ContractError as error:
-        return {"error": str(error)}
-    return {"trainedAt": report["trainedAt"], "heldOut": report["heldOut"], "eliteAuc": report["eliteAuc"]}
-
-
-def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
-    """Score `pack`, apply the gates, write the quality file (or the rejected one); return the scores."""
-    scorer = load_checkpoint(workspace.checkpoint_path)
-    manifest = load_manifest(workspace.manifest_path(pack))
-    presets = read_pack_presets(workspace, pack, FeatureCache(workspace.state_dir / CACHE_DIR_NAME))
-    if not presets.pairs:
-        raise CqError(f"{workspace.manifest_path(pack)}: no pair of pack {pack!r} can be scored "
-                      f"({len(presets.missing)} preset files missing, {len(presets.unreadable)} unreadable; "
-                      f"first: {(presets.missing + presets.unreadable)[:1]}): fix the manifest's URLs or the files")
-    scores = scorer.predict(pair_features(np.stack(presets.fg), np.stack(presets.bg)))
-    stats = quality_stats(scores)
-    sampled, _, _ = eval_pairs(workspace, presets)
-    missing_pairs = {text.split(":")[0] for text in presets.missing}
-    unreadable_pairs = {text.split(":")[0] for text in presets.unreadable}
-    quality = {
-        "version": "v0", "pack": manifest.pack, "generatedAt": now_iso(),
-        "pairs": [{"pair": pair, "quality01": round(float(score), 6)} for pair, score in zip(presets.pairs, scores)],
-        "qualityStats": stats,
-        "stats": {"missingFiles": len(missing_pairs), "unreadableFiles": len(unreadable_pairs),
-                  "manifestPairs": len(manifest.pairs), "scoredPairs": len(presets.pairs),
-                  "sampledPairs": len(sampled),
-                  "evalCoverage": round(len(sampled) / len(manifest.pairs), 4) if manifest.pairs else 0.0,
-                  "missing": presets.missing[:20], "unreadable": presets.unreadable[:20],
-                  "model": {"codeVersion": scorer.checkpoint["codeVersion"], **_training_metrics(workspace)}},
-    }
-    path = workspace.quality_path(pack)
-    validate_quality(quality, path, manifest)
-    min_quality_std = scorer.checkpoint["config"]["settings"]["min_quality_std"]
-    failures = gate_failures(stats, min_quality_std)
-    rejected = rejected_path(workspace, pack)
-    if failures:
-        quality["stats"]["gateFailures"] = failures
-        write_json(rejected, quality)
-        kept = "the last good file stays in place" if path.exists() else "no quality file was written"
-        coverage = (f"more coverage ({len(sampled)}/{len(manifest.pairs)} pairs sampled: "
-                    f"`doit sample --target-coverage 1.0`)" if len(sampled) < len(manifest.pairs)
-                    else "coverage is complete")
-        raise CqError(
-            f"{pack}: the scores fail the gate: {'; '.join(failures)}. Fix, in this order: {coverage}, more "
-            f"negatives (`doit train --neg-samples N`), more epochs (`doit train --epochs N`). "
-            f"Rejected scores: {rejected}; {kept}.")
-    write_json(path, quality)
-    rejected.unlink(missing_ok=True)
-    log(f"score {pack}: {len(presets.pairs)}/{len(manifest.pairs)} pairs scored, "
-        f"{len(missing_pairs)} with missing files; qualityStats {stats}")
-    return quality
-
+def run(workspace: Workspace, pack: str) -> None:
+    """doit action: score one pack (the scores go to the file, not into doit's database)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
+        from .learn.scoring import score_pack
+    score_pack(workspace, pack)

@@ -28,16 +28,14 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from stages.browser import (BASE_ARGS, INSTALL_ADVICE, BrowserRegistry, find_chromium, launch_args,
-                            new_owner_mark)
-from stages.contracts import load_manifest, now_iso, read_json, validate_quality, write_json
-from stages.errors import ContractError, CqError
-from stages.progress import Progress
-from stages.server import PLAYER_PATH, serving
-from stages.settings import VerifySettings
-from stages.workspace import WEB_DIR, Workspace
+from .core.contracts import VERIFY_KIND, load_manifest, now_iso, read_json, validate_quality, write_json
+from .core.errors import CqError
+from .core.progress import Progress
+from .core.settings import VerifySettings
+from .core.workspace import WEB_DIR, Workspace
+from .render.browser import BASE_ARGS, INSTALL_ADVICE, BrowserRegistry, find_chromium, launch_args, new_owner_mark
+from .render.server import PLAYER_PATH, serving
 
-VERIFY_KIND = "coupled_verify.v0"
 # the player's audio must run without a click, as it would after the user's first key
 PLAYER_ARGS = ["--autoplay-policy=no-user-gesture-required"]
 CHROMIUM_ARGS = [*BASE_ARGS, *PLAYER_ARGS]
@@ -58,18 +56,6 @@ class Check:
 
 
 PLAYER_FILES = [WEB_DIR / "player.html", WEB_DIR / "player.js", WEB_DIR / "player.css", Path(__file__)]
-
-
-def report_path(workspace: Workspace, pack: str) -> Path:
-    return workspace.report_dir(pack) / "verify.json"
-
-
-def load_verify_report(path: Path) -> dict:
-    """Read a verify report written by `verify_pack`."""
-    report = read_json(path)
-    if not isinstance(report, dict) or report.get("kind") != VERIFY_KIND or not isinstance(report.get("checks"), list):
-        raise ContractError(path, f"not a verify report (kind {VERIFY_KIND!r} with checks)", "rerun doit verify")
-    return report
 
 
 def quartile_pick_ratio(scores: dict[int, float], counts: dict[int, float]) -> tuple[float, float, float]:
@@ -230,15 +216,15 @@ def verify_pack(workspace: Workspace, pack: str, settings: VerifySettings = Veri
         "page": {key: value for key, value in result.items() if key != "frames"},
         "frames": result.get("frames", []),
     }
-    write_json(report_path(workspace, pack), report)
+    write_json(workspace.verify_report_path(pack), report)
     for check in checks:
         print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}", file=sys.stderr, flush=True)
     if failed:
         reasons = "; ".join(f"{check.name}: {check.detail}" for check in failed)
-        raise CqError(f"verify failed for pack {pack!r}: {reasons} (details in {report_path(workspace, pack)})")
+        raise CqError(f"verify failed for pack {pack!r}: {reasons} (details in {workspace.verify_report_path(pack)})")
     return report
 
 
-def verify_action(workspace: Workspace, pack: str, settings: VerifySettings) -> None:
+def run(workspace: Workspace, pack: str, settings: VerifySettings) -> None:
     """doit action: run the gate (its findings go to the verify report, not into doit's database)."""
     verify_pack(workspace, pack, settings)

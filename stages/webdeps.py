@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from stages.contracts import ContractError, read_json
-from stages.errors import CqError
-from stages.workspace import WEB_DIR
+from .core.contracts import read_json
+from .core.errors import ContractError, CqError
+from .core.workspace import WEB_DIR
 
 LOCK = WEB_DIR / "package-lock.json"
 INSTALLED_LOCK = WEB_DIR / "node_modules" / ".package-lock.json"
@@ -28,7 +28,7 @@ def installed() -> bool:
                for name, entry in wanted.items() if name)
 
 
-def install() -> None:
+def run() -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise CqError("npm not found: install Node.js 20 or newer (it brings npm), then run doit again")

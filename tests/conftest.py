@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import sync_playwright
 
-from stages.browser import find_chromium
+from stages.render.browser import find_chromium
 from stages.verify import CHROMIUM_ARGS
 
 

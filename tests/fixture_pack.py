@@ -12,10 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.contracts import (MANIFEST_NAME, META_KIND, STAT_FIELDS, TRAIN_REPORT_KIND, Manifest, ManifestPair,
-                              append_jsonl, now_iso, validate_eval_row, validate_meta, validate_quality,
-                              validate_train_report, write_json)
-from stages.workspace import WEB_DIR, Workspace
+from stages.core.contracts import (
+    MANIFEST_NAME,
+    META_KIND,
+    STAT_FIELDS,
+    TRAIN_REPORT_KIND,
+    Manifest,
+    ManifestPair,
+    append_jsonl,
+    now_iso,
+    validate_eval_row,
+    validate_meta,
+    validate_quality,
+    validate_train_report,
+    write_json,
+)
+from stages.core.workspace import WEB_DIR, Workspace
 
 CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
 # Presets that load quickly and draw bright, moving pictures in headless Chromium.

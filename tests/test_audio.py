@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.audio import SAMPLE_RATE, WINDOW, analyser_frames, click_track, load_audio, to_bytes
-from stages.settings import SampleSettings
+from stages.core.settings import SampleSettings
+from stages.render.audio import SAMPLE_RATE, WINDOW, analyser_frames, click_track, load_audio, to_bytes
 
 FRAMES = 16
 

@@ -3,12 +3,21 @@ from pathlib import Path
 
 import pytest
 
-from stages.contracts import load_manifest, read_json, resolve_url, write_json
-from stages.demopack import (BASES_PATH, COUPLING, COUPLING_NAME, DEFAULT_COUNT, DEMO_PACK, PRESETS_DIR,
-                             build_demo_pack, demo_pack_outputs, load_bases)
-from stages.errors import ContractError
-from stages.presets import load_preset
-from stages.workspace import Workspace
+from stages import demopack
+from stages.core.contracts import load_manifest, read_json, resolve_url, write_json
+from stages.core.errors import ContractError
+from stages.core.workspace import Workspace
+from stages.demopack import (
+    BASES_PATH,
+    COUPLING,
+    COUPLING_NAME,
+    DEFAULT_COUNT,
+    DEMO_PACK,
+    PRESETS_DIR,
+    demo_pack_outputs,
+    load_bases,
+)
+from stages.presets.conversion import load_preset
 
 pytestmark = pytest.mark.skipif(not PRESETS_DIR.is_dir(), reason="butterchurn-presets not installed (doit web_deps)")
 
@@ -22,7 +31,7 @@ def snapshot(workspace: Workspace) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def default_pack(tmp_path_factory):
     workspace = Workspace(tmp_path_factory.mktemp("demo"))
-    return workspace, build_demo_pack(workspace)
+    return workspace, demopack.run(workspace)
 
 
 def test_the_default_pack_has_enough_valid_pairs(default_pack):
@@ -70,17 +79,17 @@ def test_variants_differ_by_the_recorded_offsets_and_nothing_else(default_pack):
 def test_same_seed_same_bytes_other_seed_other_pack(default_pack, tmp_path):
     workspace, _ = default_pack
     again = Workspace(tmp_path / "again")
-    build_demo_pack(again)
+    demopack.run(again)
     assert snapshot(again) == snapshot(workspace)
     other = Workspace(tmp_path / "other")
-    build_demo_pack(other, seed=2, count=5)
+    demopack.run(other, seed=2, count=5)
     assert snapshot(other)["pairs-manifest.v0.json"] != snapshot(workspace)["pairs-manifest.v0.json"]
 
 
 def test_a_smaller_rebuild_leaves_no_stale_pairs(tmp_path):
     workspace = Workspace(tmp_path)
-    build_demo_pack(workspace, count=4)
-    written = build_demo_pack(workspace, count=2)
+    demopack.run(workspace, count=4)
+    written = demopack.run(workspace, count=2)
     files = {path for path in workspace.pack_dir(DEMO_PACK).rglob("*") if path.is_file()}
     assert files == set(written) and len(load_manifest(workspace.manifest_path(DEMO_PACK)).pairs) == 2
 
@@ -102,15 +111,15 @@ def test_a_broken_base_list_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "bases.json"
     write_json(path, content)
     with pytest.raises(ContractError, match=message) as error:
-        build_demo_pack(Workspace(tmp_path / "ws"), bases_path=path)
-    assert str(path) in str(error.value) and "stages.demopack screen" in str(error.value)
+        demopack.run(Workspace(tmp_path / "ws"), bases_path=path)
+    assert str(path) in str(error.value) and "stages.cli demo-bases" in str(error.value)
 
 
 def test_a_missing_base_preset_names_the_file(tmp_path):
     path = tmp_path / "bases.json"
     write_json(path, {"bases": ["No Such Preset"]})
     with pytest.raises(ContractError, match="No Such Preset.json.*missing"):
-        build_demo_pack(Workspace(tmp_path / "ws"), bases_path=path)
+        demopack.run(Workspace(tmp_path / "ws"), bases_path=path)
     assert not Path(tmp_path / "ws" / "public").exists(), "nothing is written before the inputs check out"
 
 

@@ -2,15 +2,22 @@
 
 import numpy as np
 import pytest
+from corpus import CORPUS
 
-from stages.contracts import STAT_FIELDS
-from stages.features import (BASE_VALUES, PAIR_FEATURES, PRESET_FEATURES, FeatureCache, file_features,
-                             pair_features, preset_features)
-from stages.sources import measured_quality, negative_indices, quality_factors
-from stages.workspace import REPO
+from stages.core.contracts import STAT_FIELDS
+from stages.core.workspace import REPO
+from stages.learn.features import (
+    BASE_VALUES,
+    PAIR_FEATURES,
+    PRESET_FEATURES,
+    FeatureCache,
+    file_features,
+    pair_features,
+    preset_features,
+)
+from stages.learn.sources import measured_quality, negative_indices, quality_factors
 
 CONVERTED = REPO / "web" / "node_modules" / "butterchurn-presets" / "presets" / "converted"
-from corpus import CORPUS
 
 
 def feature(vector, name):

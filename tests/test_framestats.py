@@ -4,10 +4,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from stages.contracts import STAT_FIELDS
-from stages.errors import CqError
-from stages.framestats import SERIES_FIELDS, correlation, flicker, pair_stats, stats_key
-from stages.settings import SampleSettings
+from stages.core.contracts import STAT_FIELDS
+from stages.core.errors import CqError
+from stages.core.settings import SampleSettings
+from stages.render.framestats import SERIES_FIELDS, correlation, flicker, pair_stats, stats_key
 
 F = 20
 SETTINGS = SampleSettings(frames=F)

@@ -1,11 +1,10 @@
 """The HLSL -> GLSL translator, construct by construct (the GLSL is compiled in Chromium by test_screen.py)."""
 
 import pytest
-
-from stages.hlsl import HlslError, Preprocessor, parse_type_name, translate
-from stages.milk import read_milk
-
 from corpus import CORPUS
+
+from stages.presets.hlsl import HlslError, Preprocessor, parse_type_name, translate
+from stages.presets.milk import read_milk
 
 
 def body(code: str, stage: str = "warp", header: str = "") -> str:

@@ -2,10 +2,9 @@
 from pathlib import Path
 
 import pytest
-
-from stages.milk import MilkReadError, parse_milk, read_milk
-
 from corpus import CORPUS
+
+from stages.presets.milk import MilkReadError, parse_milk, read_milk
 
 PRESET = """MILKDROP_PRESET_VERSION=201
 PSVERSION=2

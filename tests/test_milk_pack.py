@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from stages.contracts import load_manifest, read_json, read_rows, validate_quality
-from stages.presets import write_manifest_from_folder
-from stages.workspace import REPO, Workspace
-
 from corpus import CORPUS
+
+from stages.core.contracts import load_manifest, read_json, read_rows, validate_quality
+from stages.core.workspace import REPO, Workspace
+from stages.presets.manifests import write_manifest_from_folder
+
 PRESETS = ["Fractal/EoS + Phat - Emergent factors.milk", "Supernova/Rism - The Descent.milk",
            "Waveform/Waltra - Spectrum 4.milk", "Reaction/$$$ Royal - Mashup (322).milk"]
 SETTINGS = """[sample]

@@ -15,9 +15,17 @@ from collections import Counter
 
 import pytest
 
-from stages.contracts import (Manifest, ManifestPair, load_manifest, read_json, read_jsonl, read_rows,
-                              validate_meta, write_json)
-from stages.workspace import REPO, WEB_DIR, Workspace
+from stages.core.contracts import (
+    Manifest,
+    ManifestPair,
+    load_manifest,
+    read_json,
+    read_jsonl,
+    read_rows,
+    validate_meta,
+    write_json,
+)
+from stages.core.workspace import REPO, WEB_DIR, Workspace
 
 CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
 # Presets that render reproducibly on software WebGL (no additive dotted waves; see demopack).

@@ -14,14 +14,12 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-
-from fixture_pack import make_pack
-from stages.contracts import read_jsonl, read_ratings
-from stages.server import PLAYER_PATH, serving
-from stages.workspace import REPO, Workspace
-
-
 from corpus import CORPUS
+from fixture_pack import make_pack
+
+from stages.core.contracts import read_jsonl, read_ratings
+from stages.core.workspace import REPO, Workspace
+from stages.render.server import PLAYER_PATH, serving
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +219,7 @@ def test_server_serves_presets_as_json_and_refuses_escapes(server):
 
 
 def test_the_server_command_serves_the_player_on_localhost(workspace):
-    process = subprocess.Popen([sys.executable, "-m", "stages.server", "--port", "0"], cwd=REPO, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "stages.cli", "serve", "--port", "0"], cwd=REPO, text=True,
                                env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, stdout=subprocess.PIPE)
     try:
         line = process.stdout.readline()

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import browser
-from stages.audio import load_audio
-from stages.browser import BrowserRegistry, find_chromium, is_our_browser, kill_leftovers
-from stages.errors import CqError
-from stages.presets import load_preset
-from stages.render import PairJob, RenderPool, require_audible
-from stages.settings import SampleSettings
-from stages.workspace import WEB_DIR
+from stages.core.errors import CqError
+from stages.core.settings import SampleSettings
+from stages.core.workspace import WEB_DIR
+from stages.presets.conversion import load_preset
+from stages.render import browser
+from stages.render.audio import load_audio
+from stages.render.browser import BrowserRegistry, find_chromium, is_our_browser, kill_leftovers
+from stages.render.pool import PairJob, RenderPool, require_audible
 
 PRESETS = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
 FG_NAME = "EVET - RGB Singularity.json"
@@ -132,8 +132,7 @@ def test_deadline_in_the_past_renders_nothing(pool):
 
 def test_leaving_render_early_stops_its_pairs_and_keeps_the_pool_usable(pool, reference):
     restarts = pool.restarts
-    for first in pool.render([job(70), job(71), job(72)]):
-        break
+    first = next(iter(pool.render([job(70), job(71), job(72)])))
     assert first.status == "ok"
     (after,) = pool.render([job(73)])
     assert after.status == "ok" and after.series == reference.series and pool.restarts == restarts
@@ -225,7 +224,7 @@ def test_leftover_browsers_of_an_interrupted_run_are_ended_only_ours(tmp_path):
     # An interrupted run: a process starts a Chromium, records it, and is killed before closing it.
     script = (
         "import os, subprocess, sys\n"
-        "from stages.browser import BASE_ARGS, BrowserRegistry, OWNER_SWITCH, find_chromium\n"
+        "from stages.render.browser import BASE_ARGS, BrowserRegistry, OWNER_SWITCH, find_chromium\n"
         "chromium = subprocess.Popen([find_chromium(), '--headless', *BASE_ARGS, f'{OWNER_SWITCH}=left',\n"
         f"    '--user-data-dir={tmp_path / 'profile'}', 'about:blank'], start_new_session=True,\n"
         "    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
@@ -256,8 +255,8 @@ def test_ctrl_c_closes_every_browser(tmp_path):
         "import itertools\n"
         "from pathlib import Path\n"
         "from tests.test_render import SETTINGS, job\n"
-        "from stages.audio import load_audio\n"
-        "from stages.render import RenderPool\n"
+        "from stages.render.audio import load_audio\n"
+        "from stages.render.pool import RenderPool\n"
         f"with RenderPool(SETTINGS, load_audio(SETTINGS).frames, Path({str(tmp_path)!r})) as pool:\n"
         "    print(*pool.browser_pids, flush=True)\n"
         "    for result in pool.render(job(pair) for pair in itertools.count()):\n"

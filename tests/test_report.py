@@ -6,14 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from fixture_pack import make_pack, write_training_report
-from stages.contracts import append_jsonl, read_json, read_jsonl, write_json
-from stages.errors import ContractError
+
+from stages.core.contracts import VERIFY_KIND, append_jsonl, read_json, read_jsonl, write_json
+from stages.core.errors import ContractError
+from stages.core.workspace import Workspace
 from stages.report import build_report, gather
-from stages.train_inputs import rejected_path
-from stages.verify import VERIFY_KIND, report_path
-from stages.workspace import Workspace
 
 PAIRS = 60
 
@@ -21,7 +19,7 @@ PAIRS = 60
 def write_verify_report(ws: Workspace, pack: str, failing: str = "") -> None:
     names = ("same-pack", "picks-follow-quality", "frames-non-blank", "frames-change", "no-page-errors")
     checks = [{"name": name, "passed": name != failing, "detail": f"measured {name}"} for name in names]
-    write_json(report_path(ws, pack), {"kind": VERIFY_KIND, "pack": pack, "passed": not failing,
+    write_json(ws.verify_report_path(pack), {"kind": VERIFY_KIND, "pack": pack, "passed": not failing,
                                        "checks": checks})
 
 
@@ -91,7 +89,7 @@ def test_report_of_a_pack_with_only_rejected_scores_says_what_is_missing(tmp_pat
     for item in quality["pairs"]:
         item["quality01"] = 0.5
     quality["qualityStats"].update(min=0.5, p50=0.5, p95=0.5, max=0.5, std=0.0, mean=0.5)
-    write_json(rejected_path(ws, "fresh"), quality)
+    write_json(ws.rejected_quality_path("fresh"), quality)
     ws.quality_path("fresh").unlink()
     page, _ = open_report(browser, build_report(ws, "fresh"))
     page.screenshot(path=str(screenshots / "report-rejected.png"), full_page=True)

@@ -6,15 +6,15 @@ import sys
 import numpy as np
 import pytest
 
-from stages.contracts import load_manifest, read_json, read_jsonl, validate_quality
-from stages.errors import CqError
-from stages.score import gate_failures, quality_stats, score_pack
-from stages.settings import TrainSettings
-from stages.sources import measured_quality
-from stages.synthetic import make_pack
-from stages.train import train
-from stages.train_inputs import rejected_path
-from stages.workspace import REPO, Workspace
+from stages.core.contracts import load_manifest, read_json, read_jsonl, validate_quality
+from stages.core.errors import CqError
+from stages.core.settings import TrainSettings
+from stages.core.workspace import REPO, Workspace
+from stages.learn.gates import gate_failures, quality_stats
+from stages.learn.scoring import score_pack
+from stages.learn.sources import measured_quality
+from stages.learn.synthetic import make_pack
+from stages.learn.training import train
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
 
@@ -44,7 +44,7 @@ def test_every_pair_with_files_is_scored_and_missing_ones_are_counted(scored):
     assert 0.7 < on_disk["stats"]["evalCoverage"] < 0.9
     assert on_disk["stats"]["model"]["heldOut"]["pairs"] > 0
     assert on_disk["qualityStats"]["std"] >= 0.03
-    assert not rejected_path(workspace, "tiny").exists()
+    assert not workspace.rejected_quality_path("tiny").exists()
 
 
 def test_scores_rank_pairs_like_their_measured_quality(scored):
@@ -66,11 +66,11 @@ def test_a_failed_gate_keeps_the_last_good_file_and_gives_the_advice_in_order(sc
     assert "MinQualityStd 0.9" in message
     assert message.index("more coverage") < message.index("more negatives") < message.index("more epochs")
     assert workspace.quality_path("tiny").read_bytes() == good
-    rejected = read_json(rejected_path(workspace, "tiny"))
+    rejected = read_json(workspace.rejected_quality_path("tiny"))
     assert rejected["stats"]["gateFailures"] and rejected["qualityStats"]["std"] < 0.9
     train(workspace, TrainSettings(**SMALL), log=quiet)
     score_pack(workspace, "tiny", log=quiet)
-    assert not rejected_path(workspace, "tiny").exists()
+    assert not workspace.rejected_quality_path("tiny").exists()
 
 
 def test_gates_catch_flat_distributions_and_a_min_at_the_median():
@@ -126,4 +126,4 @@ def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_
     output = gated.stdout + gated.stderr
     assert "fail the gate" in output and "more negatives" in output and "Traceback" not in output
     assert workspace.quality_path("tiny").read_bytes() == good
-    assert rejected_path(workspace, "tiny").is_file()
+    assert workspace.rejected_quality_path("tiny").is_file()

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-import stages.presets as presets
-from stages.contracts import load_manifest
-from stages.errors import ContractError
-from stages.presets import (PresetError, conversion_report_path, convert_milk, convert_pack, load_preset,
-                            manifest_from_folder, pack_preset_paths, preset_files, screen, write_manifest_from_folder)
-from stages.workspace import Workspace
+from stages import convert
+from stages.core.contracts import load_manifest
+from stages.core.errors import ContractError
+from stages.core.workspace import Workspace
+from stages.presets import conversion
+from stages.presets.conversion import PresetError, convert_milk, load_preset
+from stages.presets.manifests import manifest_from_folder, pack_preset_paths, write_manifest_from_folder
+from stages.screen import QUIET_LAYER, preset_files
+from stages.screen import run as screen
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "MILKDROP_PRESET_VERSION=201\nPSVERSION=2\nPSVERSION_WARP=2\nPSVERSION_COMP=2\n[preset00]\nfDecay=0.9\n"
@@ -103,7 +106,7 @@ def mixed_folder(tmp_path_factory):
     nested = folder / "sub dir [x]"
     nested.mkdir()
     (nested / "butterchurn.json").write_text(json.dumps(
-        {**presets.QUIET_LAYER, "comp": " shader_body { ret = vec3(0.8); }"}))
+        {**QUIET_LAYER, "comp": " shader_body { ret = vec3(0.8); }"}))
     (folder / "pairs-manifest.v0.json").write_text("{}")    # a pack file, not a preset: skipped
     (folder / "notes.txt").write_text("skipped")
     return folder
@@ -142,13 +145,13 @@ def test_screen_with_degraded_presets_allowed(mixed_folder, tmp_path):
 
 def test_screen_command_line(mixed_folder, tmp_path):
     out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "stages.presets", "screen", str(mixed_folder), "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "stages.cli", "screen", str(mixed_folder), "--out", str(out),
                            "--no-render"], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={"CQ_WORKSPACE": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert "ok (" in done.stdout and json.loads(out.read_text())["total"] == 6
     assert (tmp_path / "ws" / ".cq" / "milk-cache").is_dir()
-    missing = subprocess.run([sys.executable, "-m", "stages.presets", "screen", str(tmp_path / "nope"), "--out",
+    missing = subprocess.run([sys.executable, "-m", "stages.cli", "screen", str(tmp_path / "nope"), "--out",
                               str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: not a folder "
@@ -181,7 +184,7 @@ def test_conversion_is_cached_by_content_and_translator_version(tmp_path, monkey
     path.write_text(milk(comp="shader_body { ret = 0.5; }"))         # an edited file reconverts
     edited = convert_milk(path, cache)
     assert not edited.cached and "ret = vec3(0.5);" in edited.preset["comp"]
-    monkeypatch.setattr(presets, "TRANSLATOR_VERSION", "a-newer-translator")
+    monkeypatch.setattr(conversion, "TRANSLATOR_VERSION", "a-newer-translator")
     assert not convert_milk(path, cache).cached
     assert len(list(cache.glob("*.json"))) == 3
 
@@ -229,17 +232,17 @@ def test_convert_pack_converts_only_what_changed(tmp_path):
     (pack_dir / "fg" / "coupled_00001_a_fg.milk").write_text(milk(comp="shader_body { ret = 1; }"))
     (pack_dir / "bg" / "coupled_00001_a_bg.milk").write_text(milk(comp="shader_body { ret = nope; }"))
     (pack_dir / "fg" / "coupled_00002_b_fg.milk").write_text(milk())
-    (pack_dir / "bg" / "coupled_00002_b_bg.json").write_text(json.dumps(presets.QUIET_LAYER))
+    (pack_dir / "bg" / "coupled_00002_b_bg.json").write_text(json.dumps(QUIET_LAYER))
     write_manifest_from_folder(pack_dir)
     assert [path.name for path in pack_preset_paths(workspace, "p")] == [
         "coupled_00001_a_bg.milk", "coupled_00002_b_bg.json", "coupled_00001_a_fg.milk", "coupled_00002_b_fg.milk"]
-    first = convert_pack(workspace, "p")
+    first = convert.run(workspace, "p")
     assert first["total"] == 3 and first["converted"] == 3 and first["cached"] == 0
     assert first["by_status"] == {"ok": 2, "translate-failed": 1}
-    assert json.loads(conversion_report_path(workspace, "p").read_text()) == first
-    assert convert_pack(workspace, "p")["converted"] == 0
+    assert json.loads(workspace.conversion_report_path("p").read_text()) == first
+    assert convert.run(workspace, "p")["converted"] == 0
     (pack_dir / "fg" / "coupled_00002_b_fg.milk").write_text(milk(comp="shader_body { ret = 0.25; }"))
-    again = convert_pack(workspace, "p")
+    again = convert.run(workspace, "p")
     assert again["converted"] == 1 and again["cached"] == 2
 
 

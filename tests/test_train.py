@@ -5,17 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from stages.checkpoint import load_checkpoint
-from stages.contracts import ContractError, read_json, validate_train_report, write_json
-from stages.errors import CqError
-from stages.features import pair_features, preset_features
-from stages.model import STD_FLOOR, Z_CLIP, feature_std, standardise
-from stages.presets import load_preset
-from stages.settings import TrainSettings
-from stages.sources import gather_sources, measured_quality
-from stages.synthetic import make_pack
-from stages.train import gpu_snapshot, held_out_mask, pick_device, spearman, train
-from stages.workspace import Workspace
+from stages.core.contracts import read_json, validate_train_report, write_json
+from stages.core.errors import ContractError, CqError
+from stages.core.settings import TrainSettings
+from stages.core.workspace import Workspace
+from stages.learn.checkpoint import load_checkpoint
+from stages.learn.features import pair_features, preset_features
+from stages.learn.metrics import spearman
+from stages.learn.model import STD_FLOOR, Z_CLIP, feature_std, standardise
+from stages.learn.sources import gather_sources, measured_quality
+from stages.learn.synthetic import make_pack
+from stages.learn.training import gpu_snapshot, held_out_mask, pick_device, train
+from stages.presets.conversion import load_preset
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
 

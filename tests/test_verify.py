@@ -4,13 +4,19 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from fixture_pack import make_pack
-from stages.contracts import load_manifest, read_json
-from stages.errors import CqError
-from stages.verify import (VerifySettings, check_result, expected_pick_ratio, load_verify_report,
-                           quartile_pick_ratio, report_path, required_pick_ratio, verify_pack)
-from stages.workspace import WEB_DIR, Workspace
+
+from stages.core.contracts import load_manifest, load_verify_report, read_json
+from stages.core.errors import CqError
+from stages.core.workspace import WEB_DIR, Workspace
+from stages.verify import (
+    VerifySettings,
+    check_result,
+    expected_pick_ratio,
+    quartile_pick_ratio,
+    required_pick_ratio,
+    verify_pack,
+)
 
 FAST = VerifySettings(seconds=2.0, width=240, height=160)
 
@@ -19,7 +25,7 @@ def test_verify_passes_on_a_good_pack_and_writes_its_report(tmp_path):
     ws = Workspace(tmp_path)
     make_pack(ws, "demo", pairs=8, with_eval=False)
     report = verify_pack(ws, "demo", FAST)
-    saved = load_verify_report(report_path(ws, "demo"))
+    saved = load_verify_report(ws.verify_report_path("demo"))
     assert saved["passed"] is True and saved == report
     checks = {check["name"]: check for check in saved["checks"]}
     assert set(checks) == {"same-pack", "picks-follow-quality", "frames-non-blank", "frames-change",
@@ -35,7 +41,7 @@ def test_verify_fails_on_a_quality_file_from_another_pack(tmp_path):
     make_pack(ws, "demo", pairs=8, quality_pack="other-pack", with_eval=False)
     with pytest.raises(CqError, match="verify failed for pack 'demo'.*other-pack"):
         verify_pack(ws, "demo", FAST)
-    assert read_json(report_path(ws, "demo"))["passed"] is False
+    assert read_json(ws.verify_report_path("demo"))["passed"] is False
 
 
 def test_verify_fails_on_a_page_that_throws(tmp_path):
@@ -49,7 +55,7 @@ def test_verify_fails_on_a_page_that_throws(tmp_path):
         script.write('\nsetTimeout(() => { throw new Error("overlay exploded"); }, 500);\n')
     with pytest.raises(CqError, match="no-page-errors: 1 page error.*overlay exploded"):
         verify_pack(ws, "demo", FAST, web_dir=broken_web)
-    report = read_json(report_path(ws, "demo"))
+    report = read_json(ws.verify_report_path("demo"))
     failed = [check["name"] for check in report["checks"] if not check["passed"]]
     assert failed == ["no-page-errors"]
 

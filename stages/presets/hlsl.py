@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from stages.errors import CqError
+from ..core.errors import CqError
 
 # Part of the conversion cache key: bump it whenever a change alters any translated text.
 TRANSLATOR_VERSION = "hlsl2glsl-3"

@@ -1,6 +1,6 @@
 """Preset features: a fixed-length, named, normalised numeric vector per preset and per fg/bg pair.
 
-In: a butterchurn-3 preset object (from `stages.presets.load_preset`, which reads butterchurn JSON and
+In: a butterchurn-3 preset object (from `presets.conversion.load_preset`, which reads butterchurn JSON and
 `.milk` alike) or a preset file path (`FeatureCache` reads each file once).
 Out: `preset_features(preset) -> np.ndarray` of `len(PRESET_FEATURES)` values in [0, 1], named by
 `PRESET_FEATURES`; `pair_features(fg, bg)` -> fg, bg, their difference and product, named by
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import CqError
-from stages.presets import load_preset
+from ..core.errors import CqError
+from ..presets.conversion import load_preset
 
 # (name, butterchurn's default, low, high): the value is clipped to [low, high] and mapped to [0, 1].
 BASE_VALUES: tuple[tuple[str, float, float, float], ...] = (

@@ -21,8 +21,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from stages.contracts import read_json, write_json
-from stages.errors import ContractError, CqError
+from ..core.contracts import read_json, write_json
+from ..core.errors import ContractError, CqError
 
 BASE_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", "--disable-quic"]

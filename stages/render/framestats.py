@@ -52,9 +52,9 @@ import math
 
 import numpy as np
 
-from stages.contracts import STAT_FIELDS, value_hash
-from stages.errors import CqError
-from stages.settings import SampleSettings
+from ..core.contracts import STAT_FIELDS, value_hash
+from ..core.errors import CqError
+from ..core.settings import SampleSettings
 
 SERIES_FIELDS = ("luma", "lumaStd", "colour", "delta", "black", "white", "fgLuma", "bgLuma", "fgShare")
 STATS_VERSION = 1

@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stages.contracts import (EliteEntry, load_elite, load_manifest, read_ratings, read_rows,
-                              resolve_url, value_hash)
-from stages.errors import ContractError
-from stages.features import FeatureCache, pair_features
-from stages.presets import CACHE_DIR_NAME, preset_identity
-from stages.progress import Progress
-from stages.settings import SampleSettings, TrainSettings
-from stages.train_inputs import elite_path
-from stages.workspace import Workspace
+from ..core.contracts import EliteEntry, load_elite, load_manifest, read_ratings, read_rows, resolve_url, value_hash
+from ..core.errors import ContractError
+from ..core.keys import preset_identity
+from ..core.progress import Progress
+from ..core.settings import SampleSettings, TrainSettings
+from ..core.workspace import Workspace
+from ..learn.features import FeatureCache, pair_features
 
 # ------------------------------------------------------------------------------- measured quality
 
@@ -190,7 +188,7 @@ def eval_pairs(workspace: Workspace, presets: PackPresets) -> tuple[dict[int, di
 
 
 def _elite_entries(workspace: Workspace, settings: TrainSettings) -> tuple[list[EliteEntry], str, list[str]]:
-    path = elite_path(workspace, settings)
+    path = workspace.elite_path(settings.elite_path)
     entries: dict[tuple[str, str], EliteEntry] = {}
     found = []
     if path.is_file():
@@ -276,7 +274,7 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
     none): a preset that appeared only in negatives would teach the net "unsampled means bad", and one of
     a held-out pair would leak into the validation. `thresholds` are the sampler's okHeuristic settings
     that `measured_quality` shares."""
-    cache = cache or FeatureCache(workspace.state_dir / CACHE_DIR_NAME)
+    cache = cache or FeatureCache(workspace.conversion_cache_dir)
     rng = np.random.default_rng(settings.seed)
     eval_features, eval_targets, eval_keys = [], [], []
     pack_presets, pack_report, warnings = [], {}, []

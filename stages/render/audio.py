@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.settings import SampleSettings
+from ..core.settings import SampleSettings
 
 SAMPLE_RATE = 44100          # the analysis rate (an AudioContext's usual rate)
 WINDOW = 1024                # butterchurn's analyser fftSize: samples per frame

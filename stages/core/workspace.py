@@ -15,10 +15,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.contracts import MANIFEST_NAME, QUALITY_NAME
-from stages.errors import ContractError
+from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
+from ..core.errors import ContractError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WEB_DIR = REPO / "web"
 DATA_DIR = REPO / "data"
 
@@ -79,6 +79,10 @@ class Workspace:
     def ratings_path(self) -> Path:
         return self.root / "ratings.jsonl"
 
+    def elite_path(self, configured: str = "") -> Path:
+        """The elite manifest: `configured` (relative to the root, or absolute), else `elite.json` there."""
+        return self.root / Path(configured or "elite.json").expanduser()
+
     # -- generated
     def quality_path(self, pack: str) -> Path:
         return self.pack_dir(pack) / QUALITY_NAME
@@ -103,6 +107,13 @@ class Workspace:
     def thumbs_dir(self, pack: str) -> Path:
         return self.eval_dir(pack) / "thumbs"
 
+    def conversion_report_path(self, pack: str) -> Path:
+        return self.eval_dir(pack) / "conversion.json"
+
+    def rejected_quality_path(self, pack: str) -> Path:
+        """Scores that failed the gate, written beside the product for inspection."""
+        return self.quality_path(pack).with_name("pairs-quality.v0.rejected.json")
+
     def eval_path(self, pack: str) -> Path:
         return self.eval_dir(pack) / "eval.jsonl"
 
@@ -125,10 +136,26 @@ class Workspace:
     def report_dir(self, pack: str) -> Path:
         return self.root / "reports" / pack
 
+    def report_index_path(self, pack: str) -> Path:
+        return self.report_dir(pack) / "index.html"
+
+    def verify_report_path(self, pack: str) -> Path:
+        return self.report_dir(pack) / "verify.json"
+
     @property
     def state_dir(self) -> Path:
         """Tool state that is not a product: doit's database, browser PIDs, caches."""
         return self.root / ".cq"
+
+    @property
+    def conversion_cache_dir(self) -> Path:
+        """Converted .milk presets, keyed by file content and translator version."""
+        return self.state_dir / "milk-cache"
+
+    @property
+    def identity_cache_path(self) -> Path:
+        """What the last run learned about its renderer and audio (`core.keys`)."""
+        return self.state_dir / "identity.json"
 
     @property
     def doit_db(self) -> Path:

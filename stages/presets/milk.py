@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.contracts import read_bytes
-from stages.errors import ContractError
+from ..core.contracts import read_bytes
+from ..core.errors import ContractError
 
 # MilkDrop's .milk key (lower-cased) -> butterchurn's baseVals key.
 BASE_KEYS = {
@@ -148,7 +148,7 @@ def parse_milk(text: str, where="preset") -> MilkPreset:
             preset.warnings.append(f"line {number}: {key} has no number: {raw.strip()[:40]!r}")
         return parsed
 
-    for key, (number, raw) in values.items():
+    for key, (_line_number, raw) in values.items():
         if key in HEADER_KEYS:
             parsed = numeric(key)
             if parsed is not None:

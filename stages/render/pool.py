@@ -12,7 +12,7 @@ interception on a fake origin, no server), driven by Playwright's async API on a
 background thread. The pool outlives `render()` calls: browsers are launched once. A pair over
 `pair_timeout_s` is stopped from outside; a pair that fails is retried once in a fresh page; a crashed page
 or browser is restarted (at most `browser_max_restarts` times, then a CqError); `reload_every` relaunches a
-worker's browser every N pairs. `python -m stages.render DIR` measures pairs/min on DIR's presets.
+worker's browser every N pairs. `bench/pool_measure.py DIR` measures pairs/min on DIR's presets.
 """
 from __future__ import annotations
 
@@ -21,18 +21,24 @@ import base64
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from stages.browser import (BrowserRegistry, end_browser, find_chromium, is_software_renderer, launch_args,
-                            new_owner_mark)
-from stages.errors import CqError
-from stages.settings import SampleSettings
-from stages.workspace import WEB_DIR
+from ..core.errors import CqError
+from ..core.settings import SampleSettings
+from ..core.workspace import WEB_DIR
+from ..render.browser import (
+    BrowserRegistry,
+    end_browser,
+    find_chromium,
+    is_software_renderer,
+    launch_args,
+    new_owner_mark,
+)
 
 ORIGIN = "https://cq-sampler.invalid"
 PAGE_URL = f"{ORIGIN}/sampler.html"
@@ -234,7 +240,7 @@ class _Worker:
         try:
             raw = await asyncio.wait_for(
                 self.page.evaluate("(pair) => window.cq.renderPair(pair)", payload), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # A closed page's renderer can go on spinning in a shader or an EEL loop: end the whole browser.
             await self.close_browser(kill=True)
             return _Outcome("timeout", [f"the pair took longer than pair_timeout_s={timeout:g} s"])
@@ -265,8 +271,9 @@ class RenderPool:
     """Workers rendering pairs in headless Chromium; a context manager (closes every browser on exit).
 
     After construction: `renderer`, `vendor` (WebGL UNMASKED strings), `engine` (butterchurn + page
-    version), `browser_version` (Chromium's), `chromium_path`, `gpu_mode_used` (off | safe | require; `safe` falls back to `off` on a software renderer and
-    says why in `gpu_fallback`), `restarts` (unplanned page/browser restarts so far), `reloads` (planned).
+    version), `browser_version` (Chromium's), `chromium_path`, `gpu_mode_used` (off | safe | require; `safe`
+    falls back to `off` on a software renderer and says why in `gpu_fallback`), `restarts` (unplanned
+    page/browser restarts so far), `reloads` (planned).
     `on_event(kind, details)` is called in the caller's thread for launches, fallbacks, restarts and retries.
     """
 
@@ -597,75 +604,3 @@ def _checked_audio(audio_frames, frames: int) -> np.ndarray:
     if array.shape[0] < frames:
         raise CqError(f"{array.shape[0]} audio frames for {frames} rendered frames: compute at least {frames}")
     return np.ascontiguousarray(array[:frames])
-
-
-# ------------------------------------------------------------------------------------------ measuring
-
-
-def measure(settings: SampleSettings, jobs: list[PairJob], audio_frames, state_dir: Path) -> dict:
-    """Render `jobs` in a fresh pool and report pairs/min (browser start excluded) and per-pair timings."""
-    from stages.progress import Progress
-
-    started = time.perf_counter()
-    with RenderPool(settings, audio_frames, state_dir) as pool:
-        ready = time.perf_counter()
-        progress = Progress("measure", total=len(jobs))
-        results = []
-        for result in pool.render(jobs):
-            results.append(result)
-            progress.update(extra=f"{result.status} restarts {pool.restarts}")
-        progress.close()
-        finished = time.perf_counter()
-        renderer, restarts = pool.renderer, pool.restarts
-
-    def median(key: str) -> float:
-        values = [result.timings[key] for result in results if result.timings.get(key)]
-        return float(np.median(values)) if values else 0.0
-
-    statuses: dict[str, int] = {}
-    for result in results:
-        statuses[result.status] = statuses.get(result.status, 0) + 1
-    return {"renderer": renderer, "workers": settings.worker_count, "size": f"{settings.width}x{settings.height}",
-            "frames": settings.frames, "pairs": len(results), "statuses": statuses, "restarts": restarts,
-            "startS": round(ready - started, 2), "renderS": round(finished - ready, 2),
-            "pairsPerMin": round(len(results) / (finished - ready) * 60, 2) if results else 0.0,
-            "medianMs": {key: round(median(key), 1) for key in ("createMs", "loadMs", "renderMs")}}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m stages.render DIR`: pairs/min of the pool on consecutive presets of DIR (*.json)."""
-    import argparse
-    import json
-    import tempfile
-
-    from stages.audio import load_audio
-    from stages.presets import load_preset
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("presets", type=Path, help="folder of butterchurn .json presets (read one level deep)")
-    parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--gpu-mode", default="off", choices=["off", "safe", "require"])
-    parser.add_argument("--chromium", default="")
-    args = parser.parse_args(argv)
-    files = sorted(args.presets.glob("*.json"))
-    if len(files) < 2:
-        raise SystemExit(f"{args.presets}: need at least 2 .json presets")
-    settings = SampleSettings(width=args.size, height=args.size, frames=args.frames, workers=args.workers,
-                              gpu_mode=args.gpu_mode, chromium=args.chromium)
-    jobs = []
-    for index in range(args.pairs):
-        fg, bg = files[index % len(files)], files[(index + 1) % len(files)]
-        jobs.append(PairJob(index, load_preset(fg), load_preset(bg), fg.name, bg.name))
-    with tempfile.TemporaryDirectory(prefix="cq-measure-") as state_dir:
-        try:
-            report = measure(settings, jobs, load_audio(settings).frames, Path(state_dir))
-        except CqError as error:
-            raise SystemExit(f"error: {error}") from None
-    print(json.dumps(report, indent=1))
-
-
-if __name__ == "__main__":
-    main()

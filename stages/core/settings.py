@@ -12,9 +12,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 
-from stages.contracts import value_hash
-from stages.errors import CqError
-from stages.workspace import Workspace, settings_config
+from ..core.contracts import value_hash
+from ..core.errors import CqError
+from ..core.workspace import Workspace, settings_config
 
 GPU_MODES = ("off", "safe", "require")
 

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages import features
-from stages.contracts import validate_checkpoint, write_bytes_atomic
-from stages.errors import ContractError
-from stages.model import CouplingNet, NetConfig, standardise
-from stages.train_inputs import CODE_VERSION
-
+from ..core.contracts import validate_checkpoint, write_bytes_atomic
+from ..core.errors import ContractError
+from ..learn import features
+from ..learn.inputs import CODE_VERSION
+from ..learn.model import CouplingNet, NetConfig, standardise
 
 
 @dataclass

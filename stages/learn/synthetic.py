@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.contracts import STAT_FIELDS, append_jsonl, now_iso, read_json, write_json
-from stages.presets import preset_identity
-from stages.features import PRESET_FEATURES, preset_features
-from stages.workspace import Workspace
+from ..core.contracts import STAT_FIELDS, append_jsonl, now_iso, read_json, write_json
+from ..core.keys import preset_identity
+from ..core.workspace import Workspace
+from ..learn.features import PRESET_FEATURES, preset_features
 
 FAILED_SHARE = 0.05
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stages.errors import ContractError
+from ..core.errors import ContractError
 
 MANIFEST_NAME = "pairs-manifest.v0.json"
 QUALITY_NAME = "pairs-quality.v0.json"
@@ -471,4 +471,17 @@ def validate_train_report(report: Any, where="training report") -> dict:
                     _require(where, metrics[name], key, float, f"heldOut.{model}.{name}: ")
     if "eliteAuc" not in report:
         raise ContractError(where, "missing field 'eliteAuc' (null when there is no elite)")
+    return report
+
+
+# ------------------------------------------------------------------------------------ verify report
+
+VERIFY_KIND = "coupled_verify.v0"
+
+
+def load_verify_report(path: Path) -> dict:
+    """Read a verify report written by `verify_pack`."""
+    report = read_json(path)
+    if not isinstance(report, dict) or report.get("kind") != VERIFY_KIND or not isinstance(report.get("checks"), list):
+        raise ContractError(path, f"not a verify report (kind {VERIFY_KIND!r} with checks)", "rerun doit verify")
     return report

@@ -14,29 +14,15 @@ planned with `missing` set, and the shard that holds it reports it.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.contracts import Manifest, load_manifest, read_json, resolve_url, value_hash
-from stages.errors import ContractError
-from stages.framestats import stats_key
-from stages.presets import preset_identity
-from stages.settings import SampleSettings
-from stages.workspace import REPO, Workspace
-
-@functools.cache
-def engine_version() -> str:
-    """butterchurn's installed version plus a hash of the sampling page's files: part of every content
-    key, so a page that changes its pixels or statistics re-renders."""
-    package = REPO / "web" / "node_modules" / "butterchurn" / "package.json"
-    version = read_json(package).get("version", "?") if package.exists() else "not-installed"
-    page = hashlib.sha256()
-    for path in sorted((REPO / "web").glob("sampler.*")):
-        page.update(path.name.encode() + b"\0" + path.read_bytes())
-    return f"butterchurn-{version}+page-{page.hexdigest()[:12]}"
+from ..core.contracts import Manifest, load_manifest, resolve_url, value_hash
+from ..core.errors import ContractError
+from ..core.keys import preset_identity, shard_key
+from ..core.settings import SampleSettings
+from ..core.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -63,32 +49,11 @@ class PackPlan:
     settings: SampleSettings
 
     def shard_key(self, index: int) -> str:
-        """What decides a shard's rows: its pairs' files and every setting that changes pixels."""
-        return value_hash({
-            "render": self.settings.render_key(),
-            "stats": stats_key(self.settings),
-            "degraded": self.settings.allow_degraded,
-            "audio": audio_identity(self.settings),
-            "browser": [self.settings.gpu_mode, self.settings.chromium],
-            "engine": engine_version(),
-            "pairs": [[p.pair, p.fg_hash, p.bg_hash] for p in self.shards[index]],
-        })
+        return shard_key(self.settings, self.shards[index])
 
     def key(self) -> str:
         """What decides the merged rows: every shard's key."""
         return value_hash([self.shard_key(index) for index in range(len(self.shards))])
-
-
-def audio_identity(settings: SampleSettings) -> str:
-    """The audio's identity without decoding it: the file's path, size and mtime, or the click track."""
-    if not settings.audio_file:
-        return "click"
-    path = Path(settings.audio_file).expanduser()
-    try:
-        stat = path.stat()
-    except OSError:
-        return f"unreadable:{path}"
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _identity_or_blank(path: Path) -> str:
@@ -122,13 +87,3 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
     size = settings.shard_pairs
     shards = [chosen[i:i + size] for i in range(0, len(chosen), size)]
     return PackPlan(pack, manifest, planned, target, shards, settings)
-
-
-def content_key(pair: PlannedPair, settings: SampleSettings, audio_key: str, engine: str,
-                renderer: str) -> str:
-    """A row's identity: its statistics are a pure function of this key (the thresholds and warm-up that
-    turn frames into statistics included, so changing one recomputes the rows)."""
-    return value_hash({"fg": pair.fg_hash, "bg": pair.bg_hash, "render": settings.render_key(),
-                       "stats": stats_key(settings), "degraded": settings.allow_degraded,
-                       "audio": audio_key, "engine": engine,
-                       "renderer": renderer})

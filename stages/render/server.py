@@ -8,17 +8,16 @@ Out: an HTTP server on 127.0.0.1 (never another interface) answering
     GET  /node_modules/<file>      -> the pinned renderer (butterchurn), from `modules_dir`
     GET  /presets/<pack>/<file>    -> files under the workspace's `public/presets/` (manifest, quality file)
     GET  /api/packs                -> {"packs": [...]} packs with a manifest
-    GET  /api/preset?url=/presets/...  -> one preset as butterchurn JSON, through `stages.presets.load_preset`
+    GET  /api/preset?url=/presets/...  -> one preset as butterchurn JSON, through `presets.conversion.load_preset`
                                       (so every preset type it reads plays, `.milk` converted once and cached
                                       in the workspace's state dir); a preset it refuses -> 422 with why
     POST /api/rating               -> {pack, pair, score 1..5, ratingId}: one validated row appended (fsynced)
                                       to the workspace's ratings file; a repeated ratingId is not appended again
 
-Run it for a user with `python -m stages.server [--port 8765]`, then open the printed address.
+Run it for a user with `python -m stages.cli serve [--port 8765]`, then open the printed address.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import mimetypes
 import threading
@@ -29,11 +28,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from stages.contracts import (append_jsonl, dumps, load_manifest, now_iso, read_jsonl, resolve_url,
-                              validate_rating)
-from stages.errors import ContractError, CqError
-from stages.presets import CACHE_DIR_NAME, load_preset
-from stages.workspace import WEB_DIR, Workspace
+from ..core.contracts import append_jsonl, dumps, load_manifest, now_iso, read_jsonl, resolve_url, validate_rating
+from ..core.errors import ContractError, CqError
+from ..core.workspace import WEB_DIR, Workspace
+from ..presets.conversion import load_preset
 
 HOST = "127.0.0.1"
 PLAYER_PATH = "/web/player.html"
@@ -158,7 +156,7 @@ class PlayerHandler(BaseHTTPRequestHandler):
             if not path.is_file():
                 self._error(HTTPStatus.NOT_FOUND, f"preset file not found: {url}")
                 return
-            body = dumps(load_preset(path, cache_dir=self.server.workspace.state_dir / CACHE_DIR_NAME))
+            body = dumps(load_preset(path, cache_dir=self.server.workspace.conversion_cache_dir))
         except CqError as error:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
             return
@@ -216,22 +214,3 @@ def serving(workspace: Workspace, port: int = 0, web_dir: Path = WEB_DIR, module
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the quality-weighted player on 127.0.0.1.")
-    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
-    args = parser.parse_args(argv)
-    workspace = Workspace.from_environment()
-    try:
-        with serving(workspace, args.port) as server:
-            print(f"player: {server.url}{PLAYER_PATH}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
-            threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    except CqError as error:
-        raise SystemExit(f"error: {error}") from None
-
-
-if __name__ == "__main__":
-    main()

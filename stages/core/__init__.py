@@ -1,0 +1,1 @@
+"""Foundations every stage shares: errors, file contracts, paths, settings, progress, row identity."""

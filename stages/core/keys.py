@@ -1,0 +1,104 @@
+"""A row's identity, in one place: the content key and every part of it.
+
+A row's statistics are a pure function of its content key: both presets' identities (file bytes, plus the
+translator's version for .milk), the pixel settings, the statistics settings, the audio, the engine (page
+files + butterchurn version) and the WebGL renderer. Shards and merges are keyed from the same parts.
+
+Also the identity cache: what the last sampling run learned about its renderer and audio, kept so later
+runs can compute content keys without starting a browser or decoding audio.
+In/out: `<workspace>/.cq/identity.json` = `{"browsers": {signature: {renderer, vendor, engine, gpuModeUsed}},
+"audio": {audio_identity: {key, mode, audioFile, fallbackReason, rms, peak}}}`.
+A browser's signature is the launch settings that decide the renderer (gpu mode, chromium path, GPU flags).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+from ..core.contracts import file_hash, read_json, value_hash, write_json
+from ..core.errors import ContractError
+from ..core.settings import SampleSettings
+from ..core.workspace import REPO, Workspace
+from ..presets.conversion import CONVERTER_VERSION
+from ..presets.hlsl import TRANSLATOR_VERSION
+from ..render.framestats import stats_key
+
+
+def browser_signature(settings: SampleSettings) -> str:
+    return value_hash([settings.gpu_mode, settings.chromium, os.environ.get("CQ_CHROMIUM", ""),
+                       os.environ.get("CQ_CHROMIUM_GPU_ARGS", "")])
+
+
+def load_identity_cache(workspace: Workspace) -> dict:
+    path = workspace.identity_cache_path
+    try:
+        data = read_json(path) if path.exists() else {}
+    except ContractError:
+        data = {}  # a damaged cache only costs a browser start
+    return {"browsers": data.get("browsers", {}), "audio": data.get("audio", {})}
+
+
+def remember_identity(workspace: Workspace, section: str, key: str, record: dict) -> None:
+    data = load_identity_cache(workspace)
+    data[section][key] = record
+    write_json(workspace.identity_cache_path, data)
+
+
+def preset_identity(path: Path) -> str:
+    """What a preset file renders as, as a hash: its bytes, plus the converter's version for .milk files
+    (a better translator changes the picture without changing the file). Rows record it as fgHash/bgHash."""
+    path = Path(path)
+    digest = file_hash(path)
+    if path.suffix.lower() == ".milk":
+        digest = value_hash([digest, CONVERTER_VERSION, TRANSLATOR_VERSION])
+    return digest
+
+
+@functools.cache
+def engine_version() -> str:
+    """butterchurn's installed version plus a hash of the sampling page's files: part of every content
+    key, so a page that changes its pixels or statistics re-renders."""
+    package = REPO / "web" / "node_modules" / "butterchurn" / "package.json"
+    version = read_json(package).get("version", "?") if package.exists() else "not-installed"
+    page = hashlib.sha256()
+    for path in sorted((REPO / "web").glob("sampler.*")):
+        page.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"butterchurn-{version}+page-{page.hexdigest()[:12]}"
+
+
+def audio_identity(settings: SampleSettings) -> str:
+    """The audio's identity without decoding it: the file's path, size and mtime, or the click track."""
+    if not settings.audio_file:
+        return "click"
+    path = Path(settings.audio_file).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"unreadable:{path}"
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def content_key(pair, settings: SampleSettings, audio_key: str, engine: str,
+                renderer: str) -> str:
+    """A row's identity (`pair`: a planned pair, for its fg_hash and bg_hash): its statistics are a pure
+    function of this key (the thresholds and warm-up that turn frames into statistics included, so changing
+    one recomputes the rows)."""
+    return value_hash({"fg": pair.fg_hash, "bg": pair.bg_hash, "render": settings.render_key(),
+                       "stats": stats_key(settings), "degraded": settings.allow_degraded,
+                       "audio": audio_key, "engine": engine,
+                       "renderer": renderer})
+
+
+def shard_key(settings: SampleSettings, pairs) -> str:
+    """What decides a shard's rows: its pairs' files and every setting that changes pixels."""
+    return value_hash({
+        "render": settings.render_key(),
+        "stats": stats_key(settings),
+        "degraded": settings.allow_degraded,
+        "audio": audio_identity(settings),
+        "browser": [settings.gpu_mode, settings.chromium],
+        "engine": engine_version(),
+        "pairs": [[p.pair, p.fg_hash, p.bg_hash] for p in pairs],
+    })

@@ -1,0 +1,1 @@
+"""The coupling net: features, model, checkpoint, training sources, metrics, gates, the training loop, scoring."""

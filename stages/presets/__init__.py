@@ -1,0 +1,1 @@
+"""Preset files: the .milk reader, the HLSL -> GLSL translator, conversion to butterchurn, pack manifests."""
