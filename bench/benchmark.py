@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stages import demopack  # noqa: E402
 from stages.core.contracts import MANIFEST_NAME, Manifest, load_manifest, read_jsonl, write_json  # noqa: E402
-from stages.core.workspace import REPO, Workspace  # noqa: E402
+from stages.core.workspace import CHECKOUT, Workspace  # noqa: E402
 
 
 def doit(workspace: Workspace, *args: str) -> float:
     """Run doit in the workspace; return its wall time in seconds."""
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 

@@ -1,15 +1,22 @@
-"""Command-line tools besides the doit graph: `python -m stages.cli COMMAND`.
+"""The `coupled-quality` command (`python -m stages.cli` in a checkout): the task graph, plus tools.
 
+    coupled-quality [TASK ...] [--knob V]  the task graph through doit: build what is stale; `train`,
+                                           `sample`, `clean`, `list`, `info`, `help TASK`: doit's commands
     screen DIR --out report.json   convert and draw every preset under a folder (ok / black / ... per file)
     manifest PACKDIR               write a pack's pairs-manifest.v0.json from its fg/ and bg/ folders
     serve [--port N]               the quality-weighted player on 127.0.0.1
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
+    install-chromium               install Playwright's Chromium (where no Chromium/Chrome/Edge is found)
 
-Errors are one line on stderr and a non-zero exit.
+A first word that names a tool (a sub-command of `parser()`: adding one there is all a new tool needs)
+runs that tool; anything else goes to doit's `DoitMain` with `graph` as its task loader's namespace, so
+the installed command and `doit` in a checkout run the same graph. Errors are one line on stderr and a
+non-zero exit.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +27,8 @@ from .core.errors import CqError
 from .core.workspace import Workspace
 from .presets.manifests import write_manifest_from_folder
 from .render.server import PLAYER_PATH, serving
+
+PROG = "coupled-quality"
 
 
 def _screen(args) -> int:
@@ -56,9 +65,20 @@ def _demo_bases(args) -> int:
     return 0
 
 
+def _install_chromium(args) -> int:
+    return subprocess.run([sys.executable, "-m", "playwright", "install", "chromium"]).returncode
+
+
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(prog="python -m stages.cli", description=__doc__.split("\n\n")[0])
-    commands = main_parser.add_subparsers(dest="command", required=True)
+    main_parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=f"{PROG} [TASK ...] [--knob VALUE]   build what is stale (the task graph, through doit)\n"
+              f"       {PROG} TOOL [ARGS]",
+        description=f"workspace: {Workspace.from_environment().root} (from $CQ_WORKSPACE; when installed, "
+                    f"the current directory)\n\n"
+                    f"task graph (doit's commands): run (the default), list [--status], info TASK, clean,\n"
+                    f"help [TASK] (`{PROG} help sample`: the sampler's knobs with their defaults), forget, ...")
+    commands = main_parser.add_subparsers(dest="command", required=True, title="tools", metavar="TOOL", prog=PROG)
 
     screening = commands.add_parser("screen", help="convert and draw every preset under a folder")
     screening.add_argument("folder", type=Path)
@@ -90,13 +110,39 @@ def parser() -> argparse.ArgumentParser:
     bases.add_argument("--size", type=int, default=demopack.SCREEN_SIZE)
     bases.add_argument("--workers", type=int, default=1)
     bases.set_defaults(handler=_demo_bases)
+
+    chromium = commands.add_parser("install-chromium", help="install Playwright's Chromium build for sampling")
+    chromium.set_defaults(handler=_install_chromium)
     return main_parser
 
 
+def tool_names(main_parser: argparse.ArgumentParser) -> list[str]:
+    """The tools (sub-commands) `main_parser` defines (argparse keeps them on its sub-parsers action)."""
+    return [name for action in main_parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices]
+
+
+def build(argv: list[str]) -> int:
+    """Run doit's command line on the task graph (`graph`), as `doit` does with dodo.py in a checkout."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from . import graph
+
+    return DoitMain(ModuleTaskLoader(graph), config_filenames=()).run(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    tools = parser()
     try:
-        return args.handler(args)
+        if argv and argv[0] in tool_names(tools):
+            args = tools.parse_args(argv)
+            return args.handler(args)
+        if argv[:1] in (["-h"], ["--help"]):
+            tools.print_help()
+            return 0
+        return build(argv)
     except CqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

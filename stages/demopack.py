@@ -36,7 +36,7 @@ from .core.contracts import Manifest, ManifestPair, read_json, write_json
 from .core.errors import ContractError, CqError
 from .core.progress import Progress
 from .core.settings import SampleSettings
-from .core.workspace import DATA_DIR, WEB_DIR, Workspace
+from .core.workspace import DATA_DIR, NODE_MODULES_DIR, Workspace
 from .presets.conversion import load_preset
 
 DEMO_PACK = "demo"
@@ -45,11 +45,11 @@ DEFAULT_COUNT = 120
 GENERATED_AT = "2024-01-01T00:00:00Z"  # fixed: the pack is a pure function of seed, count and bases
 BASES_PATH = DATA_DIR / "demo-bases.json"
 PRESETS_SOURCE = "butterchurn-presets@3.0.0-beta.4"
-PRESETS_DIR = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+PRESETS_DIR = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 COUPLING_NAME = "coupling.v0.json"
 DIGITS = 6
 _PAIR_FILE = re.compile(r"^demo_\d{5}_(fg|bg)\.json$")
-BUTTERCHURN_JS = WEB_DIR / "node_modules" / "butterchurn" / "dist" / "butterchurn.js"
+BUTTERCHURN_JS = NODE_MODULES_DIR / "butterchurn" / "dist" / "butterchurn.js"
 SCREEN_FRAMES = 16
 SCREEN_SIZE = 32         # a preset's cost here is its equations more than its pixels: small is enough
 SCREEN_MIN_LUMA = 0.002  # "draws something": a base must reach this mean luma in a frame of the second half
@@ -152,7 +152,7 @@ def demo_pack_outputs(workspace: Workspace, count: int = DEFAULT_COUNT) -> list[
 
 def demo_pack_inputs() -> list[Path]:
     """What the pack is built from (the doit task's file_dep): the base list, this module, the presets."""
-    return [BASES_PATH, Path(__file__).resolve(), WEB_DIR / "node_modules" / ".package-lock.json"]
+    return [BASES_PATH, Path(__file__).resolve(), NODE_MODULES_DIR / ".package-lock.json"]
 
 
 def run(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,

@@ -26,7 +26,7 @@ from .core.plan import PackPlan, PlannedPair
 from .core.progress import Progress
 from .core.rows import rows_by_key
 from .core.settings import SampleSettings
-from .core.workspace import WEB_DIR, Workspace
+from .core.workspace import NODE_MODULES_DIR, Workspace
 
 RUN_STARTED = time.time()
 # The self-test renders this pair twice: it checks the renderer, so it uses presets known to render
@@ -71,7 +71,7 @@ def self_test_job():
     from .presets.conversion import load_preset
     from .render.pool import PairJob
 
-    converted = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+    converted = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
     fg, bg = (load_preset(converted / name) for name in SELF_TEST_PRESETS)
     return PairJob(0, fg, bg, *SELF_TEST_PRESETS)
 

@@ -27,9 +27,9 @@ from stages.core.contracts import (
     validate_train_report,
     write_json,
 )
-from stages.core.workspace import WEB_DIR, Workspace
+from stages.core.workspace import NODE_MODULES_DIR, Workspace
 
-CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 # Presets that load quickly and draw bright, moving pictures in headless Chromium.
 PRESETS = [
     "Flexi - mindblob [shiny mix].json",

@@ -5,7 +5,7 @@ import pytest
 from corpus import CORPUS
 
 from stages.core.contracts import STAT_FIELDS
-from stages.core.workspace import REPO
+from stages.core.workspace import NODE_MODULES_DIR
 from stages.learn.features import (
     BASE_VALUES,
     PAIR_FEATURES,
@@ -17,7 +17,7 @@ from stages.learn.features import (
 )
 from stages.learn.sources import measured_quality, negative_indices, quality_factors
 
-CONVERTED = REPO / "web" / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 
 
 def feature(vector, name):

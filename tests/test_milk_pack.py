@@ -16,7 +16,7 @@ import pytest
 from corpus import CORPUS
 
 from stages.core.contracts import load_manifest, read_json, read_rows, validate_quality
-from stages.core.workspace import REPO, Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 from stages.presets.manifests import write_manifest_from_folder
 
 PRESETS = ["Fractal/EoS + Phat - Emergent factors.milk", "Supernova/Rism - The Descent.milk",
@@ -41,7 +41,7 @@ BROKEN = "MILKDROP_PRESET_VERSION=201\nPSVERSION=2\nPSVERSION_WARP=2\nPSVERSION_
 
 def doit(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env,
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"doit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result

@@ -25,9 +25,9 @@ from stages.core.contracts import (
     validate_meta,
     write_json,
 )
-from stages.core.workspace import REPO, WEB_DIR, Workspace
+from stages.core.workspace import CHECKOUT, NODE_MODULES_DIR, Workspace
 
-CONVERTED = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 # Presets that render reproducibly on software WebGL (no additive dotted waves; see demopack).
 BASES = ["Martin - journey into space.json", "Geiss - Hurricane.json", "Rovastar - Hyperspace.json",
          "Martin - liquid arrows.json", "Aderrasi - Agitator.json", "Flexi - mindblob [shiny mix].json"]
@@ -69,7 +69,7 @@ def workspace(tmp_path) -> Workspace:
 
 def doit(workspace: Workspace, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env,
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env,
                             capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -145,7 +145,7 @@ def test_kill_9_mid_shard_then_doit_again_loses_nothing(workspace):
     make_pack(workspace, "tiny", 5)
     workspace.config_path.write_text(SETTINGS.replace("shard_size = 2", "shard_size = 5"))
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    process = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "merge"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), "merge"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     shard = workspace.shard_path("tiny", 0)
     deadline = time.time() + 240

@@ -18,7 +18,7 @@ from corpus import CORPUS
 from fixture_pack import make_pack
 
 from stages.core.contracts import read_jsonl, read_ratings
-from stages.core.workspace import REPO, Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 from stages.render.server import PLAYER_PATH, serving
 
 
@@ -219,7 +219,7 @@ def test_server_serves_presets_as_json_and_refuses_escapes(server):
 
 
 def test_the_server_command_serves_the_player_on_localhost(workspace):
-    process = subprocess.Popen([sys.executable, "-m", "stages.cli", "serve", "--port", "0"], cwd=REPO, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "stages.cli", "serve", "--port", "0"], cwd=CHECKOUT, text=True,
                                env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, stdout=subprocess.PIPE)
     try:
         line = process.stdout.readline()

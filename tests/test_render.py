@@ -14,14 +14,14 @@ import pytest
 
 from stages.core.errors import CqError
 from stages.core.settings import SampleSettings
-from stages.core.workspace import WEB_DIR
+from stages.core.workspace import NODE_MODULES_DIR
 from stages.presets.conversion import load_preset
 from stages.render import browser
 from stages.render.audio import load_audio
 from stages.render.browser import BrowserRegistry, find_chromium, is_our_browser, kill_leftovers
 from stages.render.pool import PairJob, RenderPool, require_audible
 
-PRESETS = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
+PRESETS = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 FG_NAME = "EVET - RGB Singularity.json"
 BG_NAME = "$$$ Royal - Mashup (157).json"
 SETTINGS = SampleSettings(width=64, height=64, frames=16, workers=1, pair_timeout_s=60,

@@ -9,7 +9,7 @@ import pytest
 from stages.core.contracts import load_manifest, read_json, read_jsonl, validate_quality
 from stages.core.errors import CqError
 from stages.core.settings import TrainSettings
-from stages.core.workspace import REPO, Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 from stages.learn.gates import gate_failures, quality_stats
 from stages.learn.scoring import score_pack
 from stages.learn.sources import measured_quality
@@ -92,8 +92,8 @@ def test_a_missing_checkpoint_says_to_train(tmp_path):
 
 def run_doit(workspace, fake_site, *args):
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root),
-           "PYTHONPATH": os.pathsep.join([str(fake_site), str(REPO)])}
-    return subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], cwd=REPO, env=env,
+           "PYTHONPATH": os.pathsep.join([str(fake_site), str(CHECKOUT)])}
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..core.contracts import file_hash, read_json, value_hash, write_json
 from ..core.errors import ContractError
 from ..core.settings import SampleSettings
-from ..core.workspace import REPO, Workspace
+from ..core.workspace import NODE_MODULES_DIR, WEB_DIR, Workspace
 from ..presets.conversion import CONVERTER_VERSION
 from ..presets.hlsl import TRANSLATOR_VERSION
 from ..render.framestats import stats_key
@@ -60,10 +60,10 @@ def preset_identity(path: Path) -> str:
 def engine_version() -> str:
     """butterchurn's installed version plus a hash of the sampling page's files: part of every content
     key, so a page that changes its pixels or statistics re-renders."""
-    package = REPO / "web" / "node_modules" / "butterchurn" / "package.json"
+    package = NODE_MODULES_DIR / "butterchurn" / "package.json"
     version = read_json(package).get("version", "?") if package.exists() else "not-installed"
     page = hashlib.sha256()
-    for path in sorted((REPO / "web").glob("sampler.*")):
+    for path in sorted(WEB_DIR.glob("sampler.*")):
         page.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"butterchurn-{version}+page-{page.hexdigest()[:12]}"
 

@@ -84,6 +84,6 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
     planned.sort(key=lambda p: order_key(settings.shuffle_seed, p.pair))
     target = min(len(planned), math.ceil(settings.target_coverage * len(planned) - 1e-9))
     chosen = planned[:target]
-    size = settings.shard_pairs
+    size = settings.shard_size
     shards = [chosen[i:i + size] for i in range(0, len(chosen), size)]
     return PackPlan(pack, manifest, planned, target, shards, settings)

@@ -3,6 +3,9 @@
 In: doit task parameters (`doit sample --target-coverage 0.99 --workers 2`), whose defaults come from
 these dataclasses, overridden for every task at once (so `sample` and `merge` agree) in `pyproject.toml`
 under `[tool.coupled-quality.sample]` / `[...train]`, then in the workspace's `coupled-quality.toml`.
+The workspace config is the one source of truth: a value given on the command line for a knob that decides
+an artifact is saved there before it is used (`TaskParams.settings`), so `merge` and `train` in the same or
+a later run see the value `sample` used. Knobs marked `per_run` (workers, max_hours, ...) only shape one run.
 Out: frozen settings objects the stages take, plus `key()` hashes of the parts that decide an artifact
 (a changed pixel setting re-renders; a changed trainer knob retrains without resampling).
 """
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field, fields
 
 from ..core.contracts import value_hash
 from ..core.errors import CqError
-from ..core.workspace import Workspace, settings_config
+from ..core.workspace import Workspace, save_settings, settings_config
 
 GPU_MODES = ("off", "safe", "require")
 
@@ -42,19 +45,21 @@ class RenderSettings:
 class SampleSettings(RenderSettings):
     """The sampler's knobs: render settings plus how the run is organised."""
 
-    packs: str = _param("", "comma-separated packs to sample (empty: every pack in the workspace)")
+    packs: str = _param("", "comma-separated packs to sample (empty: every pack in the workspace)", per_run=True)
     target_coverage: float = _param(1.0, "fraction of each pack's pairs to sample (TargetCoverage)")
-    max_hours: float = _param(10.0, "stop sampling cleanly after this many hours (MaxHours)")
-    workers: int = _param(0, "browser processes, one page each (0: one per CPU core)")
-    shard_size: int = _param(0, "pairs per shard task (0: 8 per worker, at least 25, so a shard's slowest "
-                                "pairs do not leave many workers idle)")
+    max_hours: float = _param(10.0, "stop sampling cleanly after this many hours (MaxHours)", per_run=True)
+    workers: int = _param(0, "browser processes, one page each (0: one per CPU core)", per_run=True)
+    # Fixed, not derived from workers: the shards (and so the doit tasks and their keys) of a pack must not
+    # change when the same workspace is sampled on a machine with another core count.
+    shard_size: int = _param(50, "pairs per shard task")
     shuffle_seed: int = _param(7, "seed of the shuffled sampling order")
-    reload_every: int = _param(200, "restart a worker's browser every N pairs (ReloadEvery)")
-    browser_max_restarts: int = _param(20, "give up after this many browser restarts (BrowserMaxRestarts)")
-    pair_timeout_s: float = _param(60.0, "time limit for one pair, seconds")
+    reload_every: int = _param(200, "restart a worker's browser every N pairs (ReloadEvery)", per_run=True)
+    browser_max_restarts: int = _param(20, "give up after this many browser restarts (BrowserMaxRestarts)",
+                                       per_run=True)
+    pair_timeout_s: float = _param(60.0, "time limit for one pair, seconds", per_run=True)
     gpu_mode: str = _param("off", "WebGL: off (software) | safe (try hardware) | require (fail on software)")
     chromium: str = _param("", "path of a Chromium to use (empty: Playwright's, then the system's)")
-    headed: bool = _param(False, "show the browser window")
+    headed: bool = _param(False, "show the browser window", per_run=True)
     audio_file: str = _param("", "WAV/FLAC/OGG file the visuals react to (empty: built-in click track)")
     allow_degraded: bool = _param(False, "sample .milk presets whose shader failed to translate, with "
                                          "butterchurn's default shader instead (rows say 'degraded')")
@@ -71,8 +76,8 @@ class SampleSettings(RenderSettings):
             raise CqError(f"gpu_mode {self.gpu_mode!r} is not one of {', '.join(GPU_MODES)}")
         if not 0 < self.target_coverage <= 1:
             raise CqError(f"target_coverage {self.target_coverage} must be in (0, 1]")
-        if self.shard_size < 0 or self.frames < 2 or self.width < 8 or self.height < 8:
-            raise CqError("shard_size must be >= 0, frames >= 2 and the render size >= 8 pixels")
+        if self.shard_size < 1 or self.frames < 2 or self.width < 8 or self.height < 8:
+            raise CqError("shard_size must be >= 1, frames >= 2 and the render size >= 8 pixels")
         if self.blend not in ("normal", "screen", "add"):
             raise CqError(f"blend {self.blend!r} is not one of normal, screen, add")
         return self
@@ -80,10 +85,6 @@ class SampleSettings(RenderSettings):
     @property
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
-
-    @property
-    def shard_pairs(self) -> int:
-        return self.shard_size or max(25, 8 * self.worker_count)
 
     @property
     def pack_list(self) -> list[str]:
@@ -110,12 +111,12 @@ class TrainSettings:
     elite_path: str = _param("", "elite manifest, relative to the workspace (empty: elite.json there, skipped if absent)")
     holdout: float = _param(0.15, "fraction of eval pairs held out for validation")
     seed: int = _param(0, "training seed")
-    require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present")
+    require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present", per_run=True)
     min_quality_std: float = _param(0.03, "gate: qualityStats.std must reach this (MinQualityStd)")
     threads: int = _param(1, "CPU threads for training (a small net trains fastest on one, and shares the CPU)")
 
     def key(self) -> str:
-        return value_hash(dataclasses.asdict(self))
+        return artifact_key(self)
 
 
 @dataclass(frozen=True)
@@ -128,37 +129,69 @@ class VerifySettings:
     seed: int = _param(1, "seed of the page's pick RNG, so a verify run is reproducible")
     width: int = _param(320, "player viewport width in pixels")
     height: int = _param(240, "player viewport height in pixels")
-    timeout_s: float = _param(120.0, "time limit for the whole player run, seconds")
+    timeout_s: float = _param(120.0, "time limit for the whole player run, seconds", per_run=True)
     chromium: str = _param("", "Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)")
     gpu: bool = _param(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan), as on a GPU host")
+
+
+def artifact_key(settings) -> str:
+    """A hash of the knobs that decide what a task makes (not those that only shape one run)."""
+    return value_hash({item.name: getattr(settings, item.name) for item in fields(settings)
+                       if not item.metadata.get("per_run")})
 
 
 CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train", "VerifySettings": "verify"}
 
 
-def doit_params(cls) -> list[dict]:
-    """doit `task_params` specs for a settings dataclass: `--target-coverage`, `--workers`, ...
+class TaskParams:
+    """A settings class as doit task parameters (`--target-coverage`, `--workers`, ...), with the workspace
+    config as the one source of truth.
 
-    Defaults are the dataclass's, overridden by the configured ones (`workspace.settings_config`).
+    The parameters' defaults are the dataclass's overridden by the configured ones, as loaded when doit
+    reads the task graph; `doit help TASK` shows them.
     """
-    configured = settings_config(Workspace.from_environment()).get(CONFIG_SECTIONS.get(cls.__name__, ""), {})
-    specs = []
-    for item in fields(cls):
-        kind = type(item.default)
-        default = configured.get(item.name, item.default)
-        spec = {"name": item.name, "long": item.name.replace("_", "-"), "default": default,
-                "help": item.metadata.get("help", "")}
-        if kind is bool:
-            spec["type"] = bool
-        elif kind in (int, float):
-            spec["type"] = kind
-        else:
-            spec["type"] = str
-        specs.append(spec)
-    return specs
+
+    def __init__(self, cls, workspace: Workspace):
+        self.cls, self.workspace = cls, workspace
+        self.section = CONFIG_SECTIONS[cls.__name__]
+        self.loaded = self._configured()
+
+    def _configured(self) -> dict:
+        config = settings_config(self.workspace).get(self.section, {})
+        return {item.name: config.get(item.name, item.default) for item in fields(self.cls)}
+
+    def specs(self) -> list[dict]:
+        """doit `task_params` specs."""
+        specs = []
+        for item in fields(self.cls):
+            kind = type(item.default)
+            help_text = item.metadata.get("help", "").replace("%", "%%")
+            specs.append({"name": item.name, "long": item.name.replace("_", "-"), "default": self.loaded[item.name],
+                          "type": kind if kind in (bool, int, float) else str,
+                          "help": f"{help_text} [default: %(default)r]"})
+        return specs
+
+    def settings(self, params: dict):
+        """The settings of a task: the workspace config as it is now, plus the values given on this command
+        line (those that differ from the loaded defaults). A given knob that decides an artifact is saved
+        to the workspace config first, so every task of this run and of later runs uses the same value."""
+        given = {name: value for name, value in params.items()
+                 if name in self.loaded and value != self.loaded[name]}
+        current = self._configured()
+        chosen = self.cls(**{**current, **given})
+        if hasattr(chosen, "validate"):
+            chosen.validate()
+        per_run = {item.name for item in fields(self.cls) if item.metadata.get("per_run")}
+        changed = {name: value for name, value in given.items() if name not in per_run and current[name] != value}
+        if changed:
+            save_settings(self.workspace, self.section, changed)
+            listed = ", ".join(f"{name} = {value!r}" for name, value in changed.items())
+            print(f"saved {listed} to [{self.section}] in {self.workspace.config_path}: every task uses it "
+                  f"from now on (edit that file to change it)", flush=True)
+        return chosen
 
 
 def from_params(cls, params: dict):
-    """Build a settings object from doit's parameter values (unknown keys ignored)."""
+    """Build a settings object from a dict of values (unknown keys ignored)."""
     names = {item.name for item in fields(cls)}
     return cls(**{key: value for key, value in params.items() if key in names})

@@ -1,32 +1,57 @@
 """The workspace root and the seed-compatible layout under it.
 
-In: the root, from `$CQ_WORKSPACE`, else `[tool.coupled-quality] workspace` in pyproject.toml, else
-`workspace/` in the repo (git-ignored). Out: a `Workspace` naming every path a stage reads or writes, with
-the original app's relative layout, so pointing the root at that app's checkout makes our outputs land
-where its runtime reads them.
+In: the root, from `$CQ_WORKSPACE`; else, in a checkout, `[tool.coupled-quality] workspace` in
+pyproject.toml or `workspace/` in the repo (git-ignored); else (an installed tool) the current directory.
+Out: a `Workspace` naming every path a stage reads or writes, with the original app's relative layout, so
+pointing the root at that app's checkout makes our outputs land where its runtime reads them.
+
+Also where the tool's own files are: in a checkout `web/` and `data/` beside `stages/` and the npm deps in
+`web/node_modules`; in an installed wheel `web/` and `data/` inside the package and the npm deps in the
+user's cache directory (never inside site-packages, which may be read-only and is shared).
 
 Packs are found one level deep (`public/presets/<pack>/pairs-manifest.v0.json`); user folders are never
 scanned recursively.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
 from ..core.errors import ContractError
 
-REPO = Path(__file__).resolve().parents[2]
-WEB_DIR = REPO / "web"
-DATA_DIR = REPO / "data"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# A checkout has the task graph's entry beside the package; an installed wheel has none.
+CHECKOUT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "dodo.py").is_file() else None
+WEB_DIR = (CHECKOUT or PACKAGE_DIR) / "web"
+DATA_DIR = (CHECKOUT or PACKAGE_DIR) / "data"
+
+
+def user_cache_dir(platform: str, environ: Mapping[str, str], home: Path) -> Path:
+    """The per-user cache directory of this tool on `platform` (a `sys.platform` value)."""
+    if platform == "win32":
+        base = environ.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
+        return Path(base) / "coupled-quality" / "Cache"
+    if platform == "darwin":
+        return home / "Library" / "Caches" / "coupled-quality"
+    return Path(environ.get("XDG_CACHE_HOME") or home / ".cache") / "coupled-quality"
+
+
+# Where `npm ci` installs the pages' renderer: beside the pages in a checkout, else in the user's cache.
+WEB_DEPS_DIR = WEB_DIR if CHECKOUT else user_cache_dir(sys.platform, os.environ, Path.home()) / "web-deps"
+NODE_MODULES_DIR = WEB_DEPS_DIR / "node_modules"
 
 
 def project_config() -> dict:
-    """`[tool.coupled-quality]` of the repo's pyproject.toml (empty when absent)."""
-    path = REPO / "pyproject.toml"
-    if not path.exists():
+    """`[tool.coupled-quality]` of the checkout's pyproject.toml (empty when absent or installed)."""
+    path = CHECKOUT / "pyproject.toml" if CHECKOUT else None
+    if path is None or not path.exists():
         return {}
     with path.open("rb") as handle:
         return tomllib.load(handle).get("tool", {}).get("coupled-quality", {})
@@ -48,17 +73,57 @@ def settings_config(workspace: "Workspace") -> dict:
     return config
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def save_settings(workspace: "Workspace", section: str, values: dict) -> None:
+    """Set `values` in `[section]` of `<workspace>/coupled-quality.toml`, keeping the file's other lines
+    and comments; raises ContractError when the file would not read back with these values."""
+    path = workspace.config_path
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for name, value in values.items():
+        line = f"{name} = {_toml_value(value)}"
+        header = next((i for i, text in enumerate(lines) if text.strip() == f"[{section}]"), None)
+        if header is None:
+            lines += ([""] if lines else []) + [f"[{section}]", line]
+            continue
+        end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        existing = next((i for i in range(header + 1, end) if re.match(rf"\s*{re.escape(name)}\s*=", lines[i])), None)
+        if existing is not None:
+            lines[existing] = line
+        else:
+            last = max([header] + [i for i in range(header + 1, end) if lines[i].strip()])
+            lines.insert(last + 1, line)
+    text = "\n".join(lines) + "\n"
+    try:
+        saved = tomllib.loads(text).get(section, {})
+    except tomllib.TOMLDecodeError as error:
+        saved = {"": error}
+    if any(saved.get(name) != value for name, value in values.items()):
+        raise ContractError(path, f"could not set {', '.join(values)} in [{section}] automatically",
+                            f"set them there yourself: {'; '.join(f'{n} = {_toml_value(v)}' for n, v in values.items())}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
 
     @classmethod
     def from_environment(cls) -> "Workspace":
-        configured = os.environ.get("CQ_WORKSPACE") or project_config().get("workspace") or "workspace"
-        root = Path(configured).expanduser()
-        if not root.is_absolute():
-            root = REPO / root
-        return cls(root.resolve())
+        configured = os.environ.get("CQ_WORKSPACE") or project_config().get("workspace")
+        if CHECKOUT is None:
+            return cls(Path(configured or ".").expanduser().resolve())
+        root = Path(configured or "workspace").expanduser()
+        return cls((root if root.is_absolute() else CHECKOUT / root).resolve())
 
     # -- inputs the user owns (never deleted by `doit clean`)
     @property

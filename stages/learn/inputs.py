@@ -3,7 +3,7 @@ starts fast).
 
 In: a `Workspace` and `TrainSettings`. Out: `inputs_digest` (everything training reads, by content),
 `pack_inputs_digest` (what scoring one pack reads besides the checkpoint), `CODE_VERSION` (the feature and
-model code) and `TRAINING_CODE_VERSION` (that plus the trainer's) and the `InputsUnchanged` uptodate check.
+model code) and `TRAINING_CODE_VERSION` (that plus the trainer's), for `core.uptodate.InputsUnchanged`.
 """
 from __future__ import annotations
 
@@ -45,21 +45,3 @@ def inputs_digest(workspace: Workspace, settings: TrainSettings) -> str:
     return value_hash({"packs": {pack: pack_inputs_digest(workspace, pack) for pack in workspace.packs()},
                        "elite": _digest_files([workspace.elite_path(settings.elite_path), workspace.ratings_path]),
                        "sample": settings_config(workspace).get("sample", {})})
-
-
-class InputsUnchanged:
-    """doit `uptodate` check: true while `digest()` equals its value at the last successful run.
-
-    Used instead of `file_dep` on the eval files because those are targets of the sample/merge tasks, and a
-    file_dep would make `doit train` run them (and start a browser); this check reads the files as they are.
-    """
-
-    def __init__(self, digest, name: str = "_inputs_digest"):
-        self.digest, self.name, self.value = digest, name, None
-
-    def configure_task(self, task):
-        task.value_savers.append(lambda: {self.name: self.value})
-
-    def __call__(self, task, values) -> bool:
-        self.value = self.digest()
-        return values.get(self.name) == self.value

@@ -1,72 +1,118 @@
 """Chromium for the sampler: which binary, which flags, and which browsers are ours.
 
-In: the `chromium` and `gpu_mode` settings, `$CQ_CHROMIUM` / `$CQ_CHROMIUM_GPU_ARGS`, the workspace state dir.
+In: the `chromium` and `gpu_mode` settings, `$CQ_CHROMIUM` / `$CQ_CHROMIUM_GPU_ARGS`, the workspace state dir,
+and the platform (passed in, default `sys.platform`, so each platform's branch is testable on any machine).
 Out:
-- `find_chromium(configured, playwright_path)`: the browser to launch (a CqError saying how to install one
-  when there is none);
-- `launch_args(gpu)`: the flags (RENDERING.md's base set, plus hardware WebGL flags or forced SwiftShader);
+- `find_chromium(configured, playwright_path)`: the browser to launch: the setting, Playwright's, or a
+  system Chromium / Chrome / Edge on Linux, macOS or Windows (a CqError listing where it looked and how to
+  install one when there is none);
+- `launch_args(gpu)`: the flags (RENDERING.md's base set, plus the platform's hardware WebGL flags or forced
+  SwiftShader);
 - `is_software_renderer(renderer)`: SwiftShader / llvmpipe / software;
 - `BrowserRegistry`: the PIDs of the browsers this tool started, in `<state_dir>/browsers.json`, so that
-  `kill_leftovers(state_dir)` can end those of an interrupted run, and only those.
+  `kill_leftovers(state_dir)` can end those of an interrupted run, and only those (processes are read and
+  ended through psutil, the registry is guarded by a filelock: both work on every platform).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-import signal
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
+from filelock import FileLock
 
 from ..core.contracts import read_json, write_json
 from ..core.errors import ContractError, CqError
 
 BASE_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", "--disable-quic"]
-DEFAULT_GPU_ARGS = ["--use-angle=vulkan", "--ignore-gpu-blocklist"]
+# Hardware WebGL per platform: ANGLE on Vulkan on Linux (proven on NVIDIA); elsewhere ANGLE's own default
+# backend (Direct3D 11 on Windows, Metal on macOS), which is what Chrome ships and tests there.
+GPU_ARGS = {"linux": ["--use-angle=vulkan", "--ignore-gpu-blocklist"],
+            "win32": ["--ignore-gpu-blocklist"],
+            "darwin": ["--ignore-gpu-blocklist"]}
 SOFTWARE_ARGS = ["--use-angle=swiftshader"]
 SOFTWARE_RENDERERS = ("swiftshader", "llvmpipe", "softpipe", "software", "microsoft basic render")
-SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-PATH_CHROMIUMS = ("chromium", "chromium-browser", "chromium-headless-shell")
 # Chromium ignores switches it does not know; this one marks a process as started by this tool.
 OWNER_SWITCH = "--cq-sampler-owner"
 REGISTRY_NAME = "browsers.json"
 PLAYWRIGHT_PROFILE_PREFIX = "playwright_chromiumdev_profile-"
 
-INSTALL_ADVICE = ("install one with `apt-get install chromium` or `playwright install chromium`, "
-                  "or set --chromium to its path")
+INSTALL_ADVICE = ("install one with `coupled-quality install-chromium` (Playwright's build), or install "
+                  "Chromium, Google Chrome or Microsoft Edge, or set the chromium setting to its path")
 
 
-def find_chromium(configured: str = "", playwright_path: str | None = None) -> str:
-    """The Chromium to launch: the setting, else $CQ_CHROMIUM, else Playwright's, else the system's."""
+def _platform_key(platform: str) -> str:
+    return "linux" if platform.startswith("linux") else platform
+
+
+def system_chromiums(platform: str, environ: Mapping[str, str], home: Path) -> tuple[list[Path], list[str]]:
+    """Where a Chromium-family browser is installed on `platform` (a `sys.platform` value): fixed paths,
+    and names to look up on PATH. Chromium first (what the rows were made with elsewhere), then Chrome,
+    then Edge."""
+    key = _platform_key(platform)
+    if key == "win32":
+        roots = [environ.get(name) for name in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA")]
+        apps = [("Chromium", "Application", "chrome.exe"), ("Google", "Chrome", "Application", "chrome.exe"),
+                ("Microsoft", "Edge", "Application", "msedge.exe")]
+        return [Path(root).joinpath(*app) for app in apps for root in roots if root], ["chrome", "msedge"]
+    if key == "darwin":
+        apps = [("Chromium.app", "Chromium"), ("Google Chrome.app", "Google Chrome"),
+                ("Microsoft Edge.app", "Microsoft Edge")]
+        return ([folder / app / "Contents" / "MacOS" / binary for app, binary in apps
+                 for folder in (Path("/Applications"), home / "Applications")],
+                ["chromium", "google-chrome"])
+    return ([Path("/usr/bin/chromium"), Path("/usr/bin/chromium-browser"), Path("/snap/bin/chromium"),
+             Path("/usr/bin/google-chrome"), Path("/usr/bin/google-chrome-stable"), Path("/usr/bin/microsoft-edge")],
+            ["chromium", "chromium-browser", "chromium-headless-shell", "google-chrome", "microsoft-edge"])
+
+
+def _executable(path: Path, platform: str) -> bool:
+    # Windows has no execute bit: an existing file is runnable.
+    return path.is_file() and (_platform_key(platform) == "win32" or os.access(path, os.X_OK))
+
+
+def find_chromium(configured: str = "", playwright_path: str | None = None, platform: str = sys.platform,
+                  environ: Mapping[str, str] = os.environ, home: Path | None = None) -> str:
+    """The Chromium to launch: the setting, else $CQ_CHROMIUM, else Playwright's, else the system's
+    (Chromium, Chrome, Edge at their usual places for `platform`, then on PATH). A CqError lists every
+    place it looked."""
     for source, candidate in (("the chromium setting", configured),
-                              ("$CQ_CHROMIUM", os.environ.get("CQ_CHROMIUM", ""))):
+                              ("$CQ_CHROMIUM", environ.get("CQ_CHROMIUM", ""))):
         if candidate:
             path = Path(candidate).expanduser()
-            if not (path.is_file() and os.access(path, os.X_OK)):
+            if not _executable(path, platform):
                 raise CqError(f"{source} names {candidate}, which is not an executable file "
                               f"({INSTALL_ADVICE})")
             return str(path)
     if playwright_path and Path(playwright_path).is_file():
         return playwright_path
-    for candidate in SYSTEM_CHROMIUMS:
-        if Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    for name in PATH_CHROMIUMS:
-        found = shutil.which(name)
+    paths, names = system_chromiums(platform, environ, home or Path.home())
+    for candidate in paths:
+        if _executable(candidate, platform):
+            return str(candidate)
+    search_path = environ.get("PATH", "")
+    for name in names:
+        found = shutil.which(name, path=search_path)
         if found:
             return found
-    raise CqError(f"no Chromium found (not configured, not in $CQ_CHROMIUM, not installed by Playwright, "
-                  f"not at {SYSTEM_CHROMIUMS[0]} or on PATH): {INSTALL_ADVICE}")
+    looked = [f"Playwright's ({playwright_path or 'not installed'})", *map(str, paths),
+              f"{', '.join(names)} on PATH"]
+    raise CqError(f"no Chromium found (the chromium setting and $CQ_CHROMIUM are empty); looked at: "
+                  f"{'; '.join(looked)}. To fix: {INSTALL_ADVICE}")
 
 
-def gpu_args() -> list[str]:
-    """Flags for hardware WebGL: $CQ_CHROMIUM_GPU_ARGS, else ANGLE on Vulkan (proven on NVIDIA)."""
-    configured = os.environ.get("CQ_CHROMIUM_GPU_ARGS", "").split()
-    return configured or list(DEFAULT_GPU_ARGS)
+def gpu_args(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Flags for hardware WebGL: $CQ_CHROMIUM_GPU_ARGS, else the platform's (`GPU_ARGS`)."""
+    configured = environ.get("CQ_CHROMIUM_GPU_ARGS", "").split()
+    return configured or list(GPU_ARGS.get(_platform_key(platform), ["--ignore-gpu-blocklist"]))
 
 
 def launch_args(gpu: bool, owner: str) -> list[str]:
@@ -86,67 +132,58 @@ def new_owner_mark() -> str:
 # -------------------------------------------------------------------------------- PID registry
 
 
-def _cmdline(pid: int) -> list[str]:
+def _process(pid) -> psutil.Process | None:
+    if not isinstance(pid, int) or pid <= 0:
+        return None
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _cmdline(process: psutil.Process | None) -> list[str]:
+    try:
+        return process.cmdline() if process is not None else []
+    except psutil.Error:  # gone, a zombie, or not ours to read
         return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found.extend(int(item) for item in task.read_text().split())
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+    process = _process(pid)
+    if process is None:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.AccessDenied:
         return True
-    return True
-
-
-def _process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants, parents first."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(_children(current))
-    return tree
+    except psutil.Error:
+        return False
 
 
 def is_our_browser(pid: int, owner: str) -> bool:
     """Whether `pid` is still the browser process we started with the owner mark `owner`."""
-    return f"{OWNER_SWITCH}={owner}" in _cmdline(pid)
+    return f"{OWNER_SWITCH}={owner}" in _cmdline(_process(pid))
 
 
 def end_browser(pid: int, owner: str, grace_s: float = 2.0) -> bool:
     """End the browser `pid` and its children if it still is ours; remove Playwright's temp profile of it."""
-    if not is_our_browser(pid, owner):
+    browser = _process(pid)
+    arguments = _cmdline(browser)
+    if f"{OWNER_SWITCH}={owner}" not in arguments:
         return False
-    profiles = [arg.split("=", 1)[1] for arg in _cmdline(pid) if arg.startswith("--user-data-dir=")]
-    tree = _process_tree(pid)
-    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+    profiles = [arg.split("=", 1)[1] for arg in arguments if arg.startswith("--user-data-dir=")]
+    try:
+        tree = [browser, *browser.children(recursive=True)]
+    except psutil.Error:
+        tree = [browser]
+    for end in (psutil.Process.terminate, psutil.Process.kill):
         for member in tree:
             try:
-                os.kill(member, signal_number)
-            except (ProcessLookupError, PermissionError):
+                end(member)
+            except psutil.Error:
                 continue
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and is_our_browser(pid, owner):
-            time.sleep(0.05)
-        if not is_our_browser(pid, owner):
+        _, tree = psutil.wait_procs(tree, timeout=grace_s)
+        if not tree:
             break
     temp = Path(tempfile.gettempdir()).resolve()
     for profile in profiles:
@@ -171,12 +208,8 @@ class BrowserRegistry:
     @contextmanager
     def _locked(self):
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / f"{REGISTRY_NAME}.lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.state_dir / f"{REGISTRY_NAME}.lock"):
+            yield
 
     def _read(self) -> list[dict]:
         if not self.path.exists():

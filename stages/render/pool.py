@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.errors import CqError
 from ..core.settings import SampleSettings
-from ..core.workspace import WEB_DIR
+from ..core.workspace import NODE_MODULES_DIR, WEB_DIR
 from ..render.browser import (
     BrowserRegistry,
     end_browser,
@@ -89,9 +89,11 @@ class _BrowserLost(Exception):
 
 
 def _web_file(url_path: str) -> tuple[bytes, str] | None:
-    """A file of web/ for the page (None outside web/)."""
+    """A file of web/ or of its npm packages for the page (None outside them)."""
     relative = url_path.lstrip("/") or "sampler.html"
     base = WEB_DIR.resolve()
+    if relative.startswith("node_modules/"):
+        base, relative = NODE_MODULES_DIR.resolve(), relative.removeprefix("node_modules/")
     path = (base / relative).resolve()
     if base not in path.parents or not path.is_file():
         return None
@@ -284,8 +286,8 @@ class RenderPool:
         self._audio_array = _checked_audio(audio_frames, settings.frames)
         self._audio_message = {"base64": base64.b64encode(self._audio_array.tobytes()).decode("ascii"),
                                "frames": int(self._audio_array.shape[0])}
-        if not (WEB_DIR / "node_modules" / "butterchurn" / "dist" / "butterchurn.js").is_file():
-            raise CqError(f"butterchurn is not installed in {WEB_DIR / 'node_modules'} (run `doit web_deps`)")
+        if not (NODE_MODULES_DIR / "butterchurn" / "dist" / "butterchurn.js").is_file():
+            raise CqError(f"butterchurn is not installed in {NODE_MODULES_DIR} (run `doit web_deps`)")
         self.state_dir = Path(state_dir)
         self.on_event = on_event
         self._registry = BrowserRegistry(self.state_dir)

@@ -30,7 +30,7 @@ import orjson
 
 from ..core.contracts import append_jsonl, dumps, load_manifest, now_iso, read_jsonl, resolve_url, validate_rating
 from ..core.errors import ContractError, CqError
-from ..core.workspace import WEB_DIR, Workspace
+from ..core.workspace import NODE_MODULES_DIR, WEB_DIR, Workspace
 from ..presets.conversion import load_preset
 
 HOST = "127.0.0.1"
@@ -69,7 +69,7 @@ class PlayerServer(ThreadingHTTPServer):
         super().__init__((HOST, port), PlayerHandler)
         self.workspace = workspace
         self.web_dir = Path(web_dir).resolve()
-        self.modules_dir = Path(modules_dir or WEB_DIR / "node_modules").resolve()
+        self.modules_dir = Path(modules_dir or NODE_MODULES_DIR).resolve()
         self.ratings = RatingsLog(workspace.ratings_path)
 
     @property
