@@ -1,0 +1,91 @@
+"""Settings have one source of truth (the workspace config), the shard size does not depend on the worker
+count, `doit help` shows defaults and `doit info` says in words why a task is stale. Real doit, no browser."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import fields
+
+import pytest
+from fixture_pack import make_pack
+
+from stages.core.errors import CqError
+from stages.core.plan import plan_pack
+from stages.core.settings import SampleSettings, TaskParams, TrainSettings
+from stages.core.workspace import CHECKOUT, Workspace
+
+
+def doit(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root), "PYTHONPATH": str(CHECKOUT)}
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def given(params: TaskParams, **values) -> dict:
+    """doit's parameter values for a command line that gives `values`."""
+    return {**params.loaded, **values}
+
+
+def test_shards_do_not_depend_on_the_worker_count(tmp_path):
+    workspace = Workspace(tmp_path)
+    make_pack(workspace, "tiny", 120, with_eval=False)
+    shards = {workers: [[pair.pair for pair in shard] for shard in
+                        plan_pack(workspace, "tiny", SampleSettings(workers=workers)).shards] for workers in (1, 3, 16)}
+    assert shards[1] == shards[3] == shards[16]
+    assert len(shards[1]) == 3
+
+
+def test_a_command_line_knob_is_saved_for_every_later_task(tmp_path, capsys):
+    workspace = Workspace(tmp_path)
+    workspace.config_path.write_text("# my knobs\n[sample]\nmin_luma = 0.05  # darker packs\n\n[train]\nepochs = 3\n")
+    at_load = TaskParams(SampleSettings, workspace)  # what doit parsed this run's parameters with
+    sample = at_load.settings(given(at_load, target_coverage=0.5, workers=3, min_luma=0.07))
+    assert (sample.target_coverage, sample.workers, sample.min_luma) == (0.5, 3, 0.07)
+    assert "saved" in capsys.readouterr().out
+
+    # merge, later in the same run, was given nothing on the command line: it sees what sample used
+    merge = at_load.settings(given(at_load))
+    assert (merge.target_coverage, merge.min_luma) == (0.5, 0.07)
+    assert merge.workers == 0  # per-run knobs are not saved
+
+    text = workspace.config_path.read_text()
+    assert "# my knobs" in text and "[train]\nepochs = 3" in text
+    config = tomllib.loads(text)
+    assert config["sample"] == {"min_luma": 0.07, "target_coverage": 0.5}
+
+    next_run = TaskParams(SampleSettings, workspace)
+    assert next_run.loaded["target_coverage"] == 0.5
+    assert next_run.settings(given(next_run)).target_coverage == 0.5
+    assert TaskParams(TrainSettings, workspace).loaded["epochs"] == 3
+
+
+def test_per_run_knobs_do_not_change_the_training_key():
+    per_run = [item.name for item in fields(TrainSettings) if item.metadata.get("per_run")]
+    assert per_run == ["require_cuda"]
+    assert TrainSettings(require_cuda=True).key() == TrainSettings().key()
+    assert TrainSettings(epochs=21).key() != TrainSettings().key()
+
+
+def test_an_invalid_value_is_refused_and_not_saved(tmp_path):
+    workspace = Workspace(tmp_path)
+    params = TaskParams(SampleSettings, workspace)
+    with pytest.raises(CqError, match="target_coverage"):
+        params.settings(given(params, target_coverage=2.0))
+    assert not workspace.config_path.exists()
+
+
+def test_doit_help_shows_the_workspace_defaults_and_info_says_why(tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 6)
+    workspace.config_path.write_text("[sample]\nshard_size = 7\n")
+    shown = doit(workspace, "help", "sample")
+    assert shown.returncode == 0, shown.stderr
+    assert "[default: 7]" in shown.stdout and "[default: 0.06]" in shown.stdout
+
+    info = doit(workspace, "info", "train:model")
+    assert info.returncode in (0, 1), info.stderr
+    assert "the trainer's settings or code changed" in info.stdout
+    assert "what training reads (manifests" in info.stdout
+    assert "object at 0x" not in info.stdout
