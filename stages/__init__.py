@@ -1,6 +1,6 @@
 """coupled-quality's stages and the libraries they are built from.
 
-Stages (one module each, entry function `run`; `dodo.py` wires them into the task graph; no stage imports
+Stages (one module each, entry function `run`; `graph.py` wires them into the task graph; no stage imports
 another stage):
 
     webdeps    npm ci of the pinned renderer for the browser pages
@@ -13,7 +13,9 @@ another stage):
     verify     the player, headless: does it pick by quality and draw?
     report     reports/<pack>/index.html
     screen     every preset of a folder converted and drawn once (a tool, not in the graph)
-    cli        `python -m stages.cli`: screen, manifest, serve, demo-bases
+    graph      the task graph (doit's tasks), loaded by dodo.py in a checkout and by `cli` when installed
+    cli        the `coupled-quality` command (`python -m stages.cli`): the task graph through doit, plus the
+               tools screen, manifest, serve, demo-bases, install-chromium
 
 Libraries, by concept (lower layers never import higher ones):
 

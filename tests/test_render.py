@@ -16,9 +16,8 @@ from stages.core.errors import CqError
 from stages.core.settings import SampleSettings
 from stages.core.workspace import NODE_MODULES_DIR
 from stages.presets.conversion import load_preset
-from stages.render import browser
 from stages.render.audio import load_audio
-from stages.render.browser import BrowserRegistry, find_chromium, is_our_browser, kill_leftovers
+from stages.render.browser import BrowserRegistry, is_our_browser, kill_leftovers
 from stages.render.pool import PairJob, RenderPool, require_audible
 
 PRESETS = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
@@ -205,19 +204,6 @@ def test_wrong_audio_shape_is_a_clear_error(tmp_path):
         RenderPool(SETTINGS, np.zeros((16, 1024), dtype=np.uint8), tmp_path)
     with pytest.raises(CqError, match="8 audio frames for 16"):
         RenderPool(SETTINGS, np.zeros((8, 3, 1024), dtype=np.uint8), tmp_path)
-
-
-def test_no_chromium_found_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.delenv("CQ_CHROMIUM", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(browser, "SYSTEM_CHROMIUMS", (str(tmp_path / "chromium"),))
-    with pytest.raises(CqError, match="no Chromium found.*apt-get install chromium.*playwright install chromium"):
-        find_chromium("", str(tmp_path / "ms-playwright" / "chrome"))
-    with pytest.raises(CqError, match="the chromium setting names /nowhere/chrome"):
-        find_chromium("/nowhere/chrome", None)
-    monkeypatch.setenv("CQ_CHROMIUM", "/nowhere/else")
-    with pytest.raises(CqError, match=r"\$CQ_CHROMIUM names /nowhere/else"):
-        find_chromium("", None)
 
 
 def test_leftover_browsers_of_an_interrupted_run_are_ended_only_ours(tmp_path):
