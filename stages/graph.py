@@ -8,20 +8,33 @@ Loaded by `dodo.py` in a checkout (`doit`) and by the installed `coupled-quality
 doit's `DoitMain` with this module as the task loader's namespace). Each task is a few declarative lines;
 the work lives in the stage modules (each one's `run`).
 """
+import sys
+
 from doit import create_after, task_params
+from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.task import clean_targets
 
 from . import convert, demopack, merge, report, sample, score, train, verify, webdeps
-from .core.errors import CqError, report_errors
+from .core.doit_state import keep_doit_state_current, sigterm_like_ctrl_c
+from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
+from .core.lock import hold_workspace
 from .core.plan import plan_pack
-from .core.settings import SampleSettings, TaskParams, TrainSettings, VerifySettings, artifact_key
+from .core.rows import shard_covered
+from .core.settings import SampleSettings, TaskParams, TrainSettings, VerifySettings, artifact_key, configured
 from .core.uptodate import Holds, InputsUnchanged, KeyUnchanged
 from .core.workspace import Workspace
 from .learn.inputs import TRAINING_CODE_VERSION, inputs_digest, pack_inputs_digest
 from .presets.manifests import pack_preset_paths
 
 WS = Workspace.from_environment()
-WS.state_dir.mkdir(parents=True, exist_ok=True)
+try:
+    WS.prepare_state_dir()
+except CqError as error:  # a read-only or full workspace: one line, even for `doit list`
+    raise InvalidDodoFile(str(error)) from None
+before_each_action(lambda: hold_workspace(WS))  # one run per workspace; `doit list` needs no lock
+before_each_action(keep_doit_state_current)      # a killed run remembers the tasks it finished
+sigterm_like_ctrl_c()
+sys.excepthook = one_line_interrupt
 SAMPLE, TRAIN, VERIFY = (TaskParams(settings, WS) for settings in (SampleSettings, TrainSettings, VerifySettings))
 
 DOIT_CONFIG = {
@@ -67,6 +80,13 @@ def task_convert():
             }
 
 
+def settings_of(task_params: TaskParams, params: dict):
+    try:
+        return task_params.settings(params)
+    except CqError as error:  # a bad knob is one line before any task runs
+        raise InvalidTask(f"error: {error}") from None
+
+
 def pack_plans(settings):
     """(pack, plan or the error that stops planning it) for each pack to sample."""
     for pack in settings.pack_list or WS.packs():
@@ -84,7 +104,7 @@ def raise_error(error):
 @task_params(SAMPLE.specs())
 def task_sample(**params):
     """Render pairs in headless Chromium, in resumable shards, up to TargetCoverage."""
-    settings = SAMPLE.settings(params)
+    settings = settings_of(SAMPLE, params)
     for pack, plan, error in pack_plans(settings):
         if error:
             yield {"name": pack, "actions": [(report_errors(raise_error), [error])]}
@@ -95,7 +115,9 @@ def task_sample(**params):
                 "actions": [(report_errors(sample.run), [WS, plan, shard])],
                 "targets": [WS.shard_path(pack, shard), WS.shard_done_path(pack, shard)],
                 "uptodate": [KeyUnchanged(plan.shard_key(shard), "the shard's content key (its pairs' preset "
-                                                                 "files, render settings, renderer or audio)")],
+                                                                 "files, render settings, renderer or audio)"),
+                             Holds(lambda pack=pack, shard=shard: shard_covered(WS, pack, shard),
+                                   "every pair of the shard has a current row")],
                 "clean": True,
             }
 
@@ -104,7 +126,7 @@ def task_sample(**params):
 @task_params(SAMPLE.specs())
 def task_merge(**params):
     """Merge a pack's shards into eval.jsonl + meta.json (coverage, renderer, audio)."""
-    settings = SAMPLE.settings(params)
+    settings = settings_of(SAMPLE, params)
     for pack, plan, error in pack_plans(settings):
         if error:
             continue
@@ -121,7 +143,7 @@ def task_merge(**params):
 @task_params(TRAIN.specs())
 def task_train(**params):
     """Train the coupling net on the samples that exist, then rescore every pack (never starts a browser)."""
-    settings = TRAIN.settings(params)
+    settings = settings_of(TRAIN, params)
     yield {"name": None, "task_dep": ["score"], "doc": "train the coupling net, then rescore every pack"}
     yield {
         "name": "model",
@@ -154,7 +176,7 @@ def task_score():
 @task_params(VERIFY.specs())
 def task_verify(**params):
     """Play each scored pack in the headless player: fails unless it picks by quality and draws."""
-    settings = VERIFY.settings(params)
+    settings = settings_of(VERIFY, params).with_browser_of(configured(SampleSettings))
     for pack in WS.packs():
         yield {
             "name": pack,

@@ -14,41 +14,46 @@ from collections import Counter
 
 from .core import keys
 from .core.contracts import META_KIND, dumps, now_iso, validate_meta, write_bytes_atomic, write_json
-from .core.keys import audio_identity, content_key, engine_version
+from .core.errors import CqError
+from .core.keys import audio_identity, engine_version
 from .core.plan import plan_pack
-from .core.rows import rows_by_key
+from .core.rows import identities_from_rows, pair_rows, read_pack_rows
 from .core.settings import SampleSettings
 from .core.workspace import Workspace
 
 
 def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
-    """(plan, {pair: current row}, warnings, runtime record, audio record) for a pack."""
+    """(plan, {pair: current row}, warnings, runtime record, audio record) for a pack. Without the identity
+    cache (deleted, or from another machine) the renderer and audio key are read from the rows themselves."""
     plan = plan_pack(workspace, pack, settings)
     known = keys.load_identity_cache(workspace)
     browser = known["browsers"].get(keys.browser_signature(settings), {})
     audio = known["audio"].get(audio_identity(settings), {})
-    by_key, warnings = rows_by_key(workspace, pack)
-    current: dict[int, dict] = {}
+    rows = read_pack_rows(workspace, pack)
     if browser and audio:
-        engine = engine_version()
-        for planned in plan.ordered:
-            if planned.missing:
-                continue
-            key = content_key(planned, settings, audio["key"], engine, browser["renderer"])
-            if key in by_key:
-                current[planned.pair] = by_key[key]
-    return plan, current, warnings, browser, audio
+        current = pair_rows(plan, rows, audio["key"], browser["renderer"])
+    elif found := identities_from_rows(plan, rows):
+        audio_key, renderer = found
+        current = pair_rows(plan, rows, audio_key, renderer)
+        browser = browser or {"renderer": renderer}
+        audio = audio or {"key": audio_key}
+    else:  # nothing rendered yet: missing-file rows need no identity
+        current = pair_rows(plan, rows, "", "")
+    return plan, current, rows.warnings, browser, audio
 
 
 def run(workspace: Workspace, pack: str, settings: SampleSettings) -> None:
     plan, current, warnings, browser, audio = current_rows(workspace, pack, settings)
     rows = [current[pair] for pair in sorted(current)]
+    if not rows and plan.target:
+        raise CqError(f"merge {pack}: none of the {plan.target} pairs to sample has a row in "
+                      f"{workspace.shards_dir(pack)}; eval.jsonl is left as it was (run `doit sample` first)")
     write_bytes_atomic(workspace.eval_path(pack), b"".join(dumps(row) + b"\n" for row in rows))
 
     targeted = {planned.pair for shard in plan.shards for planned in shard}
     visited = sum(1 for pair in current if pair in targeted)
     missing = sorted({str(path) for planned in plan.ordered for path in planned.missing})
-    failures = Counter(row["status"] for row in rows if row["status"] != "ok")
+    failures = Counter(row["status"] for row in rows if row["status"] not in ("ok", "missing-file"))
     sampled_at = sorted(row["sampledAt"] for row in rows)
     errors = warnings + [f"{count} pairs {status}" for status, count in sorted(failures.items())]
     errors += [f"preset file not found: {path}" for path in missing]

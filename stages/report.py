@@ -24,12 +24,13 @@ from .core.contracts import (
     now_iso,
     read_json,
     read_rows,
+    resolve_url,
     validate_meta,
     validate_quality,
     validate_train_report,
     write_bytes_atomic,
 )
-from .core.errors import ContractError
+from .core.errors import ContractError, CqError
 from .core.settings import TrainSettings
 from .core.workspace import Workspace
 
@@ -481,6 +482,23 @@ def build_report(workspace: Workspace, pack: str, min_quality_std: float | None 
     return path
 
 
+def missing_preset_files(workspace: Workspace, pack: str) -> list[Path]:
+    """Preset files the pack's manifest names that do not exist (a broken manifest is its sample task's)."""
+    try:
+        manifest = load_manifest(workspace.manifest_path(pack))
+        paths = [resolve_url(workspace.public, url, workspace.manifest_path(pack))
+                 for entry in manifest.pairs for url in (entry.fgUrl, entry.bgUrl)]
+    except ContractError:
+        return []
+    return sorted({path for path in paths if not path.is_file()})
+
+
 def run(workspace: Workspace, pack: str) -> None:
-    """doit action: build the report (the page goes to its file, not into doit's database)."""
-    build_report(workspace, pack)
+    """doit action: build the report (the page goes to its file, not into doit's database). The last task
+    of a night, so it is the one that ends the run non-zero when the user must restore preset files."""
+    path = build_report(workspace, pack)
+    missing = missing_preset_files(workspace, pack)
+    if missing:
+        raise CqError(f"{pack}: {len(missing)} preset files are missing (first: {missing[0]}); every other pair "
+                      f"was sampled and scored (report: {path}): restore the files or remove their pairs from "
+                      f"{workspace.manifest_path(pack)}")

@@ -2,7 +2,9 @@
 
 In: the workspace, a pack, a shard index and `SampleSettings` (the doit task `sample:<pack>:<shard>`).
 Out: rows appended to `shards/NNNN.jsonl` (flushed and fsynced one by one), thumbnails in `thumbs/`, and
-`NNNN.done` (holding the shard key) once every pair of the shard has a current row. What the run learned
+`NNNN.done` (the shard key and the content keys it covers) once every pair of the shard has a current row
+(`stages.core.rows` decides which rows are current: a passing failure is tried again, a missing preset file
+is a row with its reason). What the run learned
 about its renderer and audio goes to the identity cache (`stages.identity`) for later runs and the merge.
 
 A row is current when its `contentKey` matches the pair's key now. Rows are looked up in every shard of
@@ -24,7 +26,7 @@ from .core.errors import CqError
 from .core.keys import content_key, engine_version
 from .core.plan import PackPlan, PlannedPair
 from .core.progress import Progress
-from .core.rows import rows_by_key
+from .core.rows import PackRows, mark_shard_done, read_pack_rows
 from .core.settings import SampleSettings
 from .core.workspace import NODE_MODULES_DIR, Workspace
 
@@ -40,7 +42,6 @@ class _Session:
     def __init__(self):
         self.audio = None
         self.pool = None
-        self.rows: dict[str, dict[str, dict]] = {}  # pack -> contentKey -> row
 
 
 _SESSION = _Session()
@@ -102,14 +103,9 @@ def known_renderer(workspace: Workspace, settings: SampleSettings) -> str | None
     return record["renderer"] if record else None
 
 
-def pack_rows(workspace: Workspace, pack: str) -> dict[str, dict]:
-    """Every valid row already written for the pack, by content key (read once per process)."""
-    if pack not in _SESSION.rows:
-        rows, warnings = rows_by_key(workspace, pack)
-        for warning in warnings:
-            print(f"warning: {warning}", flush=True)
-        _SESSION.rows[pack] = rows
-    return _SESSION.rows[pack]
+def pack_rows(workspace: Workspace, pack: str) -> PackRows:
+    """Every valid row already written for the pack (a shard file is parsed again only once it changed)."""
+    return read_pack_rows(workspace, pack, lambda warning: print(f"warning: {warning}", flush=True))
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -186,42 +182,64 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
     shard_path.touch()
 
     deadline = RUN_STARTED + settings.max_hours * 3600
-    missing = [path for planned in plan.shards[shard] for path in planned.missing]
-    pairs = [planned for planned in plan.shards[shard] if not planned.missing]
+    planned_pairs = plan.shards[shard]
     rows = pack_rows(workspace, pack)
     audio = current_audio(workspace, settings)
     engine = engine_version()
 
     def keys_for(renderer: str) -> dict[int, str]:
-        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for p in pairs}
+        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for p in planned_pairs}
 
     renderer = known_renderer(workspace, settings)
-    pair_keys = keys_for(renderer) if renderer else {}
-    todo = [p for p in pairs if pair_keys.get(p.pair) not in rows]
+    pair_keys = keys_for(renderer or "")
+    missing = [p for p in planned_pairs if p.missing]
+    _record_missing(workspace, plan, shard, missing, pair_keys, rows, audio, renderer or "")
+    todo = [p for p in planned_pairs
+            if not p.missing and (not renderer or rows.needs_render(pair_keys[p.pair]))]
     if todo and time.time() < deadline:
-        todo = _render(workspace, plan, shard, todo, rows, audio, deadline, keys_for)
+        pair_keys = _render(workspace, plan, shard, todo, rows, audio, deadline, keys_for)
     elif todo:
         print(f"sample {pack}:{shard}: MaxHours reached; {len(todo)} pairs left for the next run", flush=True)
+        return
 
+    left = [p for p in planned_pairs if rows.needs_render(pair_keys[p.pair])]
     if missing:
-        raise CqError(f"{missing[0]}: preset file not found ({len(missing)} missing in shard {shard} of "
-                      f"pack {pack}; restore the files or remove their pairs from the manifest)")
-    if not todo:
-        write_bytes_atomic(done_path, plan.shard_key(shard).encode() + b"\n")
+        print(f"sample {pack}:{shard}: {len(missing)} pairs have a missing preset file (first: "
+              f"{missing[0].missing[0]}); recorded as 'missing-file' rows, the rest goes on", flush=True)
+    if left:
+        print(f"sample {pack}:{shard}: {len(left)} pairs failed for a passing reason (timeout, crash) or were "
+              f"not reached; the next run renders them again", flush=True)
+    else:
+        mark_shard_done(done_path, plan.shard_key(shard), list(pair_keys.values()))
+
+
+def _record_missing(workspace: Workspace, plan: PackPlan, shard: int, missing: list[PlannedPair],
+                    pair_keys: dict[int, str], rows: PackRows, audio, renderer: str) -> None:
+    """A pair whose preset file is missing gets a row saying so (no browser needed), like a failed render."""
+    new = [p for p in missing if rows.needs_render(pair_keys[p.pair])]
+    if not new:
+        return
+    with workspace.shard_path(plan.pack, shard).open("ab") as out:
+        for planned in new:
+            errors = [f"{path}: preset file not found (restore it or remove pair {planned.pair} from the "
+                      f"manifest)" for path in planned.missing]
+            row = build_row(plan, planned, pair_keys[planned.pair], renderer, audio, "missing-file", errors)
+            append_jsonl(out, row)
+            rows.add(row)
 
 
 def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows: dict, audio,
-            deadline: float, keys_for) -> list[PlannedPair]:
-    """Render `todo`, appending each row as it arrives; return the pairs still without a current row."""
+            deadline: float, keys_for) -> dict[int, str]:
+    """Render `todo`, appending each row as it arrives; return the shard's keys under the pool's renderer."""
     settings = plan.settings
     pool = render_pool(workspace, settings)
     pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
-    todo = [p for p in todo if pair_keys[p.pair] not in rows]
+    todo = [p for p in todo if rows.needs_render(pair_keys[p.pair])]
     by_pair = {p.pair: p for p in todo}
     target_keys = {content_key(p, settings, audio.key, engine_version(), pool.renderer)
-                   for s in plan.shards for p in s if not p.missing}
+                   for s in plan.shards for p in s}
     progress = Progress(f"sample {plan.pack}:{shard}", total=plan.target,
-                        done=sum(1 for key in target_keys if key in rows))
+                        done=sum(1 for key in target_keys if not rows.needs_render(key)))
     thumbs_dir = workspace.thumbs_dir(plan.pack)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     jobs, load_failures = [], []
@@ -234,7 +252,7 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
     with workspace.shard_path(plan.pack, shard).open("ab") as out:
         def write(row: dict) -> None:
             append_jsonl(out, row)
-            rows[row["contentKey"]] = row
+            rows.add(row)
             by_pair.pop(row["pair"], None)
             progress.update(extra=f"restarts {pool.restarts}")
 
@@ -260,7 +278,7 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
     if by_pair:
         print(f"sample {plan.pack}:{shard}: MaxHours reached; {len(by_pair)} pairs left for the next run",
               flush=True)
-    return list(by_pair.values())
+    return pair_keys
 
 
 def _png_bytes(thumb) -> bytes:

@@ -187,8 +187,14 @@ def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
             page = browser.new_page(viewport={"width": settings.width, "height": settings.height})
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-            page.goto(f"{server.url}{PLAYER_PATH}?{query}")
-            result = _await_result(page, pack, settings, page_errors)
+            try:
+                page.goto(f"{server.url}{PLAYER_PATH}?{query}")
+                result = _await_result(page, pack, settings, page_errors)
+            except PlaywrightError as error:  # the page or browser died: say which browser and flags
+                raise CqError(f"the player page died in Chromium {executable} with "
+                              f"{' '.join(launch_args(settings.gpu, '')[:-1] + PLAYER_ARGS)}: "
+                              f"{str(error).splitlines()[0]} (sampling uses the same browser and flags; "
+                              "check `--chromium` / $CQ_CHROMIUM and `--gpu`)") from None
         finally:
             browser.close()
             if browser_pid is not None:

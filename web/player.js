@@ -269,7 +269,10 @@ class Player {
 
   async open(pack) {
     this.pack = await loadPack(pack);
-    this.picker = new PairPicker(this.pack.pairs, settings, this.random);
+    // a pair without a score (its presets could not be read) is listed but never picked
+    const scored = this.pack.pairs.filter((entry) => entry.scored);
+    if (!scored.length) throw new Error(`pack "${pack}" has no scored pair: run \`doit\` to score it`);
+    this.picker = new PairPicker(scored, settings, this.random);
     this.visited.clear();
     const url = new URL(location.href);
     url.searchParams.set("pack", pack);
@@ -409,7 +412,7 @@ async function runVerify(player) {
       delta: previous ? delta / luma.length : null, audioRms: rms });
     previous = luma;
   };
-  const best = player.pack.pairs.reduce((a, b) => (b.quality > a.quality ? b : a));
+  const best = player.picker.pairs.reduce((a, b) => (b.quality > a.quality ? b : a));
   const shown = [];
   const failures = [];
   window.cqVerifyStep = 1;  // steps for the caller's progress bar: picks done, then each pair played

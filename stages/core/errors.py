@@ -6,7 +6,9 @@ doit's `TaskFailed` instead of a traceback.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import sys
 
 from doit.exceptions import TaskFailed
 
@@ -28,15 +30,55 @@ class ContractError(CqError):
         super().__init__(text)
 
 
+# errno -> what the user does about it: problems of the disk, not of the program
+DISK_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space and run again",
+    errno.EDQUOT: "the disk quota is used up; free some space and run again",
+    errno.EROFS: "the file system is read-only; point CQ_WORKSPACE at a writable folder",
+    errno.EACCES: "permission denied; make the workspace writable or point CQ_WORKSPACE elsewhere",
+    errno.EPERM: "permission denied; make the workspace writable or point CQ_WORKSPACE elsewhere",
+}
+_BEFORE_EACH_ACTION: list = []
+
+
+def disk_error(error: OSError) -> CqError | None:
+    """The one-line CqError for an OSError the user fixes on the disk (full, read-only, no permission)."""
+    advice = DISK_ADVICE.get(error.errno)
+    if advice is None:
+        return None
+    return CqError(f"{error.filename or 'the workspace'}: {advice} (every row written so far is kept)")
+
+
+def before_each_action(hook) -> None:
+    """Run `hook()` before every wrapped action of this process (the run lock, doit's state keeper)."""
+    _BEFORE_EACH_ACTION.append(hook)
+
+
+def one_line_interrupt(kind, value, traceback) -> None:
+    """sys.excepthook: a Ctrl-C (or SIGTERM) that ends the run is one line, not a traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("error: interrupted; every row written so far is kept and finished tasks are remembered: "
+              "run the same command again to resume", file=sys.stderr, flush=True)
+        return
+    sys.__excepthook__(kind, value, traceback)
+
+
 def report_errors(action):
-    """Wrap a doit python-action: a CqError fails the task with its one-line message, no traceback."""
+    """Wrap a doit python-action: a CqError (or a full or read-only disk) fails the task with one line."""
 
     @functools.wraps(action)
     def wrapped(*args, **kwargs):
         try:
+            for hook in _BEFORE_EACH_ACTION:
+                hook()
             result = action(*args, **kwargs)
         except CqError as error:
             return TaskFailed(f"error: {error}")
+        except OSError as error:
+            problem = disk_error(error)
+            if problem is None:
+                raise
+            return TaskFailed(f"error: {problem}")
         # doit accepts only these from an action; a stage's other return values are for its callers
         return result if isinstance(result, (bool, str, dict)) else None
 

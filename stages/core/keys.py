@@ -84,7 +84,11 @@ def content_key(pair, settings: SampleSettings, audio_key: str, engine: str,
                 renderer: str) -> str:
     """A row's identity (`pair`: a planned pair, for its fg_hash and bg_hash): its statistics are a pure
     function of this key (the thresholds and warm-up that turn frames into statistics included, so changing
-    one recomputes the rows)."""
+    one recomputes the rows). A pair with a missing file is keyed by the paths it misses, not by the
+    renderer: its row says so without a browser."""
+    if pair.missing:
+        return value_hash({"missing": [str(path) for path in pair.missing], "fg": pair.fg_hash,
+                           "bg": pair.bg_hash})
     return value_hash({"fg": pair.fg_hash, "bg": pair.bg_hash, "render": settings.render_key(),
                        "stats": stats_key(settings), "degraded": settings.allow_degraded,
                        "audio": audio_key, "engine": engine,

@@ -74,6 +74,9 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
     if manifest.pack != pack:
         raise ContractError(manifest_path, f"pack is {manifest.pack!r} but the file is in the folder of "
                                            f"pack {pack!r}", "make the manifest's pack match its folder")
+    if not manifest.pairs:
+        raise ContractError(manifest_path, "lists no pairs, so there is nothing to sample or score",
+                            "add pairs, or move the folder out of public/presets")
     planned = []
     for entry in manifest.pairs:
         where = f"{manifest_path} pair {entry.pair}"

@@ -1,16 +1,131 @@
-"""The rows a pack already has, found by content key in its shards and its merged eval.jsonl."""
+"""Which rows of a pack are current: the one rule the sampler, its shard check and the merge share.
+
+In: every shard file of a pack (complete, partial, or with a corrupt line), read once per file version.
+Out: `PackRows` (the rows by content key and how often each key failed for a transient reason),
+`needs_render` (the sampler's question), `labelled` (a row re-labelled for the pair that needs it) and
+`shard_covered` (doit's question: are a finished shard's rows all still there?).
+
+Rules:
+- A row is found by its content key anywhere in the pack. Two pairs with byte-identical presets share a
+  key, so the row is re-labelled (pair number, preset names) for the pair that asks: every manifest pair
+  appears exactly once, under its own number.
+- Failures that depend on the moment (`timeout`, `crashed`) are rendered again by the next run, at most
+  `TRANSIENT_TRIES` times per key; then the last one stands. Failures that are properties of the preset
+  (`shader-failed`, `eel-error`, `read-failed`, `missing-file`, ...) are kept: rendering again changes nothing.
+  (A run that hits the restart limit writes no row for its pairs, so they are simply rendered next time.)
+- A shard is done only while its rows cover its pairs: `NNNN.done` lists the keys the shard covered, and a
+  key whose row was lost (a corrupt line, an edited file) makes the shard stale again.
+"""
 from __future__ import annotations
 
-from ..core.contracts import read_rows
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.contracts import dumps, read_json, read_rows, write_bytes_atomic
+from ..core.errors import ContractError
+from ..core.keys import content_key, engine_version
+from ..core.plan import PackPlan
 from ..core.workspace import Workspace
 
+TRANSIENT_STATUSES = ("timeout", "crashed")
+TRANSIENT_TRIES = 3
 
-def rows_by_key(workspace: Workspace, pack: str) -> tuple[dict[str, dict], list[str]]:
-    """Every valid row written for a pack (all shards), by content key, plus warnings for skipped lines."""
-    by_key: dict[str, dict] = {}
-    warnings: list[str] = []
+# path -> ((mtime_ns, size), rows, warnings): a shard file is parsed again only after it changed
+_PARSED: dict[Path, tuple[tuple[int, int], list[dict], list[str]]] = {}
+
+
+@dataclass
+class PackRows:
+    by_key: dict[str, dict] = field(default_factory=dict)
+    transient_tries: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)  # lines that were skipped, once per file version
+
+    def add(self, row: dict) -> None:
+        """Take one row (as read, or as just written); a lasting row is never replaced by a transient one."""
+        key = row["contentKey"]
+        transient = row["status"] in TRANSIENT_STATUSES
+        if transient:
+            self.transient_tries[key] += 1
+        known = self.by_key.get(key)
+        if known is None or not transient or known["status"] in TRANSIENT_STATUSES:
+            self.by_key[key] = row
+
+    def needs_render(self, key: str) -> bool:
+        """True when the key has no row, or only transient failures and tries are left."""
+        row = self.by_key.get(key)
+        if row is None:
+            return True
+        return row["status"] in TRANSIENT_STATUSES and self.transient_tries[key] < TRANSIENT_TRIES
+
+    def row_for(self, key: str) -> dict | None:
+        return self.by_key.get(key)
+
+
+def _parse(path: Path, announce) -> tuple[list[dict], list[str]]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return [], []
+    signature = (stat.st_mtime_ns, stat.st_size)
+    cached = _PARSED.get(path)
+    if cached is None or cached[0] != signature:
+        rows, warnings = read_rows(path)
+        for warning in warnings:
+            announce(warning)
+        cached = _PARSED[path] = (signature, rows, warnings)
+    return cached[1], cached[2]
+
+
+def read_pack_rows(workspace: Workspace, pack: str, announce=lambda warning: None) -> PackRows:
+    """Every valid row written for the pack; `announce` hears each skipped line once per file version."""
+    rows = PackRows()
     for shard_file in workspace.shard_files(pack):
-        rows, shard_warnings = read_rows(shard_file)
-        warnings += shard_warnings
-        by_key.update((row["contentKey"], row) for row in rows)
-    return by_key, warnings
+        shard_rows, warnings = _parse(shard_file, announce)
+        rows.warnings += warnings
+        for row in shard_rows:
+            rows.add(row)
+    return rows
+
+
+def labelled(row: dict, pair: int, fg_name: str, bg_name: str) -> dict:
+    """The row as the result of `pair` (a row found by content key may have been rendered for another)."""
+    if (row["pair"], row["presetFgId"], row["presetBgId"]) == (pair, fg_name, bg_name):
+        return row
+    return {**row, "pair": pair, "presetFgId": fg_name, "presetBgId": bg_name}
+
+
+def pair_rows(plan: PackPlan, rows: PackRows, audio_key: str, renderer: str) -> dict[int, dict]:
+    """{pair: its row, labelled for it} for each manifest pair that has a row under these identities."""
+    engine = engine_version()
+    found = {}
+    for planned in plan.ordered:
+        row = rows.row_for(content_key(planned, plan.settings, audio_key, engine, renderer))
+        if row is not None:
+            found[planned.pair] = labelled(row, planned.pair, planned.fg_path.name, planned.bg_path.name)
+    return found
+
+
+def identities_from_rows(plan: PackPlan, rows: PackRows) -> tuple[str, str] | None:
+    """(audio key, renderer) that the rows themselves were rendered with, when the identity cache is lost:
+    of the identities in this engine's rows, the one that explains the most manifest pairs."""
+    engine = engine_version()
+    seen = Counter((row["render"].get("audioKey", ""), row["renderer"]) for row in rows.by_key.values()
+                   if row["engine"] == engine and row["renderer"])
+    best = max(seen, key=lambda pair: (len(pair_rows(plan, rows, *pair)), seen[pair]), default=None)
+    return best
+
+
+def mark_shard_done(path: Path, shard_key: str, keys: list[str]) -> None:
+    write_bytes_atomic(path, dumps({"shardKey": shard_key, "keys": sorted(set(keys))}) + b"\n")
+
+
+def shard_covered(workspace: Workspace, pack: str, shard: int) -> bool:
+    """doit uptodate check: the shard was marked done and every key it covered still has its row."""
+    path = workspace.shard_done_path(pack, shard)
+    try:
+        keys = read_json(path)["keys"]
+    except (ContractError, KeyError, TypeError):
+        return False
+    rows = read_pack_rows(workspace, pack)
+    return all(key in rows.by_key and not rows.needs_render(key) for key in keys)

@@ -75,9 +75,17 @@ class SampleSettings(RenderSettings):
         if self.gpu_mode not in GPU_MODES:
             raise CqError(f"gpu_mode {self.gpu_mode!r} is not one of {', '.join(GPU_MODES)}")
         if not 0 < self.target_coverage <= 1:
-            raise CqError(f"target_coverage {self.target_coverage} must be in (0, 1]")
+            raise CqError(f"--target-coverage {self.target_coverage:g} must be in (0, 1]: the fraction of each "
+                          "pack's pairs to sample, e.g. 0.99")
         if self.shard_size < 1 or self.frames < 2 or self.width < 8 or self.height < 8:
-            raise CqError("shard_size must be >= 1, frames >= 2 and the render size >= 8 pixels")
+            raise CqError(f"--frames {self.frames}, --width {self.width}, --height {self.height}, --shard-size "
+                          f"{self.shard_size}: frames must be >= 2, the render size >= 8 pixels and "
+                          "shard_size >= 1")
+        if self.workers < 0:
+            raise CqError(f"--workers {self.workers}: give a number of browsers >= 1, or 0 for one per CPU core")
+        if self.pair_timeout_s <= 0 or self.max_hours <= 0:
+            raise CqError(f"--pair-timeout-s {self.pair_timeout_s:g} and --max-hours {self.max_hours:g} "
+                          "must be > 0")
         if self.blend not in ("normal", "screen", "add"):
             raise CqError(f"blend {self.blend!r} is not one of normal, screen, add")
         return self
@@ -130,8 +138,16 @@ class VerifySettings:
     width: int = _param(320, "player viewport width in pixels")
     height: int = _param(240, "player viewport height in pixels")
     timeout_s: float = _param(120.0, "time limit for the whole player run, seconds", per_run=True)
-    chromium: str = _param("", "Chromium executable (empty: $CQ_CHROMIUM, Playwright's, the system's)")
-    gpu: bool = _param(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan), as on a GPU host")
+    chromium: str = _param("", "Chromium executable (empty: the sampler's, then $CQ_CHROMIUM, Playwright's, "
+                               "the system's)")
+    gpu: bool = _param(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan); on by itself "
+                              "when the sampler's gpu_mode is safe or require")
+
+    def with_browser_of(self, sample: "SampleSettings") -> "VerifySettings":
+        """The player runs in the browser the sampler uses (same executable, same WebGL flags), so verify
+        works wherever sampling does (a GPU host whose only Chromium is the headless shell)."""
+        return dataclasses.replace(self, chromium=self.chromium or sample.chromium,
+                                   gpu=self.gpu or sample.gpu_mode in ("safe", "require"))
 
 
 def artifact_key(settings) -> str:
@@ -189,6 +205,12 @@ class TaskParams:
             print(f"saved {listed} to [{self.section}] in {self.workspace.config_path}: every task uses it "
                   f"from now on (edit that file to change it)", flush=True)
         return chosen
+
+
+def configured(cls):
+    """A settings object with the configured defaults (pyproject, workspace toml), no command line."""
+    section = settings_config(Workspace.from_environment()).get(CONFIG_SECTIONS.get(cls.__name__, ""), {})
+    return from_params(cls, section)
 
 
 def from_params(cls, params: dict):

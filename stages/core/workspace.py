@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
-from ..core.errors import ContractError
+from ..core.errors import ContractError, CqError, disk_error
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # A checkout has the task graph's entry beside the package; an installed wheel has none.
@@ -211,6 +211,16 @@ class Workspace:
     def state_dir(self) -> Path:
         """Tool state that is not a product: doit's database, browser PIDs, caches."""
         return self.root / ".cq"
+
+    def prepare_state_dir(self) -> None:
+        """Create the state folder and check that it can be written: CqError (one line) if not."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.state_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise (disk_error(error) or CqError(f"{self.state_dir}: cannot write: {error.strerror}")) from None
 
     @property
     def conversion_cache_dir(self) -> Path:

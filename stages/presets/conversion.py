@@ -117,12 +117,24 @@ def convert_milk(path: Path, cache_dir: Path | None = None) -> Conversion:
     return Conversion(entry["preset"], entry["status"], entry["message"], elapsed, False)
 
 
+MAX_PRESET_BYTES = 4_000_000
+
+
 def load_preset(path: Path, cache_dir: Path | None = None, allow_degraded: bool = False) -> dict:
     """Read one preset file as a butterchurn-3 preset object; errors name the file.
 
     `.milk` files go through the conversion cache (`cache_dir`, default: the workspace's state dir)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise PresetError(path, "read-failed", f"cannot read: {error.strerror}") from None
+    if size > MAX_PRESET_BYTES:
+        # said here, or the page spends the whole time limit on it and the row says only "timeout"
+        raise PresetError(path, "read-failed", f"the file is {size / 1e6:.1f} MB; a preset is at most "
+                          f"{MAX_PRESET_BYTES // 1_000_000} MB (real ones are a few KB)",
+                          "check that this is a preset, or remove its pair from the manifest")
     if suffix == ".milk":
         conversion = convert_milk(path, cache_dir)
         if conversion.status == "ok":

@@ -50,15 +50,25 @@ class RatingsLog:
                          if isinstance(row.get("ratingId"), str)}
 
     def append(self, rating: dict) -> bool:
-        """Append a validated rating; False when its ratingId was already recorded (a client retry)."""
+        """Append a validated rating, durably (fsynced) before returning; False when its ratingId was already
+        recorded (a client retry). An OSError (a full disk) propagates: nothing is acknowledged."""
         with self.lock:
             if rating["ratingId"] in self.seen_ids:
                 return False
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab") as handle:
+                if handle.tell() and not self._ends_with_newline():
+                    # a write cut short (a full disk, a kill) left a fragment: end it on its own line, kept
+                    # as it is, so this rating is not glued onto it and lost to the reader
+                    handle.write(b"\n")
                 append_jsonl(handle, rating)
             self.seen_ids.add(rating["ratingId"])
             return True
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, 2)
+            return handle.read(1) == b"\n"
 
 
 class PlayerServer(ThreadingHTTPServer):
@@ -129,6 +139,9 @@ class PlayerHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         split = urlsplit(self.path)
         route = unquote(split.path)
+        if "\0" in route or "\0" in unquote(split.query):
+            self._error(HTTPStatus.BAD_REQUEST, "a path or query with a NUL byte names no file")
+            return
         if route in ("/", "/index.html"):
             self._send(HTTPStatus.FOUND, b"", "text/plain", {"Location": PLAYER_PATH})
         elif route == "/favicon.ico":
@@ -166,14 +179,21 @@ class PlayerHandler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/api/rating":
             self._error(HTTPStatus.NOT_FOUND, f"no such route: {self.path}")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length_header = self.headers.get("Content-Length") or "0"
+        length = int(length_header) if length_header.isdigit() else -1
         if not 0 < length <= MAX_BODY_BYTES:
-            self._error(HTTPStatus.BAD_REQUEST, "a rating is a small JSON body")
+            self.close_connection = True  # the body's end is unknown: this connection cannot be reused
+            self._error(HTTPStatus.BAD_REQUEST, f"Content-Length {length_header!r}: a rating is a JSON body of "
+                                                f"1..{MAX_BODY_BYTES} bytes")
             return
         try:
             status, answer = self._rating(self.rfile.read(length))
         except CqError as error:
             status, answer = HTTPStatus.BAD_REQUEST, {"error": str(error)}
+        except OSError as error:  # not durably written, so not acknowledged
+            status, answer = HTTPStatus.INSUFFICIENT_STORAGE, {
+                "error": f"the rating was not saved: {error.strerror} ({self.server.workspace.ratings_path}); "
+                         "free some space and rate again"}
         self._json(status, answer)
 
     def _rating(self, body: bytes) -> tuple[int, dict]:
@@ -190,7 +210,9 @@ class PlayerHandler(BaseHTTPRequestHandler):
         if not isinstance(pack, str) or pack not in self.server.workspace.packs():
             raise ContractError("rating", f"unknown pack {pack!r}")
         manifest = load_manifest(self.server.workspace.manifest_path(pack))
-        entry = next((item for item in manifest.pairs if item.pair == request.get("pair")), None)
+        pair = request.get("pair")
+        # type(), not isinstance: JSON true is a bool, and a bool must not stand for pair 1
+        entry = next((item for item in manifest.pairs if type(pair) is int and item.pair == pair), None)
         if entry is None:
             raise ContractError("rating", f"pair {request.get('pair')!r} is not in pack {pack!r}")
         rating = validate_rating({"pack": pack, "pair": entry.pair, "fgUrl": entry.fgUrl, "bgUrl": entry.bgUrl,

@@ -1,0 +1,47 @@
+"""doit's memory of finished tasks, kept current while the run goes on, and SIGTERM taken like Ctrl-C.
+
+doit's sqlite3 backend writes what it learned (which tasks succeeded, with which inputs) only when the
+process exits normally, so a killed run forgot every task it had finished and redid them all. Here each
+task's record is committed as soon as doit has saved it: `Dependency.save_success` ends with the `deps:`
+entry, so that entry is the moment a task's record is whole. (doit is pinned to 0.37.0, whose `SqliteDB`
+keeps pending records in `_cache`/`_dirty` on one connection `_conn`; `tests/test_robust.py` kills a
+run to prove the records survive.)
+
+A SIGTERM (a service stop, `kill`, a closing terminal session) raises KeyboardInterrupt, so it ends the run
+the way Ctrl-C does: the pair in flight is stopped, browsers are closed, and doit writes its state.
+"""
+from __future__ import annotations
+
+import signal
+
+from doit import Globals
+from doit.dependency import SqliteDB
+
+_INSTALLED: set[int] = set()
+
+
+def keep_doit_state_current() -> None:
+    """Commit each task's record when doit saves it (call from inside a running doit; idempotent)."""
+    manager = Globals.dep_manager
+    if manager is None or id(manager) in _INSTALLED or not isinstance(manager.backend, SqliteDB):
+        return
+    backend, save = manager.backend, manager._set
+
+    def save_and_commit(task_id, dependency, value):
+        save(task_id, dependency, value)
+        if dependency == "deps:":  # the last entry save_success writes: the task's record is whole
+            backend._conn.execute("insert or replace into doit values (?,?)",
+                                  (task_id, backend.codec.encode(backend._cache[task_id])))
+            backend._conn.commit()
+            backend._dirty.discard(task_id)
+
+    manager._set = save_and_commit
+    _INSTALLED.add(id(manager))
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def sigterm_like_ctrl_c() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
