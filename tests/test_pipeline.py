@@ -191,13 +191,14 @@ def test_malformed_manifest_is_one_clear_line(workspace):
     assert "pairs-manifest.v0.json" in line and "not valid JSON" in line
 
 
-def test_missing_preset_file_names_the_file_and_keeps_good_rows(workspace):
+def test_missing_preset_file_is_a_row_naming_the_file_and_the_night_goes_on(workspace):
     make_pack(workspace, "tiny", 2)
     missing = workspace.pack_dir("tiny") / "bg" / "p002_bg.json"
     missing.unlink()
-    line = one_line_error(doit(workspace, "merge", check=False))
-    assert "p002_bg.json" in line and "not found" in line
-    assert [row["pair"] for row in shard_rows(workspace, "tiny")] == [1]
+    doit(workspace, "merge")
+    rows = {row["pair"]: row for row in shard_rows(workspace, "tiny")}
+    assert rows[1]["status"] == "ok" and rows[2]["status"] == "missing-file"
+    assert "p002_bg.json" in rows[2]["errors"][0] and "not found" in rows[2]["errors"][0]
 
 
 def test_url_escaping_public_is_refused(workspace):
