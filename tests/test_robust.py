@@ -81,7 +81,7 @@ def test_a_row_found_by_content_key_is_labelled_for_the_pair_that_needs_it():
 # --------------------------------------------------------------------------------------- 9.6: lock
 
 
-HOLDER = ("import sys, time; from stages.core.lock import hold_workspace; from stages.workspace import Workspace;"
+HOLDER = ("import sys, time; from stages.core.lock import hold_workspace; from stages.core.workspace import Workspace;"
           "from pathlib import Path; hold_workspace(Workspace(Path(sys.argv[1]))); print('held', flush=True);"
           "time.sleep(120)")
 

@@ -6,15 +6,24 @@ import shutil
 
 import orjson
 import pytest
-
 from fixture_pack import make_pack as make_scored_pack
-from stages.contracts import Manifest, ManifestPair, read_json, read_jsonl, write_json
-from stages.errors import CqError
-from stages.merge import merge_pack
-from stages.server import PLAYER_PATH, serving
-from stages.settings import SampleSettings
-from stages.workspace import Workspace
-from test_pipeline import SETTINGS, add_pair, doit, eval_rows, make_pack, shard_rows, workspace  # noqa: F401
+from test_pipeline import SETTINGS, doit, eval_rows, make_pack, shard_rows
+
+from stages.core.contracts import Manifest, ManifestPair, read_json, read_jsonl, write_json
+from stages.core.errors import CqError
+from stages.core.settings import SampleSettings
+from stages.core.workspace import Workspace
+from stages.merge import run as merge_pack
+from stages.render.server import PLAYER_PATH, serving
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    """A workspace whose coupled-quality.toml makes rendering quick (as in test_pipeline)."""
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text(SETTINGS)
+    return workspace
 
 
 def configured_settings() -> SampleSettings:
@@ -43,7 +52,7 @@ def test_lost_rows_and_passing_failures_are_rendered_again_and_a_lost_cache_lose
     assert rerendered == sorted([corrupt_pair, timed_out["pair"]])
 
     # 9.9: without the identity cache the merge reads what it needs from the rows themselves
-    (workspace.state_dir / "identity.json").unlink()
+    workspace.identity_cache_path.unlink()
     merge_pack(workspace, "tiny", configured_settings())
     assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 3]
     # ... and an empty merge is never published silently
