@@ -19,10 +19,12 @@ from stages.core.contracts import append_jsonl, read_json, read_ratings, write_j
 from stages.core.errors import CqError, report_errors
 from stages.core.lock import hold_workspace
 from stages.core.rows import TRANSIENT_TRIES, PackRows, labelled
-from stages.core.workspace import REPO, Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 from stages.presets.conversion import MAX_PRESET_BYTES, PresetError, load_preset
 from stages.render.server import serving
 from stages.report import run as report_action
+
+REPO = CHECKOUT
 
 
 def doit(workspace: Workspace, *args: str, user: list[str] = ()) -> subprocess.CompletedProcess:

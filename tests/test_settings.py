@@ -71,7 +71,7 @@ def test_per_run_knobs_do_not_change_the_training_key():
 def test_an_invalid_value_is_refused_and_not_saved(tmp_path):
     workspace = Workspace(tmp_path)
     params = TaskParams(SampleSettings, workspace)
-    with pytest.raises(CqError, match="target_coverage"):
+    with pytest.raises(CqError, match="target-coverage"):
         params.settings(given(params, target_coverage=2.0))
     assert not workspace.config_path.exists()
 
