@@ -246,6 +246,21 @@ def test_errors_name_the_line_and_the_construct(source, message):
     assert message in str(caught.value)
 
 
+def test_modf_splits_into_fraction_and_whole():
+    text = body("float whole; float f = modf(-2.75, whole); float2 w2; float2 f2 = modf(uv * 4, w2); ret = f;")
+    assert "float f = modf(-2.75, whole);" in text
+    assert "vec2 f2 = modf((uv * 4.0), w2);" in text
+    with pytest.raises(HlslError, match="modf.. needs a float"):
+        body("int n; float f = modf(2.5, n);")
+
+
+def test_text_after_the_shader_body_is_dropped_as_milkdrop_does():
+    text = translate("shader_body {\nret = 1;\n}\nwritten by martin's hand\n", "comp").text
+    assert "written" not in text and "ret = vec3(1.0);" in text
+    # after the body's own closing brace, even text with braces is not part of the shader
+    assert "ret = vec3(1.0);" in translate("shader_body { ret = 1; }\nnotes { more } here", "comp").text
+
+
 def test_the_corpus_translates():
     failures = []
     files = sorted(CORPUS.rglob("*.milk"))

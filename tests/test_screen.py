@@ -63,6 +63,8 @@ PROBES = {
     "negative_literals": probe("float2 a = float2(0, -1024);", "a.y == -1024 && -(-3) == 3 && 2 - -1 == 3"),
     "user_texture_sampled": probe("float4 t = tex2d(sampler_worms, uv);", "t.a > 0.5",
                                   header="sampler sampler_worms;"),
+    "modf_splits": probe("float whole; float f = modf(-2.75, whole);", "abs(f + 0.75) < 0.001 && whole == -2"),
+    "text_after_the_body": milk(comp="shader_body { ret = 1; }\nwritten by martin's hand"),
     "warp_writes_uv": milk(warp="shader_body { uv = uv * 0 + 0.5; ret = uv.x == 0.5 ? 1 : 0; }",
                            comp="shader_body { ret = tex2D(sampler_main, uv).xyz; }"),
 }

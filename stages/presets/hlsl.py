@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..core.errors import CqError
 
 # Part of the conversion cache key: bump it whenever a change alters any translated text.
-TRANSLATOR_VERSION = "hlsl2glsl-3"
+TRANSLATOR_VERSION = "hlsl2glsl-4"
 
 
 class HlslError(CqError):
@@ -167,6 +167,15 @@ def strip_comments(text: str) -> str:
     def blank(match: re.Match) -> str:
         return "\n" * match.group(0).count("\n") if match.group(0).startswith("/*") else ""
     return re.sub(r"/\*.*?(?:\*/|$)|//[^\n]*", blank, text, flags=re.DOTALL)
+
+
+def through_last_brace(text: str) -> str:
+    """The shader up to its last `}` (comments removed). MilkDrop ends the shader at its last closing brace
+    and drops what follows, so presets carry notes such as `written by martin` after the body; cutting them
+    here keeps their characters (quotes, ...) from the tokenizer."""
+    text = strip_comments(text.replace("\r\n", "\n").replace("\r", "\n"))
+    end = text.rfind("}")
+    return text[:end + 1] if end >= 0 else text
 
 
 @dataclass
@@ -396,9 +405,7 @@ class Parser:
                 raise HlslError("no shader_body found", token.line)
             if token.text == "shader_body":
                 self.next()
-                body = self.block()
-                if self.peek().kind != "eof":
-                    raise HlslError(f"unexpected {self.peek().text!r} after the shader body", self.peek().line)
+                body = self.block()   # what follows the body's closing brace is dropped, as MilkDrop does
                 return declarations, body
             if self.accept(";"):
                 continue
@@ -1351,6 +1358,18 @@ def _fmod(emitter: Emitter, node: Node):
     return f"{emitter.fmod_name()}({a}, {b})", kind
 
 
+def _modf(emitter: Emitter, node: Node):
+    """modf(x, out whole): the fraction with x's sign, the integer part written to `whole` (GLSL's modf)."""
+    if len(node.args) != 2:
+        raise HlslError(f"modf() takes 2 arguments, got {len(node.args)}", node.line)
+    x, kind = emitter.expression(node.args[0])
+    whole, target = emitter.lvalue(node.args[1])
+    if target.base != "float" or target.is_matrix:
+        raise HlslError(f"modf() needs a float scalar or vector to write the integer part to, got {target.hlsl()}",
+                        node.line)
+    return f"modf({emitter.convert(x, kind, target, node.line)}, {whole})", target
+
+
 def _vector_pair(emitter: Emitter, node: Node):
     args = _args(emitter, node, 2)
     codes, kind = emitter.unify(args, node.line, base="float")
@@ -1467,7 +1486,7 @@ INTRINSICS = {
     "clamp": componentwise("clamp", 3, keep_int=True),
     "pow": componentwise("pow", 2), "atan2": componentwise("atan", 2), "step": componentwise("step", 2),
     "lerp": componentwise("mix", 3), "smoothstep": componentwise("smoothstep", 3),
-    "saturate": _saturate, "log10": _log10, "mad": _mad, "fmod": _fmod,
+    "saturate": _saturate, "log10": _log10, "mad": _mad, "fmod": _fmod, "modf": _modf,
     "dot": _dot, "distance": _distance, "length": _length, "cross": _cross, "reflect": _reflect, "mul": _mul,
     "tex2D": _texture(2), "tex3D": _texture(3), "tex2Dlod": _texture(2, "lod"), "tex3Dlod": _texture(3, "lod"),
     "tex2Dbias": _texture(2, "bias"), "tex3Dbias": _texture(3, "bias"),
@@ -1487,7 +1506,7 @@ def translate(source: str, stage: str) -> Translation:
         raise ValueError(f"stage must be 'warp' or 'comp', not {stage!r}")
     if not source.strip():
         return Translation("")
-    tokens = Preprocessor().run(source)
+    tokens = Preprocessor().run(through_last_brace(source))
     declarations, body = Parser(tokens).program()
     emitter = Emitter(stage)
     text = emitter.program(declarations, body)
