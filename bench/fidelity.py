@@ -14,18 +14,22 @@ Classes, one per preset:
   reference-failed  the reference itself does not draw (shader or EEL failure, or black): not counted
   failed            ours does not translate or does not draw while the reference does
   faithful          mad <= 0.04 or corr >= 0.9
+  reference-wrong   different, and listed in bench/fidelity-reference-faults.json: the reference departs from
+                    MilkDrop there (each entry says how, and which test pins MilkDrop's behaviour): not counted
   different         the rest
 
-The thresholds were calibrated by looking at the side-by-side thumbnails (bench/FIDELITY.md): pictures that
-read as the same preset sit at mad <= 0.03 or corr >= 0.95 (small shifts come from float differences that
-feedback amplifies); the ones that are visibly another picture have mad >= 0.06 and corr <= 0.8.
-Writes DIR/fidelity.json (every preset's class and numbers) and DIR/index.html (the thumbnails side by side,
-worst first). Starts a browser: run it under the shared lock on a shared machine.
+The thresholds (those ../shared/fidelity-ref/README.md measured with) were checked by looking at the
+side-by-side thumbnails of 240 presets at 64x64, 60 frames: 205 pairs are bit-identical; every pair above a
+threshold reads as the same picture (the worst: mad 0.046 / corr 0.93, a seascape whose waves moved a little;
+mad 0.018 / corr 0.73, a flat magenta field whose few highlights shifted); below both, every pair was
+another picture (rotated the other way, other colours, another shape) except one at mad 0.06 / corr 0.82
+whose noise texture was offset (a fault of the reference: see the faults file).
+Writes DIR/fidelity.json (every preset's class and numbers), DIR/thumbs/*.png (each side's last frame) and
+DIR/index.html (the thumbnails side by side, worst first). Starts a browser: run it under the shared lock on a shared machine.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import sys
 import tempfile
@@ -37,18 +41,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stages.contracts import write_json  # noqa: E402
-from stages.errors import CqError  # noqa: E402
-from stages.presets import QUIET_LAYER, PresetError, convert_milk, load_preset  # noqa: E402
-from stages.workspace import WEB_DIR  # noqa: E402
+from stages.core.contracts import read_json, write_json  # noqa: E402
+from stages.core.errors import CqError  # noqa: E402
+from stages.core.workspace import WEB_DIR  # noqa: E402
+from stages.presets.conversion import PresetError, convert_milk, load_preset  # noqa: E402
+from stages.screen import QUIET_LAYER  # noqa: E402
 
 REFERENCE_DIR = WEB_DIR / "node_modules" / "butterchurn-presets" / "presets" / "converted"
 COMPARE_SIZE = 32
 FAITHFUL_MAD = 0.04
 FAITHFUL_CORR = 0.9
-BLACK_LUMA = 0.02
+BLACK_LUMA = 0.005   # a reference whose mean luma never reaches this drew nothing (dim pictures still count)
 FLAT_STD = 1e-3
-CLASSES = ("faithful", "different", "failed", "reference-failed")
+CLASSES = ("faithful", "different", "failed", "reference-wrong", "reference-failed")
+REFERENCE_FAULTS = Path(__file__).resolve().parent / "fidelity-reference-faults.json"
 
 
 # ------------------------------------------------------------------------------------ pictures
@@ -126,12 +132,23 @@ def compare(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return mad, corr
 
 
-def classify(ours_status: str, reference_status: str, mad: float | None, corr: float | None) -> str:
+def classify(ours_status: str, reference_status: str, mad: float | None, corr: float | None,
+             reference_fault: str = "") -> str:
     if reference_status != "ok":
         return "reference-failed"
-    if ours_status != "ok":
-        return "failed"
-    return "faithful" if mad <= FAITHFUL_MAD or corr >= FAITHFUL_CORR else "different"
+    if ours_status == "ok" and (mad <= FAITHFUL_MAD or corr >= FAITHFUL_CORR):
+        return "faithful"
+    if reference_fault:
+        return "reference-wrong"
+    return "failed" if ours_status != "ok" else "different"
+
+
+def reference_faults(path: Path = REFERENCE_FAULTS) -> dict[str, str]:
+    """{preset name: how its reference conversion departs from MilkDrop}."""
+    faults = read_json(path).get("presets", {})
+    if not isinstance(faults, dict) or not all(isinstance(v, str) and v for v in faults.values()):
+        raise CqError(f"{path}: 'presets' must map preset names to the reference's fault")
+    return faults
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -155,13 +172,14 @@ def _drawn(result) -> Side:
 
 
 def run(milk_dir: Path, out_dir: Path, reference_dir: Path = REFERENCE_DIR, size: int = 64, frames: int = 60,
-        only: str = "", workers: int = 1, chromium: str = "") -> dict:
-    from stages.audio import load_audio
-    from stages.progress import Progress
-    from stages.render import PairJob, RenderPool
-    from stages.settings import SampleSettings
+        only: tuple[str, ...] = (), workers: int = 1, chromium: str = "") -> dict:
+    from stages.core.progress import Progress
+    from stages.core.settings import SampleSettings
+    from stages.render.audio import load_audio
+    from stages.render.pool import PairJob, RenderPool
 
-    milk_paths = sorted(path for path in Path(milk_dir).glob("*.milk") if only.lower() in path.name.lower())
+    milk_paths = sorted(path for path in Path(milk_dir).glob("*.milk")
+                        if not only or any(text.lower() in path.name.lower() for text in only))
     pairs = [(path, Path(reference_dir) / f"{path.stem}.json") for path in milk_paths]
     pairs = [(milk, reference) for milk, reference in pairs if reference.is_file()]
     if not pairs:
@@ -191,26 +209,36 @@ def run(milk_dir: Path, out_dir: Path, reference_dir: Path = REFERENCE_DIR, size
                 progress.update()
             renderer = pool.renderer
         progress.close()
+    faults = reference_faults()
     rows = []
     for record in records:
         ours, reference = record["ours"], record["reference"]
         mad = corr = None
         if ours.picture is not None and reference.picture is not None:
             mad, corr = compare(ours.picture, reference.picture)
-        rows.append({"name": record["name"], "class": classify(ours.status, reference.status, mad, corr),
+        fault = faults.get(record["name"], "")
+        rows.append({"name": record["name"], "class": classify(ours.status, reference.status, mad, corr, fault),
+                     "referenceFault": fault,
                      "mad": None if mad is None else round(mad, 4), "corr": None if corr is None else round(corr, 4),
                      "ours": {"status": ours.status, "message": ours.message},
                      "reference": {"status": reference.status, "message": reference.message},
                      "thumbs": (ours.thumb, reference.thumb)})
     counts = {name: sum(row["class"] == name for row in rows) for name in CLASSES}
-    counted = len(rows) - counts["reference-failed"]
+    counted = len(rows) - counts["reference-failed"] - counts["reference-wrong"]
     summary = {"milk": str(milk_dir), "reference": str(reference_dir), "renderer": renderer,
                "settings": {"size": size, "frames": frames, "compare": COMPARE_SIZE, "faithfulMad": FAITHFUL_MAD,
                             "faithfulCorr": FAITHFUL_CORR},
                "total": len(rows), "counted": counted, "counts": counts,
                "faithfulShare": round(counts["faithful"] / counted, 4) if counted else 0.0}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
+    for number, row in enumerate(rows):
+        row["files"] = []
+        for side, thumb in zip(("ours", "reference"), row["thumbs"]):
+            name = f"thumbs/{number:04d}-{side}.png" if thumb else ""
+            if thumb:
+                (out_dir / name).write_bytes(thumb)
+            row["files"].append(name)
     write_json(out_dir / "fidelity.json", {**summary, "presets": [{k: v for k, v in row.items() if k != "thumbs"}
                                                                     for row in rows]})
     (out_dir / "index.html").write_text(_page(summary, rows), encoding="utf-8")
@@ -218,7 +246,7 @@ def run(milk_dir: Path, out_dir: Path, reference_dir: Path = REFERENCE_DIR, size
 
 
 def _page(summary: dict, rows: list[dict]) -> str:
-    order = {"failed": 0, "different": 1, "faithful": 2, "reference-failed": 3}
+    order = {"failed": 0, "different": 1, "reference-wrong": 2, "faithful": 3, "reference-failed": 4}
     rows = sorted(rows, key=lambda row: (order[row["class"]], -(row["mad"] or 0)))
     lines = ["<!doctype html><meta charset='utf-8'><title>fidelity</title>",
              "<style>body{font:13px sans-serif;background:#222;color:#ddd} td{padding:4px;vertical-align:top}"
@@ -230,11 +258,9 @@ def _page(summary: dict, rows: list[dict]) -> str:
              "</p><table><tr><th>preset</th><th>ours</th><th>reference</th><th>class</th><th>mad</th><th>corr</th>"
              "<th>notes</th></tr>"]
     for row in rows:
-        images = "".join(f"<td><img src='data:image/png;base64,{base64.b64encode(thumb).decode()}'></td>"
-                         if thumb else "<td>-</td>"
-                         for thumb in row["thumbs"])
-        notes = "; ".join(f"{side}: {row[side]['status']} {row[side]['message']}" for side in ("ours", "reference")
-                          if row[side]["status"] != "ok")
+        images = "".join(f"<td><img src='{name}'></td>" if name else "<td>-</td>" for name in row["files"])
+        notes = "; ".join([f"{side}: {row[side]['status']} {row[side]['message']}" for side in ("ours", "reference")
+                           if row[side]["status"] != "ok"] + [row["referenceFault"]] * bool(row["referenceFault"]))
         lines.append(f"<tr><td>{html.escape(row['name'])}</td>{images}<td class='{row['class']}'>{row['class']}</td>"
                      f"<td>{row['mad']}</td><td>{row['corr']}</td><td>{html.escape(notes)}</td></tr>")
     lines.append("</table>")
@@ -248,12 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, default=REFERENCE_DIR, help="folder of reference .json conversions")
     parser.add_argument("--size", type=int, default=64, help="render size (a multiple of 32)")
     parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--only", default="", help="only presets whose name contains this text")
+    parser.add_argument("--only", action="append", default=[],
+                        help="only presets whose name contains this text (repeat for several)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--chromium", default="")
     args = parser.parse_args(argv)
     try:
-        summary = run(args.milk_dir, args.out, args.reference, args.size, args.frames, args.only, args.workers,
+        summary = run(args.milk_dir, args.out, args.reference, args.size, args.frames, tuple(args.only), args.workers,
                       args.chromium)
     except CqError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,7 +1,11 @@
 """Stage `screen`: every preset under a folder converted and drawn for a few frames in headless Chromium.
 
 In: a folder of presets (that folder only, recursively; links are not followed). Out: a report with one
-status per preset: ok | degraded | read-failed | translate-failed | shader-failed | eel-error | timeout | black.
+status per preset: ok | degraded | read-failed | translate-failed | shader-failed | eel-error | timeout |
+dark-start | black. A preset black over the first frames gets a longer look (`DARK_LOOK_FRAMES`): `dark-start`
+when it draws later (dark until the music builds, a slow fade-in), `black` when it stays black, with a message
+that says whether it draws once its warp/comp shaders are replaced by butterchurn's defaults (its own shader
+keeps the frame black) or not even then (its equations draw nothing with this audio).
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ QUIET_LAYER = {"version": 2, "baseVals": {"decay": 0.0, "wave_a": 0.0}, "init_eq
                "waves": [{"baseVals": {"enabled": 0}, "init_eqs_eel": "", "frame_eqs_eel": "",
                           "point_eqs_eel": ""}] * 4}
 SCREEN_STATUSES = ("ok", "degraded", "read-failed", "translate-failed", "shader-failed", "eel-error",
-                   "timeout", "black")
+                   "timeout", "dark-start", "black")
+# The longer look at a preset black over the screen's frames: 10 s at 30 fps (MilkDrop presets that wait for
+# the music, or fade in from black, show something well within that).
+DARK_LOOK_FRAMES = 300
 
 
 
@@ -120,12 +127,15 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
             for index, (record, preset) in enumerate(loaded)]
     progress = progress_class("screen", total=len(jobs), unit="presets")
     retry: list[PairJob] = []
+    dark: list[PairJob] = []
     with RenderPool(settings, audio.frames, state_dir) as pool:
         for result in pool.render(jobs):
             record = loaded[result.job.pair][0]
             _classify(record, result)
             if record["status"] == "shader-failed":
                 retry.append(result.job)
+            elif record["status"] == "black":
+                dark.append(result.job)
             progress.update()
         fixed = _degradable(pool, [(loaded[job.pair][0]["file"], job.fg) for job in retry])
         for job in retry:
@@ -140,7 +150,54 @@ def _draw(loaded: list[tuple[dict, dict]], frames: int, size: int, workers: int,
             else:
                 record["message"] += f" ({note}: allow degraded presets to use it)"
         progress.close()
-        return pool.renderer
+        renderer = pool.renderer
+    if dark:
+        _longer_look([(loaded[job.pair][0], job.fg) for job in dark], settings, state_dir, progress_class)
+    return renderer
+
+
+def _longer_look(dark: list[tuple[dict, dict]], settings, state_dir: Path, progress_class) -> None:
+    """Render presets that were black over the screen's frames for DARK_LOOK_FRAMES, as they are and with
+    butterchurn's default shaders, and tell `dark-start` from `black` (and why it is black)."""
+    import dataclasses
+
+    from .render.audio import load_audio
+    from .render.pool import RenderPool
+
+    long_settings = dataclasses.replace(settings, frames=max(DARK_LOOK_FRAMES, settings.frames))
+    jobs = []
+    for index, (record, preset) in enumerate(dark):
+        jobs.append(PairJob(index, preset, QUIET_LAYER, record["file"], "as is"))
+        if preset.get("warp") or preset.get("comp"):
+            jobs.append(PairJob(index, _without(preset, ("warp", "comp")), QUIET_LAYER, record["file"], "default"))
+    outcomes: dict[tuple[int, str], list[float] | None] = {}
+    progress = progress_class("longer look at black presets", total=len(jobs), unit="renders")
+    with RenderPool(long_settings, load_audio(long_settings).frames, state_dir) as pool:
+        for result in pool.render(jobs):
+            lumas = result.series.get("fgLuma") if result.status == "ok" and result.series else None
+            outcomes[(result.job.pair, result.job.bg_id)] = lumas
+            progress.update()
+    progress.close()
+    frames = long_settings.frames
+    for index, (record, preset) in enumerate(dark):
+        lumas = outcomes.get((index, "as is"))
+        if lumas is None:
+            record["message"] += f"; the longer look ({frames} frames) did not render"
+            continue
+        lit = next((frame for frame, luma in enumerate(lumas) if luma >= BLACK_LUMA), None)
+        if lit is not None:
+            record["status"] = "dark-start"
+            record["message"] = (f"black for the first {lit} frames, then draws (max mean luma "
+                                 f"{max(lumas):.4f} over {frames} frames)")
+            continue
+        default = outcomes.get((index, "default"))
+        if default is not None and max(default) >= BLACK_LUMA:
+            why = "draws with butterchurn's default warp/comp shaders: its own shader keeps the frame black"
+        elif default is not None or not (preset.get("warp") or preset.get("comp")):
+            why = "black with butterchurn's default shaders too: its equations draw nothing with this audio"
+        else:
+            why = "did not render with butterchurn's default shaders"
+        record["message"] = f"max mean luma {max(lumas):.4f} over {frames} frames; {why}"
 
 
 def _degradable(pool, failed: list[tuple[str, dict]]) -> dict[str, str]:

@@ -55,7 +55,8 @@ class Check:
     detail: str
 
 
-PLAYER_FILES = [WEB_DIR / "player.html", WEB_DIR / "player.js", WEB_DIR / "player.css", Path(__file__)]
+PLAYER_FILES = [WEB_DIR / "player.html", WEB_DIR / "player.js", WEB_DIR / "player.css", WEB_DIR / "sampler.dots.js",
+                Path(__file__)]
 
 
 def quartile_pick_ratio(scores: dict[int, float], counts: dict[int, float]) -> tuple[float, float, float]:

@@ -246,6 +246,12 @@ def test_errors_name_the_line_and_the_construct(source, message):
     assert message in str(caught.value)
 
 
+def test_matrix_and_scalar_operators_are_component_wise():
+    text = body("float2x2 m = {1, 2, 3, 4}; float f = 2; m = m * f; m = 3 * m; m = m / 2; m = m * m; ret = m[0].x;")
+    assert "m = (m * f);" in text and "m = (3.0 * m);" in text and "m = (m / 2.0);" in text
+    assert "m = matrixCompMult(m, m);" in text   # HLSL's matrix * matrix is per component too; mul() multiplies
+
+
 def test_modf_splits_into_fraction_and_whole():
     text = body("float whole; float f = modf(-2.75, whole); float2 w2; float2 f2 = modf(uv * 4, w2); ret = f;")
     assert "float f = modf(-2.75, whole);" in text

@@ -63,6 +63,11 @@ PROBES = {
     "negative_literals": probe("float2 a = float2(0, -1024);", "a.y == -1024 && -(-3) == 3 && 2 - -1 == 3"),
     "user_texture_sampled": probe("float4 t = tex2d(sampler_worms, uv);", "t.a > 0.5",
                                   header="sampler sampler_worms;"),
+    "matrix_times_scalar": probe("float2x2 m = {1, 2, 3, 4}; float f = 2; m = m * f;",
+                                 "abs(m[1].x - 6) < 0.001 && abs(m[0].y - 4) < 0.001"),
+    "matrix_from_a_vector_fills_rows": probe("float2x2 a = float2x2(float4(1, 2, 3, 4)); float2x2 b = {1, 2, 3, 4};",
+                                             "all(a[0] == b[0]) && all(a[1] == b[1]) && a[1].x == 3"),
+    "comma_operator_is_its_last_operand": probe("float2 t = float2(2, 3); float2 v = t * (5, 4);", "all(v == float2(8, 12))"),
     "modf_splits": probe("float whole; float f = modf(-2.75, whole);", "abs(f + 0.75) < 0.001 && whole == -2"),
     "text_after_the_body": milk(comp="shader_body { ret = 1; }\nwritten by martin's hand"),
     "warp_writes_uv": milk(warp="shader_body { uv = uv * 0 + 0.5; ret = uv.x == 0.5 ? 1 : 0; }",
@@ -76,6 +81,8 @@ def probe_report(tmp_path_factory):
     for name, text in PROBES.items():
         (folder / f"{name}.milk").write_text(text)
     (folder / "control_false.milk").write_text(probe("", "1 == 2"))   # must come out black
+    (folder / "lights_up_after_a_second.milk").write_text(probe("", "time > 1"))
+    (folder / "quiet_by_design.milk").write_text(milk(extra="fWaveAlpha=0\n"))
     cache = tmp_path_factory.mktemp("state") / "milk-cache"
     return screen(folder, frames=3, size=16, cache_dir=cache)
 
@@ -90,6 +97,17 @@ def test_semantic_probe_draws_white(probe_report, name):
 def test_a_false_probe_draws_black(probe_report):
     record = next(r for r in probe_report["presets"] if r["file"] == "control_false.milk")
     assert record["status"] == "black" and "luma" in record["message"]
+    assert "its own shader keeps the frame black" in record["message"]
+
+
+def test_black_presets_get_a_longer_look(probe_report):
+    records = {r["file"]: r for r in probe_report["presets"]}
+    late = records["lights_up_after_a_second.milk"]
+    assert late["status"] == "dark-start", late
+    first = int(late["message"].split("black for the first ")[1].split()[0])
+    assert 25 <= first <= 35, late   # time passes 1 s at frame 30 (dt 1/30)
+    quiet = records["quiet_by_design.milk"]
+    assert quiet["status"] == "black" and "its equations draw nothing" in quiet["message"], quiet
 
 
 # ------------------------------------------------------------------------------------ statuses

@@ -49,7 +49,7 @@ def test_verify_fails_on_a_page_that_throws(tmp_path):
     make_pack(ws, "demo", pairs=8, with_eval=False)
     broken_web = tmp_path / "web"
     broken_web.mkdir()
-    for name in ("player.html", "player.css", "player.js"):
+    for name in ("player.html", "player.css", "player.js", "sampler.dots.js"):
         shutil.copyfile(WEB_DIR / name, broken_web / name)
     with (broken_web / "player.js").open("a") as script:
         script.write('\nsetTimeout(() => { throw new Error("overlay exploded"); }, 500);\n')

@@ -7,6 +7,9 @@
 // Out: pictures and sound; ratings POSTed to /api/rating. With `verify=1` the page also picks `picks`
 // times without waiting, plays for `seconds`, and publishes `window.cqVerifyResult` for `stages/verify.py`.
 import butterchurn from "/node_modules/butterchurn/dist/butterchurn.js";
+import {setDotSize} from "./sampler.dots.js";
+
+setDotSize();  // dotted waves drawn as the sampler draws them
 
 const params = new URLSearchParams(location.search);
 const number = (name, fallback) => {

@@ -39,9 +39,10 @@
  *                   exactly fg_opacity for every pair.)
  */
 import butterchurn from "./node_modules/butterchurn/dist/butterchurn.js";
+import {setDotSize} from "./sampler.dots.js";
 
 // Bump when the pixels or statistics this page produces change: it is part of every row's content key.
-const PAGE_VERSION = 1;
+const PAGE_VERSION = 2;
 const TEXTURE_WAIT_MS = 10000;
 const BLACK_LUMA = 0.05;
 const WHITE_LUMA = 0.95;
@@ -58,6 +59,7 @@ let pageErrors = [];
 let phase = "idle";
 
 const gl2 = WebGL2RenderingContext.prototype;
+setDotSize(gl2);  // reproducible dotted waves
 const originalLinkProgram = gl2.linkProgram;
 // butterchurn never checks LINK_STATUS: a broken preset shader would silently draw nothing.
 gl2.linkProgram = function linkProgramChecked(program) {

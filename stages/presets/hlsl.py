@@ -1177,6 +1177,14 @@ class Emitter:
         base = self.arithmetic_base(left[1], right[1])
         sizes = [t.size for _, t in (left, right) if t.size > 1 and not t.is_matrix]
         if left[1].is_matrix or right[1].is_matrix:
+            scalars = [side[1].is_scalar for side in (left, right)]
+            if any(scalars):
+                # a scalar stays a scalar: GLSL's scalar-matrix operators are component-wise, as HLSL's are,
+                # while a scalar widened to a matrix would turn `*` into a matrix product
+                (matrix_code, kind), (scalar_code, scalar) = (right, left) if scalars[0] else (left, right)
+                scalar_code = self.convert(scalar_code, scalar, FLOAT, node.line)
+                a, b = (scalar_code, matrix_code) if scalars[0] else (matrix_code, scalar_code)
+                return f"({a} {op} {b})", kind
             (a, b), kind = self.unify([left, right], node.line)
             if op == "*" and left[1].is_matrix and right[1].is_matrix:
                 return f"matrixCompMult({a}, {b})", kind
