@@ -96,8 +96,15 @@ def test_duplicate_keys_last_wins_and_keys_are_case_insensitive():
 
 
 def test_code_stops_at_the_first_missing_line_number():
-    milk = parse_milk("per_frame_1=a = 1;\nper_frame_2=b = 2;\nper_frame_4=c = 3;\n")
+    milk = parse_milk("per_frame_1=a = 1;\nper_frame_2=b = 2;\nper_frame_4=c = 3;\nshape_3_per_frame1=x = 1;\n"
+                      "shape_3_per_frame3=y = 2;\nshape_3_per_frame4=z = 3;\n")
     assert milk.frame_eel == "a = 1;\nb = 2;"
+    assert milk.shapes[3]["frame_eqs_eel"] == "x = 1;"
+    # MilkDrop's ReadCode and projectM stop at the gap; butterchurn's converter reads on (fidelity reference)
+    assert milk.warnings == ["frame code: line 3 is missing, so 1 later line(s) are not read (MilkDrop stops at "
+                             "the first gap)",
+                             "shape 3 per_frame code: line 2 is missing, so 2 later line(s) are not read "
+                             "(MilkDrop stops at the first gap)"]
 
 
 def test_missing_sections_and_no_version_header():

@@ -109,14 +109,15 @@ def _number(text: str) -> float | None:
     return float(match.group(0)) if match else None
 
 
-def _code(lines: dict[int, str]) -> str:
-    """Numbered code lines 1, 2, ... up to the first missing number, joined by newlines (as MilkDrop)."""
+def _code(lines: dict[int, str]) -> tuple[str, int, int]:
+    """Numbered code lines 1, 2, ... up to the first missing number, joined by newlines (as MilkDrop's ReadCode
+    and projectM do), that missing number, and how many numbered lines after it are left unread."""
     out = []
     number = 1
     while number in lines:
         out.append(lines[number])
         number += 1
-    return "\n".join(out)
+    return "\n".join(out), number, sum(1 for n in lines if n > number)
 
 
 def parse_milk(text: str, where="preset") -> MilkPreset:
@@ -191,26 +192,34 @@ def parse_milk(text: str, where="preset") -> MilkPreset:
                 continue
         preset.unknown_keys.append(key)
 
-    preset.init_eel = _code(code.get(("init",), {}))
-    preset.frame_eel = _code(code.get(("frame",), {}))
-    preset.pixel_eel = _code(code.get(("pixel",), {}))
+    def section_code(section: tuple) -> str:
+        text, missing, unread = _code(code.get(section, {}))
+        if unread:
+            name = " ".join(str(part) for part in section)
+            preset.warnings.append(f"{name} code: line {missing} is missing, so {unread} later line(s) are not "
+                                   "read (MilkDrop stops at the first gap)")
+        return text
+
+    preset.init_eel = section_code(("init",))
+    preset.frame_eel = section_code(("frame",))
+    preset.pixel_eel = section_code(("pixel",))
     has_version = "milkdrop_preset_version" in values
     if not has_version or preset.warp_ps_version > 0 or "psversion_warp" not in values:
-        preset.warp = _code(code.get(("warp",), {}))
+        preset.warp = section_code(("warp",))
     if not has_version or preset.comp_ps_version > 0 or "psversion_comp" not in values:
-        preset.comp = _code(code.get(("comp",), {}))
+        preset.comp = section_code(("comp",))
     for index in range(WAVE_COUNT):
         preset.waves.append({
             "baseVals": {"enabled": 0, **objects.get(("wavecode", index), {})},
-            "init_eqs_eel": _code(code.get(("wave", index, "init"), {})),
-            "frame_eqs_eel": _code(code.get(("wave", index, "per_frame"), {})),
-            "point_eqs_eel": _code(code.get(("wave", index, "per_point"), {})),
+            "init_eqs_eel": section_code(("wave", index, "init")),
+            "frame_eqs_eel": section_code(("wave", index, "per_frame")),
+            "point_eqs_eel": section_code(("wave", index, "per_point")),
         })
     for index in range(SHAPE_COUNT):
         preset.shapes.append({
             "baseVals": {"enabled": 0, **objects.get(("shapecode", index), {})},
-            "init_eqs_eel": _code(code.get(("shape", index, "init"), {})),
-            "frame_eqs_eel": _code(code.get(("shape", index, "per_frame"), {})),
+            "init_eqs_eel": section_code(("shape", index, "init")),
+            "frame_eqs_eel": section_code(("shape", index, "per_frame")),
         })
     return preset
 
