@@ -2,7 +2,7 @@
 
     coupled-quality [TASK ...] [--knob V]  the task graph through doit: build what is stale; `train`,
                                            `sample`, `clean`, `list`, `info`, `help TASK`: doit's commands
-    screen DIR --out report.json   convert and draw every preset under a folder (ok / black / ... per file)
+    screen DIR --out report.json   convert and draw every preset under a folder (ok / dark-start / black / ... per file)
     manifest PACKDIR               write a pack's pairs-manifest.v0.json from its fg/ and bg/ folders
     serve [--port N]               the quality-weighted player on 127.0.0.1
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
