@@ -82,7 +82,8 @@ def probe_report(tmp_path_factory):
         (folder / f"{name}.milk").write_text(text)
     (folder / "control_false.milk").write_text(probe("", "1 == 2"))   # must come out black
     (folder / "lights_up_after_a_second.milk").write_text(probe("", "time > 1"))
-    (folder / "quiet_by_design.milk").write_text(milk(extra="fWaveAlpha=0\nmv_a=0\n"))   # butterchurn draws motion vectors by default
+    # no wave, and no motion vectors (butterchurn draws them by default): nothing draws
+    (folder / "quiet_by_design.milk").write_text(milk(extra="fWaveAlpha=0\nmv_a=0\n"))
     cache = tmp_path_factory.mktemp("state") / "milk-cache"
     return screen(folder, frames=3, size=16, cache_dir=cache)
 
