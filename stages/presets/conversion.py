@@ -126,6 +126,9 @@ def load_preset(path: Path, cache_dir: Path | None = None, allow_degraded: bool 
     `.milk` files go through the conversion cache (`cache_dir`, default: the workspace's state dir)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".milk", ".json"):
+        raise PresetError(path, "read-failed", f"preset type {path.suffix!r} is not supported",
+                          "use .milk or butterchurn .json presets")
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -143,9 +146,6 @@ def load_preset(path: Path, cache_dir: Path | None = None, allow_degraded: bool 
             milk = parse_milk(decode_milk(path.read_bytes(), path), path)
             return milk_to_butterchurn(milk, path, allow_degraded=True)
         raise PresetError(path, conversion.status, conversion.message.removeprefix(f"{path}: "))
-    if suffix != ".json":
-        raise PresetError(path, "read-failed", f"preset type {path.suffix!r} is not supported",
-                          "use .milk or butterchurn .json presets")
     try:
         preset = read_json(path)
     except ContractError as error:
