@@ -6,7 +6,8 @@
                                                        # pack after `doit`), then scores them
 
 Needs only torch, numpy, orjson, pynvml and doit (no browser). Prints the device line, the pynvml snapshot
-before and after on CUDA, the training time, the held-out Spearman of the net and of the ridge baseline,
+before and after on CUDA, the training time (k-fold cross-validation and the final fit), the out-of-fold
+Spearman of the net and of the ridge baseline,
 and, with --workspace, each pack's qualityStats. With --out FILE the numbers are also written as JSON.
 """
 from __future__ import annotations
@@ -60,9 +61,12 @@ def main() -> int:
         total = time.monotonic() - started
         results = {"device": report["device"], "deviceSnapshot": report["deviceSnapshot"],
                    "epochs": args.epochs, "trainSeconds": report["trainSeconds"], "fitSeconds": report["fitSeconds"],
-                   "totalSeconds": round(total, 2),
-                   "examples": {name: source["trained"] for name, source in report["sources"].items()},
-                   "heldOut": report["heldOut"], "eliteAuc": report["eliteAuc"], "qualityStats": {}}
+                   "totalSeconds": round(total, 2), "crossValidationSeconds": report["crossValidationSeconds"],
+                   "chosenEpochs": len(report["epochs"]),
+                   "examples": {name: source["count"] for name, source in report["sources"].items()},
+                   "crossValidation": {key: (report["crossValidation"] or {}).get(key)
+                                       for key in ("folds", "pairs", "net", "ridge", "netMinusRidge")},
+                   "eliteAuc": report["eliteAuc"], "qualityStats": {}}
         if args.workspace:
             for pack in workspace.packs():
                 try:
@@ -70,10 +74,12 @@ def main() -> int:
                 except CqError as error:
                     results["qualityStats"][pack] = {"error": str(error)}
     print(f"\nBENCH device={results['device']} epochs={args.epochs} examples={results['examples']}")
-    print(f"BENCH training loop {results['fitSeconds']:.1f} s; {results['trainSeconds']:.1f} s with reading "
-          f"the pack and building features; {results['totalSeconds']:.1f} s with evaluation and saving")
-    for model in ("net", "ridge"):
-        print(f"BENCH held-out {model}: spearman {results['heldOut'][model]['spearman']}")
+    print(f"BENCH k-fold cross-validation {results['crossValidationSeconds']:.1f} s; final fit "
+          f"({results['chosenEpochs']} epochs) {results['fitSeconds']:.1f} s; {results['trainSeconds']:.1f} s with "
+          f"reading the pack and building features; {results['totalSeconds']:.1f} s with saving")
+    validated = results["crossValidation"]
+    for model in ("net", "ridge", "netMinusRidge"):
+        print(f"BENCH out-of-fold {model}: spearman {(validated[model] or {}).get('spearman')}")
     if results["device"] == "cuda":
         print(f"BENCH nvml before {results['deviceSnapshot']['before']}")
         print(f"BENCH nvml after  {results['deviceSnapshot']['after']}")

@@ -4,8 +4,9 @@ In: the pack's manifest, `pairs-quality.v0.json` (or the rejected scores when th
 rows with their thumbnails, `meta.json`, the trainer's report and the verify report. Everything but the
 manifest is optional: a missing part is shown as missing, with the command that makes it.
 Out: one self-contained HTML file (styles, charts as SVG and thumbnails as data URIs inline) with the score
-histogram, the 24 best and 24 worst pairs with their statistics, coverage, training curves with the held-out
-metrics, the gate results and the presets that failed and why.
+histogram, the 24 best and 24 worst pairs with their statistics, coverage, training curves, the k-fold
+cross-validation (per-fold figures, the measured quality of each sampled pair against its out-of-fold score,
+and the pairs where they disagree most), the gate results and the presets that failed and why.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ SHOWN_STATS = (("lumaMean", "luma"), ("contrast", "contrast"), ("colourfulness",
                ("motionMean", "motion"), ("flicker", "flicker"), ("blackFrac", "black"),
                ("audioCorr", "audio"), ("fgShare", "fg share"))
 SOURCE_COLOURS = {"elite": "#f5b942", "eval": "#5fb3ff", "neg": "#ff6f7d", "total": "#e8ecf4",
-                  "heldOut": "#6fe3a0"}
+                  "validation": "#6fe3a0"}
 
 
 @dataclass
@@ -153,15 +154,15 @@ def histogram_svg(scores: list[float], stats: dict) -> str:
 
 
 def curves_svg(epochs: list[dict]) -> str:
-    """Per-source training loss and held-out loss per epoch."""
+    """Per-source training loss and the k-fold mean validation loss per epoch."""
     width, height, pad = 640, 240, 40
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for record in epochs:
         for name in (*TRAIN_SOURCES, "total"):
             if record["loss"].get(name) is not None:
                 series[name].append((record["epoch"], record["loss"][name]))
-        if record.get("heldOutLoss") is not None:
-            series["heldOut"].append((record["epoch"], record["heldOutLoss"]))
+        if record.get("validationLoss") is not None:
+            series["validation"].append((record["epoch"], record["validationLoss"]))
     points = [point for values in series.values() for point in values]
     if not points:
         return '<p class="dim">no epochs recorded</p>'
@@ -185,10 +186,10 @@ def curves_svg(epochs: list[dict]) -> str:
     for name, values in series.items():
         colour = SOURCE_COLOURS[name]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*point) for point in values))
-        dash = ' stroke-dasharray="5 3"' if name == "heldOut" else ""
+        dash = ' stroke-dasharray="5 3"' if name == "validation" else ""
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}>'
                      f'<title>{name}</title></polyline>')
-        label = "held-out" if name == "heldOut" else name
+        label = "validation (k-fold mean)" if name == "validation" else name
         parts.append(f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{legend_x + 14}" y="17">{label}</text>')
         legend_x += 22 + 8 * len(label)
@@ -299,26 +300,91 @@ def training_section(data: PackData) -> str:
     report = data.training
     if report is None:
         return '<p class="dim">no training report yet (run <code>doit train</code>)</p>'
-    held = report["heldOut"]
     elite = report["eliteAuc"]
     elite_text = ("no elite pairs rated both ≥4 and ≤2" if elite is None else
-                  f"{elite['value']:.3f} ({elite['positives']} good vs {elite['negatives']} bad, "
-                  f"{'held out' if elite['heldOut'] else 'in-sample'})")
+                  f"{elite['value']:.3f} [{elite['lo']:.3f}, {elite['hi']:.3f}] ({elite['positives']} good vs "
+                  f"{elite['negatives']} bad, {'out of fold' if elite['heldOut'] else 'in-sample'})")
     sources = "".join(f"<tr><td>{esc(name)}</td><td>{fmt(info.get('count'))}</td>"
                       f"<td>{fmt(info.get('share'), 2)}</td><td>{fmt(info.get('lossWeight'), 2)}</td>"
                       f"<td class=\"dim\">{esc(info.get('note', ''))}</td></tr>"
                       for name, info in report["sources"].items())
     return (f"{curves_svg(report['epochs'])}"
             f"<p class=\"dim\">trained {esc(report['trainedAt'])} on {esc(report['device'])} in "
-            f"{report['trainSeconds']:.1f} s, {len(report['epochs'])} epochs, {report['featureCount']} features</p>"
-            f"<h3>held-out metrics ({held['pairs']} pairs, 95% bootstrap interval)</h3>"
-            f"<table><tr><th>model</th><th>Spearman</th><th>Pearson</th></tr>"
-            f"<tr><td>coupling net</td>{metric_cell(held['net']['spearman'])}{metric_cell(held['net']['pearson'])}</tr>"
-            f"<tr><td>ridge baseline</td>{metric_cell(held['ridge']['spearman'])}"
-            f"{metric_cell(held['ridge']['pearson'])}</tr></table>"
-            f"<p>elite separation (AUC): {esc(elite_text)}</p>"
+            f"{report['trainSeconds']:.1f} s (cross-validation {report.get('crossValidationSeconds', 0.0):.1f} s), "
+            f"final fit {len(report['epochs'])} epochs, {report['featureCount']} features</p>"
+            f"<p>elite separation (AUC, 95% bootstrap interval): {esc(elite_text)}</p>"
             f"<h3>sources</h3><table><tr><th>source</th><th>pairs</th><th>share</th><th>loss weight</th><th></th></tr>"
             f"{sources}</table>")
+
+
+# ------------------------------------------------------------------------------- cross-validation
+
+SCATTER_SIZE = 320
+DISAGREEMENT_ROWS = 12
+
+
+def scatter_svg(points: list[tuple[int, float, float]]) -> str:
+    """Measured quality (x) against the out-of-fold score (y), one dot per sampled pair of the pack."""
+    size, pad = SCATTER_SIZE, 36
+    span = size - 2 * pad
+
+    def xy(x, y):
+        return pad + x * span, size - pad - y * span
+
+    parts = [f'<svg viewBox="0 0 {size} {size}" class="chart scatter" role="img" '
+             f'aria-label="measured vs out-of-fold score">',
+             f'<rect x="{pad}" y="{pad}" width="{span}" height="{span}" fill="none" stroke="#333"/>',
+             '<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#555" stroke-dasharray="4 3"/>'
+             .format(*xy(0, 0), *xy(1, 1))]
+    for pair, measured, predicted in points:
+        x, y = xy(min(max(measured, 0.0), 1.0), min(max(predicted, 0.0), 1.0))
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#5fb3ff" fill-opacity="0.7">'
+                     f'<title>#{pair}: measured {measured:.3f}, out-of-fold {predicted:.3f}</title></circle>')
+    parts.append(f'<text x="{size / 2}" y="{size - 8}" text-anchor="middle">measured quality</text>'
+                 f'<text x="12" y="{size / 2}" transform="rotate(-90 12 {size / 2})" text-anchor="middle">'
+                 f'out-of-fold net score</text></svg>')
+    return "".join(parts)
+
+
+def cross_validation_section(data: PackData) -> str:
+    """Per-fold figures, the scatter of this pack's sampled pairs and the pairs where they disagree most."""
+    validated = (data.training or {}).get("crossValidation")
+    if validated is None:
+        return ('<p class="dim">no cross-validation yet (too few sampled pairs, or no training report: '
+                'run <code>doit sample</code>, then <code>doit train</code>)</p>')
+    prefix = f"{data.pack}:"
+    ours = [item for item in validated["outOfFold"] if item["key"].startswith(prefix)]
+    folds = "".join(f"<tr><td>{record['fold'] + 1}</td><td>{record['pairs']}</td><td>{fmt(record['net'])}</td>"
+                    f"<td>{fmt(record['ridge'])}</td><td>{fmt(record['seconds'], 1)} s</td></tr>"
+                    for record in validated["perFold"])
+    difference = validated["netMinusRidge"]["spearman"]
+    rows = {item["key"]: item for item in ours}
+    scores = {entry["pair"]: entry["quality01"] for entry in (data.quality or {}).get("pairs", [])}
+    worst = [rows[key] for key in validated["disagreements"] if key in rows][:DISAGREEMENT_ROWS]
+    disagreeing = "".join(
+        f"<tr><td>#{esc(item['key'][len(prefix):])}</td><td>{item['measured']:.3f}</td><td>{item['net']:.3f}</td>"
+        f"<td>{fmt(item['ridge'])}</td><td>{fmt(scores.get(int(item['key'][len(prefix):])))}</td>"
+        f"<td>{esc(', '.join(data.rows.get(int(item['key'][len(prefix):]), {}).get('reasons', [])))}</td></tr>"
+        for item in worst)
+    sampled_rho = (data.quality or {}).get("stats", {}).get("sampledSpearman")
+    return (f"<p>{validated['folds']}-fold cross-validation by pair over {validated['pairs']} sampled pairs of all "
+            f"packs; the final fit runs the {validated['chosenEpochs']} epochs with the lowest mean validation "
+            f"loss. Out-of-fold figures with 95% bootstrap intervals:</p>"
+            f"<table><tr><th>model</th><th>Spearman</th><th>Pearson</th></tr>"
+            f"<tr><td>coupling net</td>{metric_cell(validated['net']['spearman'])}"
+            f"{metric_cell(validated['net']['pearson'])}</tr>"
+            f"<tr><td>ridge baseline</td>{metric_cell(validated['ridge']['spearman'])}"
+            f"{metric_cell(validated['ridge']['pearson'])}</tr>"
+            f"<tr><td>net − ridge</td>{metric_cell(difference)}<td></td></tr></table>"
+            f"<p>scores of this pack's sampled pairs against their measurement (Spearman): "
+            f"<b>{fmt(sampled_rho)}</b> (a sampled pair is scored by its measurement)</p>"
+            f"<h3>per fold (Spearman at the chosen epoch)</h3><table><tr><th>fold</th><th>pairs</th><th>net</th>"
+            f"<th>ridge</th><th>time</th></tr>{folds}</table>"
+            f"<h3>measured vs out-of-fold score ({len(ours)} pairs of {esc(data.pack)})</h3>"
+            f"{scatter_svg([(int(item['key'][len(prefix):]), item['measured'], item['net']) for item in ours])}"
+            f"<h3>where measurement and out-of-fold score disagree most</h3>"
+            f"<table class=\"disagreements\"><tr><th>pair</th><th>measured</th><th>net (out of fold)</th>"
+            f"<th>ridge</th><th>quality01</th><th>reasons</th></tr>{disagreeing}</table>")
 
 
 def blamed_errors(errors: list[str], layer: str) -> list[str] | None:
@@ -386,6 +452,7 @@ text-align:left;vertical-align:top}th{color:var(--dim);font-weight:500}
 .badge.ok{background:#173d2a;color:var(--ok)}.badge.bad{background:#48191d;color:var(--bad)}
 .badge.wait{background:#3f3516;color:var(--wait)}
 .chart{width:100%;max-width:680px;background:var(--panel);border-radius:8px}
+.chart.scatter{max-width:360px}
 .chart text{fill:var(--dim);font-size:11px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:10px}
 .card{margin:0;background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:8px;font-size:12px}
@@ -447,6 +514,7 @@ weighted by these scores: <code>python -m stages.cli serve</code>, then open
 <h2>Best and worst pairs</h2>{gallery(workspace, data)}
 <h2>Coverage</h2>{coverage_section(data)}
 <h2>Training</h2>{training_section(data)}
+<h2>Cross-validation</h2>{cross_validation_section(data)}
 <h2>Presets that failed</h2>{failures_section(data)}
 {problems}
 </main></body></html>

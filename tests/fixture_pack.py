@@ -139,7 +139,7 @@ def write_eval(ws: Workspace, pack: str, manifest: Manifest, scores: list[float]
 
 
 def write_training_report(ws: Workspace, pack: str = "demo", epochs: int = 12) -> dict:
-    """A trainer's report as `stages.train` writes it: falling losses, held-out metrics, elite AUC."""
+    """A trainer's report as `stages.train` writes it: falling losses, k-fold metrics, elite AUC."""
     records = []
     for epoch in range(1, epochs + 1):
         decay = float(np.exp(-epoch / 4))
@@ -147,18 +147,29 @@ def write_training_report(ws: Workspace, pack: str = "demo", epochs: int = 12) -
                 "neg": round(0.2 + 0.4 * decay, 5)}
         loss["total"] = round(float(np.mean(list(loss.values()))), 5)
         records.append({"epoch": epoch, "loss": loss, "drawn": {"elite": 64, "eval": 64, "neg": 128},
-                        "heldOutLoss": round(0.52 + 0.1 * decay, 5)})
+                        "validationLoss": round(0.52 + 0.1 * decay, 5)})
     metric = {"value": 0.61, "lo": 0.42, "hi": 0.77}
     report = {
         "kind": TRAIN_REPORT_KIND, "trainedAt": now_iso(), "trainSeconds": 3.5, "device": "cpu",
         "deviceSnapshot": {"before": None, "after": None}, "settings": {"min_quality_std": 0.03, "epochs": epochs},
         "featureCount": 48,
-        "sources": {name: {"count": 8, "trained": 7, "share": share, "lossWeight": weight, "note": ""}
+        "sources": {name: {"count": 8, "share": share, "lossWeight": weight, "note": ""}
                     for name, share, weight in (("elite", 0.25, 1.0), ("eval", 0.25, 0.35), ("neg", 0.5, 0.2))},
         "epochs": records,
-        "heldOut": {"pairs": 2, "net": {"spearman": metric, "pearson": {"value": 0.55, "lo": 0.3, "hi": 0.7}},
-                    "ridge": {"spearman": {"value": 0.4, "lo": 0.1, "hi": 0.6}, "pearson": None}},
-        "eliteAuc": {"value": 0.83, "positives": 3, "negatives": 2, "heldOut": False},
+        "crossValidation": {
+            "folds": 2, "seed": 0, "pairs": 8, "chosenEpochs": epochs,
+            "validationLoss": [record["validationLoss"] for record in records],
+            "trainingLoss": [record["loss"]["total"] for record in records],
+            "perFold": [{"fold": fold, "pairs": 4, "trained": {"eval": 4}, "validationLoss": [], "trainingLoss": [],
+                         "seconds": 0.5, "net": 0.6, "ridge": 0.4} for fold in range(2)],
+            "net": {"spearman": metric, "pearson": {"value": 0.55, "lo": 0.3, "hi": 0.7}},
+            "ridge": {"spearman": {"value": 0.4, "lo": 0.1, "hi": 0.6}, "pearson": None},
+            "netMinusRidge": {"spearman": {"value": 0.21, "lo": -0.1, "hi": 0.5}},
+            "eliteAuc": None,
+            "outOfFold": [{"key": f"{pack}:{pair}", "fold": pair % 2, "measured": round(pair / 8, 3),
+                           "net": round(1 - pair / 8, 3), "ridge": 0.5} for pair in range(8)],
+            "disagreements": [f"{pack}:{pair}" for pair in (0, 7, 1, 6)]},
+        "eliteAuc": {"value": 0.83, "lo": 0.6, "hi": 0.95, "positives": 3, "negatives": 2, "heldOut": False},
         "packs": {pack: {"rows": 8, "okRows": 7, "failedRows": 1, "staleRows": 0, "pairs": 8}},
     }
     write_json(ws.train_report_path, validate_train_report(report))

@@ -106,8 +106,9 @@ HEALTHY = {"lumaMean": 0.35, "lumaMin": 0.1, "contrast": 0.3, "colourfulness": 0
            "fgShare": 0.5, "bgShare": 0.5}
 
 
-def row(status="ok", **stats):
-    return {"status": status, "stats": {**HEALTHY, **stats} if status == "ok" else {}}
+def row(status="ok", reasons=(), cost=None, **stats):
+    return {"status": status, "reasons": list(reasons), "stats": {**HEALTHY, **stats} if status == "ok" else {},
+            **({"cost": cost} if cost else {})}
 
 
 @pytest.mark.parametrize("problem, stats", [
@@ -133,6 +134,15 @@ def test_each_problem_lowers_the_measured_quality(problem, stats):
 def test_failed_renders_measure_zero():
     for status in ("shader-failed", "timeout", "black", "eel-error"):
         assert measured_quality(row(status)) == 0.0
+
+
+def test_render_cost_lowers_the_measured_quality_and_too_heavy_measures_zero():
+    healthy = measured_quality(row())
+    assert measured_quality(row(cost={"frameMs": 2.0, "budgetMs": 8.0})) == healthy  # a quarter of the budget
+    near = measured_quality(row(cost={"frameMs": 7.0, "budgetMs": 8.0}))
+    assert 0.5 * healthy <= near < 0.8 * healthy
+    assert measured_quality(row(reasons=["too-heavy"], cost={"frameMs": 30.0, "budgetMs": 8.0})) == 0.0
+    assert measured_quality(row(cost={"frameMs": 7.0})) == healthy  # no budget recorded: cost not judged
 
 
 def test_negatives_respect_the_distance_and_are_distinct():

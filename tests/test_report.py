@@ -75,7 +75,12 @@ def test_full_report_opens_from_disk_with_every_section(tmp_path, browser, scree
     assert "texsize_noise" in failures[0]
     curves = page.evaluate("[...document.querySelectorAll('svg[aria-label=\"training curves\"] polyline title')]"
                            ".map(t => t.textContent)")
-    assert curves == ["elite", "eval", "neg", "total", "heldOut"]
+    assert curves == ["elite", "eval", "neg", "total", "validation"]
+    dots = page.evaluate("[...document.querySelectorAll('svg.scatter circle title')].map(t => t.textContent)")
+    assert len(dots) == 8 and "#0: measured 0.000, out-of-fold 1.000" in dots
+    disagreeing = page.evaluate("[...document.querySelectorAll('table.disagreements tr')].slice(1)"
+                                ".map(r => r.cells[0].textContent)")
+    assert disagreeing == ["#0", "#7", "#1", "#6"]
     body = page.text_content("main")
     assert "visited 60 of target 60" in body and "0.610 [0.420, 0.770]" in body
     assert "Not available" not in body

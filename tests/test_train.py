@@ -1,4 +1,5 @@
-"""The trainer on a small synthetic pack: convergence, reproducibility, the source mix, checkpoints, metrics."""
+"""The trainer on a small synthetic pack: convergence, reproducibility, the source mix, checkpoints,
+k-fold cross-validation and its metrics."""
 import sys
 
 import numpy as np
@@ -13,9 +14,9 @@ from stages.learn.checkpoint import load_checkpoint
 from stages.learn.features import pair_features, preset_features
 from stages.learn.metrics import spearman
 from stages.learn.model import STD_FLOOR, Z_CLIP, feature_std, standardise
-from stages.learn.sources import gather_sources, measured_quality
+from stages.learn.sources import PairSet, fold_of, gather_sources, measured_quality
 from stages.learn.synthetic import make_pack
-from stages.learn.training import gpu_snapshot, held_out_mask, pick_device, train
+from stages.learn.training import gpu_snapshot, pick_device, train
 from stages.presets.conversion import load_preset
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
@@ -52,7 +53,7 @@ def test_training_converges_and_writes_a_valid_report(pack_workspace, trained):
         assert last[source] < first[source], (source, first, last)
     assert report["device"] == "cpu" and report["deviceSnapshot"]["before"] is None
     assert report["sources"]["eval"]["count"] == 160 and report["sources"]["elite"]["count"] == 24
-    assert report["heldOut"]["pairs"] == 24
+    assert report["crossValidation"]["pairs"] == 160 and len(report["crossValidation"]["outOfFold"]) == 160
     assert report["packs"]["tiny"]["failedRows"] > 0
 
 
@@ -84,19 +85,46 @@ def test_sources_mix_renormalises_without_elite(tmp_path):
     assert abs(drawn["eval"] / (drawn["eval"] + drawn["neg"]) - 1 / 3) < 0.06
 
 
-def test_held_out_metrics_beat_chance_and_carry_intervals(trained):
-    held = trained["heldOut"]
+def test_cross_validated_metrics_beat_chance_and_carry_intervals(trained):
+    validated = trained["crossValidation"]
     for model in ("net", "ridge"):
-        spearman_ci = held[model]["spearman"]
+        spearman_ci = validated[model]["spearman"]
         assert spearman_ci["lo"] <= spearman_ci["value"] <= spearman_ci["hi"]
-    assert held["net"]["spearman"]["lo"] > 0 and held["ridge"]["spearman"]["lo"] > 0
-    assert trained["eliteAuc"]["positives"] > 0 and trained["eliteAuc"]["negatives"] > 0
-    assert trained["eliteAuc"]["value"] > 0.5
+    assert validated["net"]["spearman"]["lo"] > 0 and validated["ridge"]["spearman"]["lo"] > 0
+    difference = validated["netMinusRidge"]["spearman"]
+    assert difference["value"] == pytest.approx(validated["net"]["spearman"]["value"]
+                                                - validated["ridge"]["spearman"]["value"], abs=2e-4)
+    assert [fold["fold"] for fold in validated["perFold"]] == list(range(5))
+    assert sum(fold["pairs"] for fold in validated["perFold"]) == 160
+    assert all(fold["net"] is not None and fold["ridge"] is not None for fold in validated["perFold"])
+    elite = trained["eliteAuc"]
+    assert elite["heldOut"] and elite["positives"] > 0 and elite["negatives"] > 0
+    assert elite["lo"] <= elite["value"] <= elite["hi"] and elite["value"] > 0.5
+
+
+def test_the_epoch_count_is_chosen_on_validation(trained):
+    validated = trained["crossValidation"]
+    loss = validated["validationLoss"]
+    assert len(loss) == SMALL["epochs"] and validated["chosenEpochs"] == int(np.argmin(loss)) + 1
+    assert len(trained["epochs"]) == validated["chosenEpochs"]  # the final fit runs what validation chose
+    assert [e["validationLoss"] for e in trained["epochs"]] == loss[:validated["chosenEpochs"]]
+
+
+def test_out_of_fold_scores_come_from_nets_that_never_saw_the_pair(pack_workspace, trained):
+    """Retrain fold 0 by hand: a pair's out-of-fold score is that fold's net's prediction, not the final net's."""
+    validated = trained["crossValidation"]
+    fold_zero = [item for item in validated["outOfFold"] if item["fold"] == 0]
+    assert fold_zero and all(fold_of(item["key"], 5, SMALL.get("seed", 0)) == 0 for item in fold_zero)
+    final = load_checkpoint(pack_workspace.checkpoint_path)
+    sources = gather_sources(pack_workspace, TrainSettings(**SMALL))
+    by_key = dict(zip(sources.sets["eval"].keys, final.predict(sources.sets["eval"].features)))
+    assert max(abs(item["net"] - by_key[item["key"]]) for item in fold_zero) > 1e-3
 
 
 def test_checkpoint_round_trips_and_scores_alone(pack_workspace, trained):
     scorer = load_checkpoint(pack_workspace.checkpoint_path)
     assert scorer.checkpoint["config"]["settings"]["epochs"] == SMALL["epochs"]
+    assert scorer.checkpoint["config"]["net"]["hidden"] == TrainSettings().hidden
     fg = preset_features(load_preset(pack_workspace.pack_dir("tiny") / "fg" / "coupled_00000_fg.json"))
     bg = preset_features(load_preset(pack_workspace.pack_dir("tiny") / "bg" / "coupled_00000_bg.json"))
     vectors = np.stack([pair_features(fg, bg), pair_features(bg, fg)])
@@ -116,14 +144,28 @@ def test_a_foreign_or_damaged_checkpoint_is_refused_with_advice(tmp_path):
         load_checkpoint(tmp_path / "absent.pth")
 
 
-def test_held_out_split_is_seeded_and_stable_when_pairs_are_added():
-    keys = [f"p:{i}" for i in range(100)]
-    mask = held_out_mask(keys, 0.15, seed=0)
-    assert mask.sum() == 15
-    assert np.array_equal(mask, held_out_mask(keys, 0.15, seed=0))
-    assert not np.array_equal(mask, held_out_mask(keys, 0.15, seed=1))
-    grown = held_out_mask(keys + [f"p:{i}" for i in range(100, 110)], 0.15, seed=0)
-    assert (grown[:100] & mask).sum() >= 13  # earlier pairs mostly stay where they were
+def test_folds_are_seeded_balanced_and_stable_when_a_pair_is_added(tmp_path):
+    keys = [f"p:{i}" for i in range(500)]
+    folds = [fold_of(key, 5, seed=0) for key in keys]
+    assert all(60 <= folds.count(fold) <= 140 for fold in range(5))
+    assert folds != [fold_of(key, 5, seed=1) for key in keys]
+    workspace = Workspace(tmp_path)
+    make_pack(workspace, "tiny", 40, seed=5)
+    before = gather_sources(workspace, TrainSettings(**SMALL)).sets["eval"]
+    make_pack(workspace, "tiny", 41, seed=5)  # the same 40 pairs and one more
+    after = gather_sources(workspace, TrainSettings(**SMALL)).sets["eval"]
+    assert len(after) == len(before) + 1
+    for fold in range(5):
+        kept = dict(zip(after.keys, after.touches(fold, 5, 0)))
+        assert all(kept[key] == held for key, held in zip(before.keys, before.touches(fold, 5, 0)))
+
+
+def test_a_negative_is_held_out_with_either_of_its_pairs():
+    pairs = PairSet(np.zeros((3, 1), np.float32), np.zeros(3, np.float32), ["a/b", "b/c", "a/c"],
+                    [("t:a", "t:b"), ("t:b", "t:c"), ("t:a", "t:c")])
+    fold = fold_of("t:a", 1000, 0)
+    held = pairs.touches(fold, 1000, 0)
+    assert held[0] and held[2] and held[1] == (fold in (fold_of("t:b", 1000, 0), fold_of("t:c", 1000, 0)))
 
 
 def test_spearman_is_rank_based():

@@ -433,24 +433,37 @@ TRAIN_REPORT_KIND = "coupling_train.v0"
 TRAIN_SOURCES = ("elite", "eval", "neg")
 
 
+def _require_metric(where, record: dict, name: str, context: str) -> None:
+    """A metric is `{value, lo, hi}` (bootstrap 95% interval) or null when there are too few pairs."""
+    if name not in record:
+        raise ContractError(where, f"{context}lacks '{name}'")
+    if record[name] is not None:
+        for key in ("value", "lo", "hi"):
+            _require(where, record[name], key, float, f"{context}{name}: ")
+
+
 def validate_train_report(report: Any, where="training report") -> dict:
     """The trainer's JSON report next to the checkpoint (`Workspace.train_report_path`), read by the report page.
 
-    `{kind, trainedAt, trainSeconds, fitSeconds (the epochs alone), device, deviceSnapshot{before, after},
-      settings, featureCount,
+    `{kind, trainedAt, trainSeconds, fitSeconds (the final fit's epochs), crossValidationSeconds, device,
+      deviceSnapshot{before, after}, settings, featureCount,
       sources{elite|eval|neg: {count, share, lossWeight, note}},
-      epochs[{epoch, loss{elite, eval, neg, total}, drawn{elite, eval, neg}, heldOutLoss, seconds}],
-      heldOut{pairs, net{spearman, pearson}, ridge{spearman, pearson}},
-      eliteAuc{value, positives, negatives, heldOut} | null, packs{pack: {rows, okRows, failedRows,
-      staleRows, pairs}}}`
-    where a metric is `{value, lo, hi}` (bootstrap 95% interval) or null when there are too few pairs; a
-    loss of a source absent from the run is null.
+      epochs[{epoch, loss{elite, eval, neg, total}, drawn{elite, eval, neg}, validationLoss, seconds}],
+      crossValidation{folds, seed, pairs, chosenEpochs, validationLoss[], trainingLoss[],
+                      perFold[{fold, pairs, trained, validationLoss[], trainingLoss[], seconds, net, ridge}],
+                      net{spearman, pearson}, ridge{spearman, pearson}, netMinusRidge{spearman}, eliteAuc,
+                      outOfFold[{key, fold, measured, net, ridge}], disagreements[key]} | null,
+      eliteAuc{value, lo, hi, positives, negatives, heldOut} | null,
+      packs{pack: {rows, okRows, failedRows, staleRows, pairs}}}`
+    where a metric is `{value, lo, hi}` or null; `epochs` are the final fit's (its validationLoss is the
+    k-fold mean, null without cross-validation); a loss of a source absent from the run is null; keys are
+    `pack:pair`.
     """
     if not isinstance(report, dict) or report.get("kind") != TRAIN_REPORT_KIND:
         raise ContractError(where, f"kind must be {TRAIN_REPORT_KIND!r}")
     for key, kind in {"trainedAt": str, "trainSeconds": float, "device": str, "deviceSnapshot": dict,
                       "settings": dict, "featureCount": int, "sources": dict, "epochs": list,
-                      "heldOut": dict, "packs": dict}.items():
+                      "packs": dict}.items():
         _require(where, report, key, kind)
     for index, epoch in enumerate(report["epochs"]):
         context = f"epochs[{index}]: "
@@ -459,18 +472,22 @@ def validate_train_report(report: Any, where="training report") -> dict:
             missing = [name for name in TRAIN_SOURCES if name not in _require(where, epoch, key, dict, context)]
             if missing:
                 raise ContractError(where, f"{context}{key} lacks {', '.join(missing)}")
-    held_out = report["heldOut"]
-    _require(where, held_out, "pairs", int, "heldOut: ")
-    for model in ("net", "ridge"):
-        metrics = _require(where, held_out, model, dict, "heldOut: ")
-        for name in ("spearman", "pearson"):
-            if name not in metrics:
-                raise ContractError(where, f"heldOut.{model} lacks '{name}'")
-            if metrics[name] is not None:
-                for key in ("value", "lo", "hi"):
-                    _require(where, metrics[name], key, float, f"heldOut.{model}.{name}: ")
-    if "eliteAuc" not in report:
-        raise ContractError(where, "missing field 'eliteAuc' (null when there is no elite)")
+    for key in ("crossValidation", "eliteAuc"):
+        if key not in report:
+            raise ContractError(where, f"missing field {key!r} (null when there is none)")
+    validated = report["crossValidation"]
+    if validated is not None:
+        context = "crossValidation: "
+        for key, kind in {"folds": int, "pairs": int, "chosenEpochs": int, "validationLoss": list,
+                          "perFold": list, "outOfFold": list, "disagreements": list}.items():
+            _require(where, validated, key, kind, context)
+        for model in ("net", "ridge"):
+            metrics = _require(where, validated, model, dict, context)
+            for name in ("spearman", "pearson"):
+                _require_metric(where, metrics, name, f"{context}{model}: ")
+        for index, item in enumerate(validated["outOfFold"]):
+            for key, kind in {"key": str, "measured": float, "net": float}.items():
+                _require(where, item, key, kind, f"{context}outOfFold[{index}]: ")
     return report
 
 

@@ -109,7 +109,7 @@ class SampleSettings(RenderSettings):
 class TrainSettings:
     """The trainer's and scorer's knobs (changing one retrains and rescores, never resamples)."""
 
-    epochs: int = _param(20, "training epochs (Epochs)")
+    epochs: int = _param(20, "most training epochs (Epochs); k-fold validation picks how many the final fit runs")
     batch_size: int = _param(256, "batch size (BatchSize)")
     learning_rate: float = _param(2e-3, "AdamW learning rate (LearningRate)")
     extra_eval_weight: float = _param(0.35, "loss weight of eval rows (ExtraEvalWeight)")
@@ -117,7 +117,17 @@ class TrainSettings:
     neg_weight: float = _param(0.20, "loss weight of negatives (NegWeight)")
     neg_min_pair_distance: int = _param(50, "negatives pair fg_i with bg_j, |i-j| >= this (NegMinPairDistance)")
     elite_path: str = _param("", "elite manifest, relative to the workspace (empty: elite.json there, skipped if absent)")
-    holdout: float = _param(0.15, "fraction of eval pairs held out for validation")
+    folds: int = _param(5, "k of the k-fold cross-validation by pair (folds below 2 skip it)")
+    hidden: int = _param(32, "hidden units per layer of the coupling net")
+    layers: int = _param(2, "hidden layers of the coupling net")
+    dropout: float = _param(0.2, "dropout after each hidden layer")
+    weight_decay: float = _param(0.05, "AdamW weight decay (strong: eval sets are small and must not be memorised)")
+    share_elite: float = _param(0.25, "share of drawn examples from elite pairs (shares are renormalised over "
+                                      "the sources present)")
+    share_eval: float = _param(0.25, "share of drawn examples from eval rows")
+    share_neg: float = _param(0.50, "share of drawn examples from mismatched negatives")
+    model_share: float = _param(0.2, "score of a sampled pair: measured x (1 - s + s x model), s = this share")
+    rating_share: float = _param(0.5, "score of a rated pair: moved this share of the way to its rating")
     seed: int = _param(0, "training seed")
     require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present", per_run=True)
     min_quality_std: float = _param(0.03, "gate: qualityStats.std must reach this (MinQualityStd)")

@@ -18,7 +18,7 @@ from ..core.contracts import validate_checkpoint, write_bytes_atomic
 from ..core.errors import ContractError
 from ..learn import features
 from ..learn.inputs import CODE_VERSION
-from ..learn.model import CouplingNet, NetConfig, standardise
+from ..learn.model import CouplingNet, NetConfig, predict_quality
 
 
 @dataclass
@@ -30,11 +30,8 @@ class Scorer:
     std: np.ndarray
     checkpoint: dict
 
-    @torch.no_grad()
     def predict(self, pair_vectors: np.ndarray) -> np.ndarray:
-        self.net.eval()
-        x = torch.from_numpy(standardise(pair_vectors, self.mean, self.std))
-        return torch.sigmoid(self.net(x)).numpy().astype(np.float64)
+        return predict_quality(self.net, pair_vectors, self.mean, self.std)
 
 
 def save_checkpoint(path: Path, net: CouplingNet, mean: np.ndarray, std: np.ndarray, settings: dict) -> dict:

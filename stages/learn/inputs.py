@@ -18,7 +18,8 @@ _HERE = Path(__file__).resolve().parent
 # A checkpoint is only valid for the feature and model code it was trained with.
 CODE_VERSION = value_hash([(_HERE / "features.py").read_text(), (_HERE / "model.py").read_text()])
 # Code that changes what training produces: a change retrains.
-TRAINING_CODE_VERSION = value_hash([CODE_VERSION] + [(_HERE / name).read_text() for name in ("sources.py", "training.py")])
+TRAINING_CODE_VERSION = value_hash([CODE_VERSION] + [(_HERE / name).read_text()
+                                                     for name in ("sources.py", "training.py", "metrics.py")])
 
 
 def _digest_files(paths) -> list:

@@ -1,12 +1,16 @@
-"""How well scores follow measurements: rank and linear correlation with bootstrap intervals, AUC, and a
-ridge baseline on the same features (numpy only)."""
+"""The figures the trainer and the scorer report: rank and linear correlation, AUC, bootstrap intervals,
+binary cross-entropy, and the ridge regression baseline.
+
+In: numpy arrays of predicted and measured qualities. Out: floats, or `{value, lo, hi}` with a bootstrap
+95% interval over resampled pairs.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 BOOTSTRAP_ROUNDS = 1000
-MIN_HELD_OUT = 5  # fewer held-out pairs give no correlation worth reporting
+MIN_METRIC_PAIRS = 5  # fewer pairs give no correlation worth reporting
 RIDGE_LAMBDAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -29,24 +33,31 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return pearson(_ranks(a), _ranks(b))
 
 
-def with_interval(metric, predicted: np.ndarray, measured: np.ndarray, seed: int) -> dict | None:
-    """`{value, lo, hi}`: the metric and its bootstrap 95% interval over resampled pairs."""
-    value = metric(predicted, measured)
-    if len(measured) < MIN_HELD_OUT or not np.isfinite(value):
-        return None
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(measured), size=(BOOTSTRAP_ROUNDS, len(measured)))
-    samples = np.array([metric(predicted[d], measured[d]) for d in draws])
-    samples = samples[np.isfinite(samples)]
-    lo, hi = np.percentile(samples, [2.5, 97.5]) if len(samples) else (value, value)
-    return {"value": round(value, 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
-
-
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a positive outranks a negative (ties count half)."""
+    """Probability that a positive outranks a negative (ties count half); nan without both kinds."""
     pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
     wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(wins / (len(pos) * len(neg)))
+
+
+def bootstrap(statistic, count: int, seed: int) -> dict | None:
+    """`{value, lo, hi}`: `statistic(indices)` over all `count` items and its bootstrap 95% interval over
+    resampled items; None with too few items or an undefined value."""
+    value = statistic(np.arange(count))
+    if count < MIN_METRIC_PAIRS or not np.isfinite(value):
+        return None
+    draws = np.random.default_rng(seed).integers(0, count, size=(BOOTSTRAP_ROUNDS, count))
+    samples = np.array([statistic(draw) for draw in draws])
+    samples = samples[np.isfinite(samples)]
+    lo, hi = np.percentile(samples, [2.5, 97.5]) if len(samples) else (value, value)
+    return {"value": round(float(value), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
+
+
+def with_interval(metric, predicted: np.ndarray, measured: np.ndarray, seed: int) -> dict | None:
+    """A metric of (predicted, measured) with its bootstrap 95% interval over resampled pairs."""
+    return bootstrap(lambda d: metric(predicted[d], measured[d]), len(measured), seed)
 
 
 def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
@@ -69,3 +80,9 @@ def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         errors.append(np.mean(squared))
     best = RIDGE_LAMBDAS[int(np.argmin(errors))]
     return fit(x_train, y_train, best)(x_test)
+
+
+def bce(predicted: np.ndarray, target: np.ndarray) -> float:
+    """Binary cross-entropy of qualities against soft targets (the training loss, in numpy)."""
+    p = np.clip(predicted, 1e-7, 1 - 1e-7)
+    return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))

@@ -1,7 +1,9 @@
 """The coupling net: a small MLP from standardised pair features to a quality logit.
 
 In: a batch of pair vectors (`stages.features.PAIR_FEATURES`: fg, bg, fg-bg, fg*bg), standardised by
-`standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is `quality01`.
+`standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is the model's
+quality. `predict_quality` is the one inference path: the trainer's validation and the scorer both use it.
+Its shape (hidden units, layers, dropout) comes from `TrainSettings` and is saved in the checkpoint.
 """
 from __future__ import annotations
 
@@ -49,3 +51,12 @@ class CouplingNet(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+@torch.no_grad()
+def predict_quality(net: CouplingNet, features: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """The net's quality in [0, 1] for raw pair vectors (standardised here with the training statistics)."""
+    net.eval()
+    x = torch.from_numpy(standardise(features, mean, std)).to(device)
+    return torch.sigmoid(net(x)).cpu().numpy().astype(np.float64)

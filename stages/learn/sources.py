@@ -4,13 +4,15 @@ In: a `Workspace` (pack manifests and presets, eval rows in `shards/*.jsonl` and
 manifest, the player's ratings) and `TrainSettings`.
 Out: `gather_sources(...) -> Sources` with one `PairSet` per source present:
 
-- eval:  one example per sampled pair; target = `measured_quality(row)` (a failed render scores 0).
+- eval:  one example per sampled pair; target = `measured_quality(row)` (a failed or too-heavy render
+         scores 0).
 - elite: hand-rated pairs (elite manifest + ratings), target `(score - 1) / 4`.
 - neg:   mismatched pairs fg_i / bg_j with |i - j| >= NegMinPairDistance (positions in pair-number
-         order), target 0,
-         drawn among the pairs that train as eval pairs (see `gather_sources`).
+         order), target 0, drawn among the sampled pairs (see `gather_sources`).
 
-A seeded share of the eval pairs is held out by pair (`held_out_keys`) for validation.
+Every example names the pairs it is made of (`PairSet.groups`: `pack:pair` keys; an elite entry that is
+no manifest pair is its own group), and every group has a fold (`fold_of`, a hash of seed and key), so
+k-fold cross-validation holds out whole pairs: their row, their rating and every negative built from them.
 
 Which eval row counts: rows whose `fgHash`/`bgHash` match the preset files as they are now (older rows
 describe other pictures); of those, the latest `ok` row of a pair, else its latest failed row.
@@ -26,8 +28,8 @@ from ..core.contracts import EliteEntry, load_elite, load_manifest, read_ratings
 from ..core.errors import ContractError
 from ..core.keys import preset_identity
 from ..core.progress import Progress
-from ..core.settings import SampleSettings, TrainSettings
-from ..core.workspace import Workspace
+from ..core.settings import SampleSettings, TrainSettings, from_params
+from ..core.workspace import Workspace, settings_config
 from ..learn.features import FeatureCache, pair_features
 
 # ------------------------------------------------------------------------------- measured quality
@@ -38,12 +40,16 @@ def _ramp(value: float, low: float, high: float) -> float:
     return float(min(max((value - low) / (high - low), 0.0), 1.0))
 
 
-def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings()) -> dict[str, float]:
-    """Each way a pair can look bad, as a factor in [0, 1] (1 = no problem), from a row's `stats`.
+def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings(),
+                    cost: dict | None = None) -> dict[str, float]:
+    """Each way a pair can look bad, as a factor in [0, 1] (1 = no problem), from a row's `stats` and `cost`.
 
     The hard problems (dark, washed out, flat, frozen, strobing) can take a pair to 0; the softer ones
     (deaf to audio, one layer drowning the other, grey) cap it at 0.6, 0.3 and 0.8 of what it would be.
     Thresholds are the sampler's okHeuristic settings, so "too dark" means the same thing in both places.
+    Render cost (`row_cost`): a pair using up to half its per-frame budget is fine; one closer to the budget
+    keeps down to half its quality (on a weaker machine it would drop frames); one over it was cut as
+    `too-heavy` and measures 0 (`measured_quality`).
     """
     luma, motion = stats["lumaMean"], max(stats["motionMean"], 1e-6)
     weaker_layer = min(stats["fgShare"], stats["bgShare"])
@@ -59,18 +65,33 @@ def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings()) 
         "deaf": 0.6 + 0.4 * _ramp(stats["audioCorr"], thresholds.min_audio_corr, thresholds.min_audio_corr + 0.3),
         "drowned": 0.3 + 0.7 * _ramp(weaker_layer, thresholds.min_layer_share * 0.5, thresholds.min_layer_share * 4),
         "grey": 0.8 + 0.2 * _ramp(stats["colourfulness"], 0.02, 0.2),
+        "heavy": 1.0 - 0.5 * _ramp(cost["frameMs"] / cost["budgetMs"], 0.5, 1.0) if cost else 1.0,
     }
+
+
+def row_cost(row: dict) -> dict | None:
+    """The row's render cost `{frameMs, budgetMs}` (per frame at the sampling size, and the budget the sampler
+    cut too-heavy pairs at) when the sampler recorded both, else None (rows of older samplers)."""
+    cost = row.get("cost")
+    if isinstance(cost, dict) and all(isinstance(cost.get(key), (int, float)) for key in ("frameMs", "budgetMs")) \
+            and cost["budgetMs"] > 0:
+        return cost
+    return None
+
+
+TOO_HEAVY = "too-heavy"  # the sampler's reason (status, or reason of a cut row) for a pair over the frame budget
 
 
 def measured_quality(row: dict, thresholds: SampleSettings = SampleSettings()) -> float:
     """The quality in [0, 1] a row measured: the product of its `quality_factors`.
 
     A row whose status is not `ok` is a pair that failed to load, link, draw or finish in time: it would
-    fail the same way on stage, so it measures 0.
+    fail the same way on stage, so it measures 0. So does a pair the sampler cut as `too-heavy` (its
+    frames cost more than the live budget): a show cannot play it, however good its first frames looked.
     """
-    if row["status"] != "ok":
+    if row["status"] != "ok" or TOO_HEAVY in row["reasons"]:
         return 0.0
-    return float(np.prod(list(quality_factors(row["stats"], thresholds).values())))
+    return float(np.prod(list(quality_factors(row["stats"], thresholds, row_cost(row)).values())))
 
 
 # ------------------------------------------------------------------------------------- pack presets
@@ -87,6 +108,7 @@ class PackPresets:
     fg: list[np.ndarray] = field(default_factory=list)
     bg: list[np.ndarray] = field(default_factory=list)
     hashes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    urls: dict[int, tuple[str, str]] = field(default_factory=dict)    # (fgUrl, bgUrl) of every manifest pair
     missing: list[str] = field(default_factory=list)          # "pair N: path" of files that do not exist
     unreadable: list[str] = field(default_factory=list)       # "pair N: message" of files that failed to load
     manifest_pairs: int = 0
@@ -105,6 +127,7 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
         if progress:
             progress.update()
         where = f"{manifest_path} pair {entry.pair}"
+        presets.urls[entry.pair] = (entry.fgUrl, entry.bgUrl)
         paths = [resolve_url(workspace.public, url, where) for url in (entry.fgUrl, entry.bgUrl)]
         absent = [path for path in paths if not path.is_file()]
         if absent:
@@ -131,17 +154,31 @@ ENUMERATE_LIMIT = 4_000_000  # candidate pairs; above this, negatives are drawn 
 
 @dataclass
 class PairSet:
-    """Examples of one source: pair features, targets in [0, 1] and a key naming each example."""
+    """Examples of one source: pair features, targets in [0, 1], a key naming each example and the groups
+    (`pack:pair` keys) each example is made of."""
 
     features: np.ndarray
     targets: np.ndarray
     keys: list[str]
+    groups: list[tuple[str, ...]]
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def subset(self, mask: np.ndarray) -> "PairSet":
-        return PairSet(self.features[mask], self.targets[mask], [k for k, keep in zip(self.keys, mask) if keep])
+        return PairSet(self.features[mask], self.targets[mask], [k for k, keep in zip(self.keys, mask) if keep],
+                       [g for g, keep in zip(self.groups, mask) if keep])
+
+    def touches(self, fold: int, folds: int, seed: int) -> np.ndarray:
+        """Mask of the examples made of at least one pair of `fold`."""
+        return np.array([any(fold_of(group, folds, seed) == fold for group in groups) for groups in self.groups],
+                        bool)
+
+
+def fold_of(key: str, folds: int, seed: int) -> int:
+    """The cross-validation fold of a pair: a hash of seed and key alone, so adding pairs later leaves every
+    earlier pair in its fold."""
+    return int(value_hash([seed, key])[:12], 16) % folds
 
 
 @dataclass
@@ -150,7 +187,6 @@ class Sources:
     notes: dict[str, str]                         # per source: why it is absent or how it was built
     packs: dict[str, dict]                        # per pack: row and preset counts for the report
     warnings: list[str]
-    held_out: set[str] = field(default_factory=set)  # keys of the eval pairs kept out of training
 
 
 def _latest_rows(workspace: Workspace, pack: str) -> tuple[list[dict], list[str]]:
@@ -204,8 +240,9 @@ def _elite_entries(workspace: Workspace, settings: TrainSettings) -> tuple[list[
     return list(entries.values()), note, warnings
 
 
-def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache) -> tuple[PairSet | None, str,
-                                                                                           list[str]]:
+def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache, pair_keys: dict[tuple[str, str], str]
+              ) -> tuple[PairSet | None, str, list[str]]:
+    """The rated pairs; `pair_keys` maps (fgUrl, bgUrl) of manifest pairs to their `pack:pair` key."""
     entries, note, warnings = _elite_entries(workspace, settings)
     features, targets, keys = [], [], []
     for entry in entries:
@@ -223,7 +260,19 @@ def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache
         keys.append(f"{entry.fgUrl}|{entry.bgUrl}")
     if not keys:
         return None, note, warnings
-    return PairSet(np.stack(features), np.asarray(targets, np.float32), keys), note, warnings
+    groups = [(pair_keys.get(tuple(key.split("|", 1)), f"elite:{key}"),) for key in keys]
+    return PairSet(np.stack(features), np.asarray(targets, np.float32), keys, groups), note, warnings
+
+
+def ratings_by_urls(workspace: Workspace, settings: TrainSettings) -> dict[tuple[str, str], float]:
+    """Every rated pair's rating as a target in [0, 1] ((score - 1) / 4), by (fgUrl, bgUrl)."""
+    entries, _, _ = _elite_entries(workspace, settings)
+    return {(entry.fgUrl, entry.bgUrl): (entry.score - 1.0) / 4.0 for entry in entries}
+
+
+def quality_thresholds(workspace: Workspace) -> SampleSettings:
+    """The sampler's okHeuristic settings as configured for the workspace (`measured_quality` uses them)."""
+    return from_params(SampleSettings, settings_config(workspace).get("sample", {}))
 
 
 def negative_indices(positions: np.ndarray, wanted: int, min_distance: int, rng: np.random.Generator
@@ -256,28 +305,18 @@ def negative_indices(positions: np.ndarray, wanted: int, min_distance: int, rng:
     return found[np.sort(rng.permutation(len(found))[:wanted])], distance, note
 
 
-def held_out_keys(keys: list[str], fraction: float, seed: int) -> set[str]:
-    """A seeded `fraction` of keys (at least one when there are two or more), chosen by a hash of the key,
-    so adding pairs later leaves the earlier pairs on their side of the split."""
-    count = int(round(fraction * len(keys)))
-    if fraction > 0 and len(keys) >= 2:
-        count = max(count, 1)
-    return set(sorted(keys, key=lambda key: value_hash([seed, key]))[:count])
-
-
 def gather_sources(workspace: Workspace, settings: TrainSettings, cache: FeatureCache | None = None,
                    packs: list[str] | None = None, thresholds: SampleSettings = SampleSettings()) -> Sources:
-    """Read every pack's presets and rows, the elite entries and ratings, hold out eval pairs, and draw the
-    negatives.
+    """Read every pack's presets and rows, the elite entries and ratings, and draw the negatives.
 
-    Negatives are drawn among the pairs that train as eval pairs (all readable pairs of a pack that has
-    none): a preset that appeared only in negatives would teach the net "unsampled means bad", and one of
-    a held-out pair would leak into the validation. `thresholds` are the sampler's okHeuristic settings
-    that `measured_quality` shares."""
+    Negatives are drawn among the sampled pairs (all readable pairs of a pack that has none): a preset that
+    appeared only in negatives would teach the net "unsampled means bad". A negative belongs to the groups
+    of both its pairs, so cross-validation drops it from training when either is held out. `thresholds`
+    are the sampler's okHeuristic settings that `measured_quality` shares."""
     cache = cache or FeatureCache(workspace.conversion_cache_dir)
     rng = np.random.default_rng(settings.seed)
     eval_features, eval_targets, eval_keys = [], [], []
-    pack_presets, pack_report, warnings = [], {}, []
+    pack_presets, pack_report, warnings, pair_keys = [], {}, [], {}
     for pack in workspace.packs() if packs is None else packs:
         try:
             presets = read_pack_presets(workspace, pack, cache)
@@ -287,6 +326,7 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
             continue
         chosen, counts, pack_warnings = eval_pairs(workspace, presets)
         warnings += pack_warnings + presets.unreadable[:5]
+        pair_keys.update((urls, f"{pack}:{pair}") for pair, urls in presets.urls.items())
         position = {pair: index for index, pair in enumerate(presets.pairs)}
         for pair, row in sorted(chosen.items()):
             index = position[pair]
@@ -296,12 +336,10 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
         pack_presets.append(presets)
         pack_report[pack] = {**counts, "manifestPairs": presets.manifest_pairs, "readablePairs": len(presets.pairs),
                              "missingFiles": len(presets.missing), "unreadableFiles": len(presets.unreadable)}
-    held_out = held_out_keys(eval_keys, settings.holdout, settings.seed)
-
-    training = set(eval_keys) - held_out
-    neg_features, neg_keys, neg_notes = [], [], []
+    sampled = set(eval_keys)
+    neg_features, neg_keys, neg_groups, neg_notes = [], [], [], []
     for presets in pack_presets:
-        pool = [i for i, pair in enumerate(presets.pairs) if f"{presets.pack}:{pair}" in training]
+        pool = [i for i, pair in enumerate(presets.pairs) if f"{presets.pack}:{pair}" in sampled]
         pool_note = "from its eval pairs"
         if not pool:
             pool, pool_note = list(range(len(presets.pairs))), "from all its pairs (none sampled yet)"
@@ -312,21 +350,25 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
             fg, bg = np.stack(presets.fg), np.stack(presets.bg)
             neg_features.append(pair_features(fg[chosen[:, 0]], bg[chosen[:, 1]]))
             neg_keys += [f"{presets.pack}:{presets.pairs[i]}/{presets.pairs[j]}" for i, j in chosen]
+            neg_groups += [(f"{presets.pack}:{presets.pairs[i]}", f"{presets.pack}:{presets.pairs[j]}")
+                           for i, j in chosen]
         neg_notes.append(f"{presets.pack}: {len(indices)} {pool_note} at |i-j| >= {distance}"
                          + (f" ({note})" if note else ""))
 
     sets: dict[str, PairSet] = {}
     notes: dict[str, str] = {}
-    elite, notes["elite"], elite_warnings = elite_set(workspace, settings, cache)
+    elite, notes["elite"], elite_warnings = elite_set(workspace, settings, cache, pair_keys)
     warnings += elite_warnings
     if elite is not None:
         sets["elite"] = elite
     if eval_keys:
-        sets["eval"] = PairSet(np.stack(eval_features), np.asarray(eval_targets, np.float32), eval_keys)
-        notes["eval"] = f"{len(eval_keys)} sampled pairs, {len(held_out)} held out"
+        sets["eval"] = PairSet(np.stack(eval_features), np.asarray(eval_targets, np.float32), eval_keys,
+                               [(key,) for key in eval_keys])
+        notes["eval"] = f"{len(eval_keys)} sampled pairs"
     else:
         notes["eval"] = "skipped: no eval rows yet (run `doit sample`)"
     if neg_keys:
-        sets["neg"] = PairSet(np.concatenate(neg_features), np.zeros(len(neg_keys), np.float32), neg_keys)
+        sets["neg"] = PairSet(np.concatenate(neg_features), np.zeros(len(neg_keys), np.float32), neg_keys,
+                              neg_groups)
     notes["neg"] = "; ".join(neg_notes) if neg_notes else "skipped: no packs"
-    return Sources(sets, notes, pack_report, warnings, held_out)
+    return Sources(sets, notes, pack_report, warnings)

@@ -2,24 +2,33 @@
 
 In: a `Workspace` (its packs' presets and eval rows, elite manifest, ratings) and `TrainSettings`.
 Out: `outputs/coupling/models/coupling_net_final.pth` (`stages.checkpoint`) and the JSON report next to
-it (`contracts.validate_train_report`): per-epoch loss per source, held-out Spearman/Pearson with
-bootstrap 95% intervals for the net and for a ridge baseline on the same features, and elite AUC.
+it (`contracts.validate_train_report`): the final fit's loss per source and epoch, and the k-fold
+cross-validation: per-fold figures, out-of-fold Spearman/Pearson with bootstrap 95% intervals for the net
+and for a ridge baseline on the same features, their paired difference, elite AUC, and every sampled
+pair's measured quality beside its out-of-fold scores.
 
 Reads only files: never starts a browser. Seeded and reproducible on CPU; CUDA when present.
 
 The recipe, top to bottom in `train`:
-1. gather the sources (`stages.sources`) and hold out a seeded 15% of eval pairs (by pair);
-2. standardise features with the training set's mean and std;
-3. draw batches with a WeightedRandomSampler so sources arrive at 0.25/0.25/0.50 (elite/eval/neg,
-   renormalised over the sources present); loss = BCE against soft targets, scaled per source by
-   1 (elite), ExtraEvalWeight (eval) and NegWeight (neg);
-4. evaluate on the held-out pairs, fit the ridge baseline, save.
+1. gather the sources (`stages.sources`); every example knows the pairs it is made of;
+2. k-fold cross-validation by pair (`cross_validate`): for each fold, train on the examples that touch no
+   pair of the fold (`settings.epochs` epochs), and predict the fold's eval and elite pairs after every
+   epoch; the epoch count with the lowest mean validation loss is the one the final fit runs;
+3. the final fit on everything, held-out pairs included (they are measured: the scorer scores a sampled
+   pair by its measurement, and the model must carry them too), for the chosen epoch count;
+4. save the checkpoint and the report.
+
+One fit (`fit`): standardise features with its training set's mean and std; draw batches with a
+WeightedRandomSampler so sources arrive at share_elite/share_eval/share_neg (renormalised over the sources
+present); loss = BCE against soft targets, scaled per source by 1 (elite), ExtraEvalWeight (eval) and
+NegWeight (neg); AdamW with weight_decay.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +38,16 @@ from torch.utils.data import BatchSampler, WeightedRandomSampler
 
 from ..core.contracts import TRAIN_REPORT_KIND, TRAIN_SOURCES, now_iso, validate_train_report, write_json
 from ..core.errors import CqError
-from ..core.settings import SampleSettings, TrainSettings, from_params
-from ..core.workspace import Workspace, settings_config
+from ..core.settings import TrainSettings
+from ..core.workspace import Workspace
 from ..learn.checkpoint import save_checkpoint
-from ..learn.metrics import auc, pearson, ridge_predict, spearman, with_interval
-from ..learn.model import CouplingNet, NetConfig, feature_std, standardise
-from ..learn.sources import PairSet, gather_sources, held_out_keys
+from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_predict, spearman, with_interval
+from ..learn.model import CouplingNet, NetConfig, feature_std, predict_quality, standardise
+from ..learn.sources import PairSet, Sources, gather_sources, quality_thresholds
 
-SOURCE_SHARES = {"elite": 0.25, "eval": 0.25, "neg": 0.50}
-WEIGHT_DECAY = 0.05  # strong: eval sets are small (a few hundred pairs) and the net must not memorise them
+MIN_FOLD_PAIRS = 2    # cross-validation needs at least this many eval pairs per fold on average
+MIN_RIDGE_PAIRS = 5   # the ridge baseline needs this many training pairs
+DISAGREEMENTS = 20    # pairs listed where measurement and out-of-fold score disagree most
 
 # ------------------------------------------------------------------------------------------- device
 
@@ -77,43 +87,73 @@ def gpu_snapshot() -> dict:
         pynvml.nvmlShutdown()
 
 
-# ------------------------------------------------------------------------------------------ training
+# ------------------------------------------------------------------------------------------ one fit
 
 
-def held_out_mask(keys: list[str], fraction: float, seed: int) -> np.ndarray:
-    """`held_out_keys` as a mask over `keys`."""
-    held = held_out_keys(keys, fraction, seed)
-    return np.array([key in held for key in keys], bool)
+def elite_auc(scores: np.ndarray, elite: PairSet, seed: int, held_out: bool) -> dict | None:
+    """AUC of scores separating elite pairs rated >= 4 from those rated <= 2, with its bootstrap interval;
+    None unless both kinds exist."""
+    rating = elite.targets * 4 + 1
+    chosen = (rating >= 4) | (rating <= 2)
+    positive = rating[chosen] >= 4
+    if positive.all() or not positive.any():
+        return None
+    values = scores[chosen]
+    metric = bootstrap(lambda d: auc(values[d], positive[d]), len(values), seed)
+    if metric is None:
+        return None
+    return {**metric, "positives": int(positive.sum()), "negatives": int((~positive).sum()), "heldOut": held_out}
 
 
-def source_weights(sets: dict[str, PairSet]) -> dict[str, float]:
+
+def source_weights(sets: dict[str, PairSet], settings: TrainSettings) -> dict[str, float]:
     """Sampling share per source present, renormalised to sum to 1."""
-    total = sum(SOURCE_SHARES[name] for name in sets)
-    return {name: SOURCE_SHARES[name] / total for name in sets}
+    shares = {"elite": settings.share_elite, "eval": settings.share_eval, "neg": settings.share_neg}
+    total = sum(shares[name] for name in sets)
+    return {name: shares[name] / total for name in sets}
 
 
-def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: TrainSettings, device: torch.device,
-        mean: np.ndarray, std: np.ndarray, log=print) -> tuple[CouplingNet, list[dict]]:
-    """The training loop: returns the trained net and one log record per epoch."""
+def loss_weights(settings: TrainSettings) -> dict[str, float]:
+    return {"elite": 1.0, "eval": settings.extra_eval_weight, "neg": settings.neg_weight}
+
+
+@dataclass
+class Fit:
+    """A trained net with its standardisation, one record per epoch and, when `fit` was given validation
+    sets, their predictions after every epoch (per source, shape (epochs, examples))."""
+
+    net: CouplingNet
+    mean: np.ndarray
+    std: np.ndarray
+    epochs: list[dict]
+    validation: dict[str, np.ndarray]
+
+
+def fit(train_sets: dict[str, PairSet], settings: TrainSettings, device: torch.device, epochs: int,
+        validation: dict[str, PairSet] | None = None, log=print) -> Fit:
+    """The training loop: `epochs` epochs on `train_sets`; `validation` sets are predicted after each."""
     torch.manual_seed(settings.seed)
     names = list(train_sets)
-    x = torch.from_numpy(np.concatenate([standardise(train_sets[n].features, mean, std) for n in names])).to(device)
+    everything = np.concatenate([train_sets[n].features for n in names])
+    mean, std = everything.mean(axis=0), feature_std(everything)
+    x = torch.from_numpy(standardise(everything, mean, std)).to(device)
+    del everything
     y = torch.from_numpy(np.concatenate([train_sets[n].targets for n in names])).float().to(device)
     source = torch.from_numpy(np.concatenate([np.full(len(train_sets[n]), i) for i, n in enumerate(names)])).to(device)
-    loss_weight = torch.tensor([{"elite": 1.0, "eval": settings.extra_eval_weight, "neg": settings.neg_weight}[n]
-                                for n in names], device=device)
-    shares = source_weights(train_sets)
+    weight_of = loss_weights(settings)
+    loss_weight = torch.tensor([weight_of[n] for n in names], device=device)
+    shares = source_weights(train_sets, settings)
     draw_weight = np.concatenate([np.full(len(train_sets[n]), shares[n] / len(train_sets[n])) for n in names])
     sampler = WeightedRandomSampler(torch.from_numpy(draw_weight), num_samples=len(draw_weight), replacement=True,
                                     generator=torch.Generator().manual_seed(settings.seed))
-    if held_out is not None:
-        x_held = torch.from_numpy(standardise(held_out.features, mean, std)).to(device)
-        y_held = torch.from_numpy(held_out.targets).float().to(device)
+    validation = validation or {}
+    predicted = {name: np.zeros((epochs, len(pairs))) for name, pairs in validation.items()}
 
-    net = CouplingNet(NetConfig(features=x.shape[1])).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=WEIGHT_DECAY)
-    epochs = []
-    for epoch in range(1, settings.epochs + 1):
+    net = CouplingNet(NetConfig(features=x.shape[1], hidden=settings.hidden, layers=settings.layers,
+                                dropout=settings.dropout)).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    records = []
+    for epoch in range(1, epochs + 1):
         started = time.monotonic()
         net.train()
         loss_sum = torch.zeros(len(names), device=device)
@@ -133,44 +173,113 @@ def fit(train_sets: dict[str, PairSet], held_out: PairSet | None, settings: Trai
         record = {"epoch": epoch,
                   "loss": {n: (round(per_source[names.index(n)], 5) if n in names else None) for n in TRAIN_SOURCES},
                   "drawn": {n: (drawn_counts[names.index(n)] if n in names else 0) for n in TRAIN_SOURCES},
-                  "heldOutLoss": None, "seconds": 0.0}
+                  "validationLoss": None, "seconds": 0.0}
         record["loss"]["total"] = round(float(loss_sum.sum() / drawn.sum()), 5)
-        if held_out is not None:
-            net.eval()
-            with torch.no_grad():
-                record["heldOutLoss"] = round(float(F.binary_cross_entropy_with_logits(net(x_held), y_held)), 5)
+        for name, pairs in validation.items():
+            predicted[name][epoch - 1] = predict_quality(net, pairs.features, mean, std, device)
+        if "eval" in validation:
+            record["validationLoss"] = round(bce(predicted["eval"][epoch - 1], validation["eval"].targets), 5)
         record["seconds"] = round(time.monotonic() - started, 3)
-        epochs.append(record)
-        log(f"epoch {epoch:3d}/{settings.epochs}  loss " + "  ".join(
-            f"{n} {record['loss'][n]:.4f}" for n in names)
-            + (f"  held-out {record['heldOutLoss']:.4f}" if held_out is not None else "")
+        records.append(record)
+        log(f"epoch {epoch:3d}/{epochs}  loss " + "  ".join(f"{n} {record['loss'][n]:.4f}" for n in names)
+            + (f"  validation {record['validationLoss']:.4f}" if record["validationLoss"] is not None else "")
             + f"  ({record['seconds']:.1f} s)")
-    return net, epochs
+    return Fit(net, mean, std, records, predicted)
 
 
-@torch.no_grad()
-def predict(net: CouplingNet, features: np.ndarray, mean: np.ndarray, std: np.ndarray,
-            device: torch.device) -> np.ndarray:
-    net.eval()
-    x = torch.from_numpy(standardise(features, mean, std)).to(device)
-    return torch.sigmoid(net(x)).cpu().numpy().astype(np.float64)
+# ------------------------------------------------------------------------------- cross-validation
 
 
-def elite_auc(scores: np.ndarray, elite: PairSet, held_out: np.ndarray) -> dict | None:
-    """AUC of the net separating elite pairs rated >= 4 from those rated <= 2: on held-out elite entries when
-    both kinds are among them, else on all of them (in-sample, and marked so)."""
-    rating = elite.targets * 4 + 1
-    for subset, is_held_out in ((held_out, True), (np.ones(len(rating), bool), False)):
-        positive, negative = subset & (rating >= 4), subset & (rating <= 2)
-        if positive.any() and negative.any():
-            chosen = positive | negative
-            return {"value": round(auc(scores[chosen], positive[chosen]), 4), "positives": int(positive.sum()),
-                    "negatives": int(negative.sum()), "heldOut": is_held_out}
-    return None
+def cross_validate(sources: Sources, settings: TrainSettings, device: torch.device, log=print) -> dict | None:
+    """k-fold cross-validation by pair (`sources.fold_of`): per-fold and pooled out-of-fold figures for the
+    net and the ridge baseline, elite AUC, and the epoch count with the lowest mean validation loss.
+
+    None when there are too few eval pairs (fewer than MIN_FOLD_PAIRS per fold) or folds < 2."""
+    k, seed = settings.folds, settings.seed
+    evals = sources.sets.get("eval")
+    if k < 2 or evals is None or len(evals) < MIN_FOLD_PAIRS * k:
+        return None
+    kinds = [name for name in ("eval", "elite") if name in sources.sets]
+    out_of_fold = {name: np.full((settings.epochs, len(sources.sets[name])), np.nan) for name in kinds}
+    ridge_out = np.full(len(evals), np.nan)
+    fold_of_pair = np.full(len(evals), -1)
+    folds = []
+    for fold in range(k):
+        held = {name: pairs.touches(fold, k, seed) for name, pairs in sources.sets.items()}
+        if not held["eval"].any():
+            continue
+        train_sets = {name: pairs.subset(~held[name]) for name, pairs in sources.sets.items() if (~held[name]).any()}
+        validation = {name: sources.sets[name].subset(held[name]) for name in kinds if held[name].any()}
+        started = time.monotonic()
+        result = fit(train_sets, settings, device, settings.epochs, validation, log=lambda *_: None)
+        for name, predicted in result.validation.items():
+            out_of_fold[name][:, held[name]] = predicted
+        if "eval" in train_sets and len(train_sets["eval"]) >= MIN_RIDGE_PAIRS:
+            ridge_out[held["eval"]] = ridge_predict(
+                standardise(train_sets["eval"].features, result.mean, result.std), train_sets["eval"].targets,
+                standardise(validation["eval"].features, result.mean, result.std), seed)
+        fold_of_pair[held["eval"]] = fold
+        folds.append({"fold": fold, "pairs": int(held["eval"].sum()),
+                      "trained": {name: len(pairs) for name, pairs in train_sets.items()},
+                      "validationLoss": [record["validationLoss"] for record in result.epochs],
+                      "trainingLoss": [record["loss"]["total"] for record in result.epochs],
+                      "seconds": round(time.monotonic() - started, 3)})
+        log(f"fold {fold + 1}/{k}: {folds[-1]['pairs']} eval pairs held out, best validation loss "
+            f"{min(folds[-1]['validationLoss']):.4f} at epoch {int(np.argmin(folds[-1]['validationLoss'])) + 1} "
+            f"({folds[-1]['seconds']:.1f} s)")
+
+    validation_loss = np.mean([f["validationLoss"] for f in folds], axis=0)
+    chosen = int(np.argmin(validation_loss)) + 1
+    measured = evals.targets.astype(np.float64)
+    net_out = out_of_fold["eval"][chosen - 1]
+    has_ridge = np.isfinite(ridge_out)
+    for record in folds:
+        mask = fold_of_pair == record["fold"]
+        record["net"] = _rounded(spearman(net_out[mask], measured[mask]))
+        record["ridge"] = _rounded(spearman(ridge_out[mask], measured[mask])) if has_ridge[mask].all() else None
+    ridge_metrics = {"spearman": None, "pearson": None}
+    difference = None
+    if has_ridge.all():
+        ridge_metrics = {"spearman": with_interval(spearman, ridge_out, measured, seed),
+                         "pearson": with_interval(pearson, ridge_out, measured, seed)}
+        difference = bootstrap(lambda d: spearman(net_out[d], measured[d]) - spearman(ridge_out[d], measured[d]),
+                               len(measured), seed)
+    elite = None
+    if "elite" in out_of_fold:
+        predicted = out_of_fold["elite"][chosen - 1]
+        validated_elite = np.isfinite(predicted)  # an elite pair of a fold without eval pairs was not validated
+        elite = elite_auc(predicted[validated_elite], sources.sets["elite"].subset(validated_elite), seed,
+                          held_out=True)
+    order = np.argsort(-np.abs(net_out - measured), kind="stable")
+    report = {
+        "folds": k, "seed": seed, "pairs": len(evals), "chosenEpochs": chosen,
+        "validationLoss": [round(float(v), 5) for v in validation_loss],
+        "trainingLoss": [round(float(v), 5) for v in np.mean([f["trainingLoss"] for f in folds], axis=0)],
+        "perFold": folds,
+        "net": {"spearman": with_interval(spearman, net_out, measured, seed),
+                "pearson": with_interval(pearson, net_out, measured, seed)},
+        "ridge": ridge_metrics, "netMinusRidge": {"spearman": difference}, "eliteAuc": elite,
+        "outOfFold": [{"key": key, "fold": int(fold_of_pair[i]), "measured": round(float(measured[i]), 5),
+                       "net": round(float(net_out[i]), 5),
+                       "ridge": round(float(ridge_out[i]), 5) if has_ridge[i] else None}
+                      for i, key in enumerate(evals.keys)],
+        "disagreements": [evals.keys[i] for i in order[:DISAGREEMENTS]],
+    }
+    log(f"{k}-fold cross-validation ({len(evals)} pairs): {chosen} epochs chosen; out-of-fold spearman "
+        f"net {report['net']['spearman']}, ridge {ridge_metrics['spearman']}, net - ridge {difference}; "
+        f"elite AUC {elite}")
+    return report
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 4) if np.isfinite(value) else None
+
+
+# ------------------------------------------------------------------------------------------ training
 
 
 def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
-    """Train on what the workspace holds, save the checkpoint and the report; return the report."""
+    """Cross-validate, fit on everything, save the checkpoint and the report; return the report."""
     started = time.monotonic()
     device = pick_device(settings.require_cuda)
     torch.set_num_threads(max(1, settings.threads))
@@ -180,8 +289,8 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
     else:
         log(f"device=cpu  (no CUDA GPU visible to torch {torch.__version__}; training on the CPU)")
 
-    thresholds = from_params(SampleSettings, settings_config(workspace).get("sample", {}))
-    sources = gather_sources(workspace, settings, thresholds=thresholds)
+    # 1. the sources
+    sources = gather_sources(workspace, settings, thresholds=quality_thresholds(workspace))
     for warning in sources.warnings[:20]:
         log(f"warning: {warning}")
     for name in TRAIN_SOURCES:
@@ -190,71 +299,45 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
         raise CqError("nothing to learn from: no eval rows and no elite entries in the workspace "
                       f"{workspace.root} (run `doit sample` first, or add an elite manifest)")
 
-    # 1. hold out a seeded share of the eval pairs, and of the elite entries
-    train_sets = dict(sources.sets)
-    held_out, elite_held = None, None
-    if "eval" in sources.sets:
-        mask = np.array([key in sources.held_out for key in sources.sets["eval"].keys], bool)
-        held_out = sources.sets["eval"].subset(mask) if mask.any() else None
-        train_sets["eval"] = sources.sets["eval"].subset(~mask)
-    if "elite" in sources.sets:
-        elite_held = held_out_mask(sources.sets["elite"].keys, settings.holdout, settings.seed)
-        train_sets["elite"] = sources.sets["elite"].subset(~elite_held)
-    train_sets = {name: pairs for name, pairs in train_sets.items() if len(pairs)}
+    # 2. k-fold cross-validation: the honest figure, and the epoch count
+    validated = cross_validate(sources, settings, device, log)
+    epochs = validated["chosenEpochs"] if validated else settings.epochs
+    if validated is None:
+        log(f"cross-validation skipped (folds {settings.folds}, "
+            f"{len(sources.sets['eval']) if 'eval' in sources.sets else 0} eval pairs): {epochs} epochs")
 
-    # 2. standardise with the training set's statistics
-    everything = np.concatenate([pairs.features for pairs in train_sets.values()])
-    mean = everything.mean(axis=0)
-    std = feature_std(everything)
-    del everything
-
-    # 3. train
-    log(f"training on {', '.join(f'{len(p)} {n}' for n, p in train_sets.items())}"
-        + (f"; {len(held_out)} eval pairs held out" if held_out is not None else ""))
-    net, epochs = fit(train_sets, held_out, settings, device, mean, std, log)
-    fit_seconds = sum(epoch["seconds"] for epoch in epochs)
+    # 3. the final fit on everything
+    log(f"final fit on {', '.join(f'{len(p)} {n}' for n, p in sources.sets.items())} for {epochs} epochs")
+    final = fit(sources.sets, settings, device, epochs, log=log)
+    if validated:
+        for record, loss in zip(final.epochs, validated["validationLoss"]):
+            record["validationLoss"] = loss
+    elite = validated["eliteAuc"] if validated else None
+    if elite is None and "elite" in sources.sets:
+        elite = elite_auc(predict_quality(final.net, sources.sets["elite"].features, final.mean, final.std, device),
+                          sources.sets["elite"], settings.seed, held_out=False)
     train_seconds = time.monotonic() - started
 
-    # 4. evaluate against the held-out pairs, beside a ridge baseline on the same features
-    metrics = {"pairs": 0, "net": {"spearman": None, "pearson": None}, "ridge": {"spearman": None, "pearson": None}}
-    if held_out is not None and "eval" in train_sets:
-        measured = held_out.targets.astype(np.float64)
-        net_scores = predict(net, held_out.features, mean, std, device)
-        ridge_scores = ridge_predict(standardise(train_sets["eval"].features, mean, std), train_sets["eval"].targets,
-                                     standardise(held_out.features, mean, std), settings.seed)
-        metrics["pairs"] = len(held_out)
-        for model_name, scores in (("net", net_scores), ("ridge", ridge_scores)):
-            metrics[model_name] = {"spearman": with_interval(spearman, scores, measured, settings.seed),
-                                   "pearson": with_interval(pearson, scores, measured, settings.seed)}
-        log(f"held-out ({len(held_out)} pairs): net spearman {metrics['net']['spearman']}, "
-            f"ridge spearman {metrics['ridge']['spearman']}")
-    elite_metric = None
-    if "elite" in sources.sets:
-        elite_metric = elite_auc(predict(net, sources.sets["elite"].features, mean, std, device),
-                                 sources.sets["elite"], elite_held)
-        log(f"elite AUC (>=4 vs <=2): {elite_metric}")
-
+    # 4. save
     if device.type == "cuda":
         snapshot["after"] = gpu_snapshot()
         log(f"device=cuda after training  {snapshot['after']}")
     settings_record = dataclasses.asdict(settings)
-    save_checkpoint(workspace.checkpoint_path, net.cpu(), mean, std, settings_record)
+    save_checkpoint(workspace.checkpoint_path, final.net.cpu(), final.mean, final.std, settings_record)
+    shares, weights = source_weights(sources.sets, settings), loss_weights(settings)
     report = {
         "kind": TRAIN_REPORT_KIND, "trainedAt": now_iso(), "trainSeconds": round(train_seconds, 3),
-        "fitSeconds": round(fit_seconds, 3),
+        "fitSeconds": round(sum(record["seconds"] for record in final.epochs), 3),
+        "crossValidationSeconds": round(sum(f["seconds"] for f in validated["perFold"]), 3) if validated else 0.0,
         "device": device.type, "deviceSnapshot": snapshot, "settings": settings_record,
-        "featureCount": int(mean.shape[0]),
+        "featureCount": int(final.mean.shape[0]),
         "sources": {name: {"count": len(sources.sets[name]) if name in sources.sets else 0,
-                           "trained": len(train_sets[name]) if name in train_sets else 0,
-                           "share": source_weights(train_sets).get(name, 0.0),
-                           "lossWeight": {"elite": 1.0, "eval": settings.extra_eval_weight,
-                                          "neg": settings.neg_weight}[name],
+                           "share": shares.get(name, 0.0), "lossWeight": weights[name],
                            "note": sources.notes.get(name, "")} for name in TRAIN_SOURCES},
-        "epochs": epochs, "heldOut": metrics, "eliteAuc": elite_metric, "packs": sources.packs,
+        "epochs": final.epochs, "crossValidation": validated, "eliteAuc": elite, "packs": sources.packs,
         "warnings": sources.warnings,
     }
     write_json(workspace.train_report_path, validate_train_report(report, workspace.train_report_path))
     log(f"wrote {workspace.checkpoint_path} and {Path(workspace.train_report_path).name} "
         f"({train_seconds:.1f} s on {device.type})")
     return report
-
