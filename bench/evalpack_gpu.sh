@@ -9,16 +9,17 @@
 # Unpacks the pack into a fresh workspace, adds the rows of an earlier run (.bench/evalpack-rows.tar.xz, so a
 # second run resumes: rows are found by content key and never rendered twice), samples pack `bench` for at
 # most EVALPACK_MINUTES with hardware WebGL, merges, and writes every row (no thumbnails) to
-# $OUT/evalpack-rows.tar.xz. Copy that file to .bench/ here, then:
+# $OUT/evalpack-rows.tar.xz; then trains there (CUDA) with k-fold cross-validation and writes the figures and
+# the training time on the GPU machine to $OUT/evalpack-cv.txt. Copy the rows to .bench/ here, then:
 #     mkdir WS && tar -xJf .bench/evalpack.tar.xz -C WS && tar -xJf .bench/evalpack-rows.tar.xz -C WS
 #     python bench/evalpack.py cv --workspace WS
-# Environment: EVALPACK_MINUTES (7), EVALPACK_WORKERS (16), EVALPACK_GPU_MODE (require; "off" tests it here
+# Environment: EVALPACK_MINUTES (6.5), EVALPACK_WORKERS (16), EVALPACK_GPU_MODE (require; "off" tests it here
 # on software WebGL), OUT (where the rows go; required), PYTHON (python3).
 set -euo pipefail
 
 ARCHIVE=${1:-.bench/evalpack.tar.xz}
 ROWS=.bench/evalpack-rows.tar.xz
-MINUTES=${EVALPACK_MINUTES:-7}
+MINUTES=${EVALPACK_MINUTES:-6.5}
 WORKERS=${EVALPACK_WORKERS:-16}
 GPU_MODE=${EVALPACK_GPU_MODE:-require}
 PY=${PYTHON:-python3}
@@ -43,3 +44,6 @@ eval_dir=artifacts/coupled-eval/bench
 tar -cJf "$OUT/evalpack-rows.tar.xz" -C "$CQ_WORKSPACE" --exclude "$eval_dir/thumbs" "$eval_dir"
 rows=$(cat "$CQ_WORKSPACE/$eval_dir"/shards/*.jsonl 2>/dev/null | wc -l)
 echo "evalpack_gpu: $rows rows in $(( $(date +%s) - started )) s; wrote $OUT/evalpack-rows.tar.xz" >&2
+"$PY" bench/evalpack.py cv --workspace "$CQ_WORKSPACE" > "$OUT/evalpack-cv.txt" 2>&1 ||
+  echo "evalpack_gpu: cross-validation ended with status $? (see $OUT/evalpack-cv.txt)" >&2
+cat "$OUT/evalpack-cv.txt" >&2

@@ -65,7 +65,10 @@ def gpu_snapshot() -> dict:
     """Name, memory and utilisation of the GPU torch uses, read through NVML (pynvml)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # pynvml announces its rename on import
-        import pynvml
+        try:
+            import pynvml
+        except ImportError:
+            return {"error": "NVML unavailable: the pynvml package is not installed"}
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as error:
