@@ -102,8 +102,9 @@ def archive(workspace: Workspace, out: Path) -> Path:
     return out
 
 
-def cross_validate(workspace: Workspace, folds: int, epochs: int, threads: int) -> dict:
-    """Train with k-fold cross-validation on the workspace; print net vs ridge overall and per pair kind."""
+def cross_validate(workspace: Workspace, folds: int, epochs: int, threads: int, pack: str = PACK) -> dict:
+    """Train with k-fold cross-validation on the workspace; print net vs ridge overall, per pair kind (pack
+    `bench`), and `explained` for `pack`."""
     import numpy as np
 
     from stages.core.settings import TrainSettings
@@ -116,8 +117,9 @@ def cross_validate(workspace: Workspace, folds: int, epochs: int, threads: int) 
     validated = report["crossValidation"]
     if validated is None:
         raise CqError(f"too few sampled pairs in {workspace.root} for {folds}-fold cross-validation: sample first")
-    kinds = {f"{PACK}:{item['pair']}": item["kind"]
-             for item in read_json(workspace.pack_dir(PACK) / "coupling.v0.json")["pairs"]}
+    coupling = workspace.pack_dir(pack) / "coupling.v0.json"
+    kinds = {f"{pack}:{item['pair']}": item.get("kind") for item in read_json(coupling)["pairs"]} \
+        if coupling.is_file() else {}
     print(f"BENCH {folds}-fold by pair over {validated['pairs']} sampled pairs, {validated['chosenEpochs']} "
           f"epochs chosen, {seconds:.1f} s on {report['device']} (cross-validation "
           f"{report['crossValidationSeconds']:.1f} s)")
@@ -136,13 +138,13 @@ def cross_validate(workspace: Workspace, folds: int, epochs: int, threads: int) 
                 print(f"BENCH {kind} pairs ({len(chosen)}): {model} spearman "
                       f"{with_interval(spearman, values, measured, 0)}")
     measured = np.array([item["measured"] for item in items])
-    print(f"BENCH measured quality: {np.mean(measured == 0):.1%} of pairs measure 0 (failed or cut); "
+    print(f"BENCH measured quality: {np.mean(measured == 0):.1%} of pairs measure 0 (failed, cut, or a factor at 0); "
           f"median {np.median(measured):.3f}")
-    explained(workspace, validated, folds)
+    explained(workspace, validated, folds, pack)
     return report
 
 
-def explained(workspace: Workspace, validated: dict, folds: int) -> None:
+def explained(workspace: Workspace, validated: dict, folds: int, pack: str) -> None:
     """Spearman of the out-of-fold net score with each quality factor (ok rows), and the k-fold ridge lift
     from each layer's rendered mean luma."""
     import numpy as np
@@ -159,13 +161,13 @@ def explained(workspace: Workspace, validated: dict, folds: int) -> None:
         read_pack_presets,
     )
 
-    presets = read_pack_presets(workspace, PACK, FeatureCache(workspace.conversion_cache_dir))
+    presets = read_pack_presets(workspace, pack, FeatureCache(workspace.conversion_cache_dir))
     rows, _, _ = eval_pairs(workspace, presets)
     net = {item["key"]: item["net"] for item in validated["outOfFold"]}
     thresholds = quality_thresholds(workspace)
     ok = [pair for pair in sorted(rows) if rows[pair]["status"] == "ok"]
     factors = [quality_factors(rows[pair]["stats"], thresholds) for pair in ok]
-    scores = np.array([net[f"{PACK}:{pair}"] for pair in ok])
+    scores = np.array([net[f"{pack}:{pair}"] for pair in ok])
     for name in factors[0] if factors else []:
         values = np.array([factor[name] for factor in factors])
         if values.std() > 1e-9:
@@ -177,7 +179,7 @@ def explained(workspace: Workspace, validated: dict, folds: int) -> None:
                              np.stack([presets.bg[index[p]] for p in pairs]))
     lumas = np.array([[rows[p]["pmAvgLumaFg"], rows[p]["pmAvgLumaBg"]] for p in pairs])
     measured = np.array([measured_quality(rows[p], thresholds) for p in pairs])
-    fold = np.array([fold_of(f"{PACK}:{p}", folds, 0) for p in pairs])
+    fold = np.array([fold_of(f"{pack}:{p}", folds, 0) for p in pairs])
     for label, x in (("preset features", features), ("+ rendered layer luma", np.hstack([features, lumas]))):
         predicted = np.zeros(len(pairs))
         for k in range(folds):
@@ -202,6 +204,7 @@ def main() -> int:
     commands.choices["cv"].add_argument("--folds", type=int, default=5)
     commands.choices["cv"].add_argument("--epochs", type=int, default=20)
     commands.choices["cv"].add_argument("--threads", type=int, default=1)
+    commands.choices["cv"].add_argument("--pack", default=PACK, help="the pack `explained` looks at (e.g. demo)")
     args = parser.parse_args()
     workspace = Workspace(args.workspace.resolve())
     try:
@@ -214,7 +217,7 @@ def main() -> int:
             out = archive(workspace, args.out)
             print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
         else:
-            cross_validate(workspace, args.folds, args.epochs, args.threads)
+            cross_validate(workspace, args.folds, args.epochs, args.threads, args.pack)
     except CqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
