@@ -8,7 +8,7 @@
 #
 # Unpacks the pack into a fresh workspace, adds the rows of an earlier run (.bench/evalpack-rows.tar.xz, so a
 # second run resumes: rows are found by content key and never rendered twice), samples pack `bench` for at
-# most EVALPACK_MINUTES with hardware WebGL, merges, and writes every row (no thumbnails) to
+# most EVALPACK_MINUTES with hardware WebGL, and writes every row (no thumbnails) to
 # $OUT/evalpack-rows.tar.xz; then trains there (CUDA) with k-fold cross-validation and writes the figures and
 # the training time on the GPU machine to $OUT/evalpack-cv.txt. Copy the rows to .bench/ here, then:
 #     mkdir WS && tar -xJf .bench/evalpack.tar.xz -C WS && tar -xJf .bench/evalpack-rows.tar.xz -C WS
@@ -39,7 +39,10 @@ started=$(date +%s)
 # A run cut by max-hours leaves shards unfinished, and doit reports that as a failed task: the rows written
 # so far are kept and go back all the same.
 "$PY" -m doit -f dodo.py sample "${knobs[@]}" --max-hours "$hours" || echo "evalpack_gpu: sampling ended early (status $?)" >&2
-"$PY" -m doit -f dodo.py merge "${knobs[@]}" || echo "evalpack_gpu: merge ended with status $?" >&2
+# No merge: the shards hold every row and the trainer reads them (`doit merge` would first run the sample
+# tasks of every pack with default knobs). doit's demo_pack task wrote the demo pack here; it is not part of
+# the evaluation, and its unsampled pairs would feed the negatives.
+rm -rf "$CQ_WORKSPACE/public/presets/demo"
 eval_dir=artifacts/coupled-eval/bench
 tar -cJf "$OUT/evalpack-rows.tar.xz" -C "$CQ_WORKSPACE" --exclude "$eval_dir/thumbs" "$eval_dir"
 rows=$(cat "$CQ_WORKSPACE/$eval_dir"/shards/*.jsonl 2>/dev/null | wc -l)
