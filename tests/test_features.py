@@ -5,6 +5,7 @@ import pytest
 from corpus import CORPUS
 
 from stages.core.contracts import STAT_FIELDS
+from stages.core.settings import SampleSettings
 from stages.core.workspace import NODE_MODULES_DIR
 from stages.learn.features import (
     BASE_VALUES,
@@ -106,9 +107,9 @@ HEALTHY = {"lumaMean": 0.35, "lumaMin": 0.1, "contrast": 0.3, "colourfulness": 0
            "fgShare": 0.5, "bgShare": 0.5}
 
 
-def row(status="ok", reasons=(), cost=None, **stats):
+def row(status="ok", reasons=(), frame_ms=None, **stats):
     return {"status": status, "reasons": list(reasons), "stats": {**HEALTHY, **stats} if status == "ok" else {},
-            **({"cost": cost} if cost else {})}
+            "timings": {} if frame_ms is None else {"frameMs": frame_ms}}
 
 
 @pytest.mark.parametrize("problem, stats", [
@@ -138,11 +139,13 @@ def test_failed_renders_measure_zero():
 
 def test_render_cost_lowers_the_measured_quality_and_too_heavy_measures_zero():
     healthy = measured_quality(row())
-    assert measured_quality(row(cost={"frameMs": 2.0, "budgetMs": 8.0})) == healthy  # a quarter of the budget
-    near = measured_quality(row(cost={"frameMs": 7.0, "budgetMs": 8.0}))
+    capped = SampleSettings(max_frame_ms=8.0)
+    assert measured_quality(row(frame_ms=2.0), capped) == healthy  # a quarter of the budget
+    near = measured_quality(row(frame_ms=7.0), capped)
     assert 0.5 * healthy <= near < 0.8 * healthy
-    assert measured_quality(row(reasons=["too-heavy"], cost={"frameMs": 30.0, "budgetMs": 8.0})) == 0.0
-    assert measured_quality(row(cost={"frameMs": 7.0})) == healthy  # no budget recorded: cost not judged
+    assert measured_quality(row("too-heavy", ["too-heavy"], frame_ms=30.0), capped) == 0.0
+    assert measured_quality(row(reasons=["too-heavy"], frame_ms=30.0), capped) == 0.0
+    assert measured_quality(row(frame_ms=7.0)) == healthy  # no cap: a wall time alone is not judged
 
 
 def test_negatives_respect_the_distance_and_are_distinct():

@@ -57,6 +57,9 @@ class SampleSettings(RenderSettings):
     browser_max_restarts: int = _param(20, "give up after this many browser restarts (BrowserMaxRestarts)",
                                        per_run=True)
     pair_timeout_s: float = _param(60.0, "time limit for one pair, seconds", per_run=True)
+    max_frame_ms: float = _param(0.0, "render-cost cap: a pair whose frames cost more than this many ms each "
+                                      "(wall, both layers, at the sampling size) stops early as too-heavy "
+                                      "(0: no cap)")
     gpu_mode: str = _param("off", "WebGL: off (software) | safe (try hardware) | require (fail on software)")
     chromium: str = _param("", "path of a Chromium to use (empty: Playwright's, then the system's)")
     headed: bool = _param(False, "show the browser window", per_run=True)

@@ -41,15 +41,17 @@ def _ramp(value: float, low: float, high: float) -> float:
 
 
 def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings(),
-                    cost: dict | None = None) -> dict[str, float]:
-    """Each way a pair can look bad, as a factor in [0, 1] (1 = no problem), from a row's `stats` and `cost`.
+                    frame_ms: float | None = None) -> dict[str, float]:
+    """Each way a pair can look bad, as a factor in [0, 1] (1 = no problem), from a row's `stats` and its
+    render cost `frame_ms` (`timings.frameMs`: wall ms per frame, both layers, at the sampling size).
 
     The hard problems (dark, washed out, flat, frozen, strobing) can take a pair to 0; the softer ones
     (deaf to audio, one layer drowning the other, grey) cap it at 0.6, 0.3 and 0.8 of what it would be.
     Thresholds are the sampler's okHeuristic settings, so "too dark" means the same thing in both places.
-    Render cost (`row_cost`): a pair using up to half its per-frame budget is fine; one closer to the budget
-    keeps down to half its quality (on a weaker machine it would drop frames); one over it was cut as
-    `too-heavy` and measures 0 (`measured_quality`).
+    Render cost, judged only against the sampler's cap `max_frame_ms` (0: no cap, cost not judged; a wall
+    time means little without the budget it was measured for): a pair using up to half the budget is fine,
+    one closer to it keeps down to half its quality (a weaker machine would drop its frames), one over it was
+    cut as `too-heavy` and measures 0 (`measured_quality`).
     """
     luma, motion = stats["lumaMean"], max(stats["motionMean"], 1e-6)
     weaker_layer = min(stats["fgShare"], stats["bgShare"])
@@ -65,21 +67,12 @@ def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings(),
         "deaf": 0.6 + 0.4 * _ramp(stats["audioCorr"], thresholds.min_audio_corr, thresholds.min_audio_corr + 0.3),
         "drowned": 0.3 + 0.7 * _ramp(weaker_layer, thresholds.min_layer_share * 0.5, thresholds.min_layer_share * 4),
         "grey": 0.8 + 0.2 * _ramp(stats["colourfulness"], 0.02, 0.2),
-        "heavy": 1.0 - 0.5 * _ramp(cost["frameMs"] / cost["budgetMs"], 0.5, 1.0) if cost else 1.0,
+        "heavy": (1.0 - 0.5 * _ramp(frame_ms / thresholds.max_frame_ms, 0.5, 1.0)
+                  if frame_ms is not None and thresholds.max_frame_ms > 0 else 1.0),
     }
 
 
-def row_cost(row: dict) -> dict | None:
-    """The row's render cost `{frameMs, budgetMs}` (per frame at the sampling size, and the budget the sampler
-    cut too-heavy pairs at) when the sampler recorded both, else None (rows of older samplers)."""
-    cost = row.get("cost")
-    if isinstance(cost, dict) and all(isinstance(cost.get(key), (int, float)) for key in ("frameMs", "budgetMs")) \
-            and cost["budgetMs"] > 0:
-        return cost
-    return None
-
-
-TOO_HEAVY = "too-heavy"  # the sampler's reason (status, or reason of a cut row) for a pair over the frame budget
+TOO_HEAVY = "too-heavy"  # the sampler's status (and reason) for a pair cut over the frame budget
 
 
 def measured_quality(row: dict, thresholds: SampleSettings = SampleSettings()) -> float:
@@ -91,7 +84,7 @@ def measured_quality(row: dict, thresholds: SampleSettings = SampleSettings()) -
     """
     if row["status"] != "ok" or TOO_HEAVY in row["reasons"]:
         return 0.0
-    return float(np.prod(list(quality_factors(row["stats"], thresholds, row_cost(row)).values())))
+    return float(np.prod(list(quality_factors(row["stats"], thresholds, row["timings"].get("frameMs")).values())))
 
 
 # ------------------------------------------------------------------------------------- pack presets
