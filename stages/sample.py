@@ -9,14 +9,20 @@ about its renderer and audio goes to the identity cache (`stages.identity`) for 
 
 A row is current when its `contentKey` matches the pair's key now. Rows are looked up in every shard of
 the pack, so a resumed, reshuffled or re-planned shard never renders a pair twice, and a killed run loses
-at most the pair in flight. Browsers start only when something needs rendering, once per doit process,
-and serve every shard task of the run. `MaxHours` counts from the start of the doit process; at the
-deadline the shard stops cleanly, unmarked, and the next `doit` resumes it.
+at most the pairs in flight. Browsers start only when something needs rendering, once per doit process.
+Shards are the unit of durability and of doit's bookkeeping, not of work: the first shard task that has
+pairs to render feeds every planned pair of the pack that needs rendering to the browsers through one
+queue, in plan order, so no worker idles at a shard's end. Each row goes to its own shard's file, and a
+shard's `.done` is written as soon as all its pairs have current rows; the later shard tasks find their
+rows current. A pair is rendered at most once per doit process (a passing failure waits for the next run).
+`MaxHours` counts from the start of the doit process; at the deadline rendering stops cleanly, the
+unfinished shards stay unmarked, and the next `doit` resumes them.
 """
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import time
 from pathlib import Path
 
@@ -42,6 +48,7 @@ class _Session:
     def __init__(self):
         self.audio = None
         self.pool = None
+        self.attempted: set[str] = set()  # content keys rendered in this process
 
 
 _SESSION = _Session()
@@ -188,16 +195,16 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
     engine = engine_version()
 
     def keys_for(renderer: str) -> dict[int, str]:
-        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for p in planned_pairs}
+        """Content keys of every planned pair of the pack (the queue spans the shards)."""
+        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for s in plan.shards for p in s}
 
     renderer = known_renderer(workspace, settings)
     pair_keys = keys_for(renderer or "")
     missing = [p for p in planned_pairs if p.missing]
     _record_missing(workspace, plan, shard, missing, pair_keys, rows, audio, renderer or "")
-    todo = [p for p in planned_pairs
-            if not p.missing and (not renderer or rows.needs_render(pair_keys[p.pair]))]
+    todo = [p for p in planned_pairs if not p.missing and (not renderer or _to_render(rows, pair_keys[p.pair]))]
     if todo and time.time() < deadline:
-        pair_keys = _render(workspace, plan, shard, todo, rows, audio, deadline, keys_for)
+        pair_keys = _render(workspace, plan, rows, audio, deadline, keys_for)
     elif todo:
         print(f"sample {pack}:{shard}: MaxHours reached; {len(todo)} pairs left for the next run", flush=True)
         return
@@ -210,7 +217,11 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
         print(f"sample {pack}:{shard}: {len(left)} pairs failed for a passing reason (timeout, crash) or were "
               f"not reached; the next run renders them again", flush=True)
     else:
-        mark_shard_done(done_path, plan.shard_key(shard), list(pair_keys.values()))
+        mark_shard_done(done_path, plan.shard_key(shard), [pair_keys[p.pair] for p in planned_pairs])
+
+
+def _to_render(rows: PackRows, key: str) -> bool:
+    return rows.needs_render(key) and key not in _SESSION.attempted
 
 
 def _record_missing(workspace: Workspace, plan: PackPlan, shard: int, missing: list[PlannedPair],
@@ -228,18 +239,21 @@ def _record_missing(workspace: Workspace, plan: PackPlan, shard: int, missing: l
             rows.add(row)
 
 
-def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows: dict, audio,
-            deadline: float, keys_for) -> dict[int, str]:
-    """Render `todo`, appending each row as it arrives; return the shard's keys under the pool's renderer."""
+def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, keys_for) -> dict[int, str]:
+    """Render every planned pair of the pack that needs it through one queue, appending each row to its own
+    shard's file as it arrives and marking a shard done once all its pairs have current rows; return the
+    pairs' keys under the pool's renderer."""
     settings = plan.settings
     pool = render_pool(workspace, settings)
     pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
-    todo = [p for p in todo if rows.needs_render(pair_keys[p.pair])]
+    shard_of = {p.pair: index for index, shard in enumerate(plan.shards) for p in shard}
+    todo = list({pair_keys[p.pair]: p for shard in reversed(plan.shards) for p in reversed(shard)
+                 if not p.missing and _to_render(rows, pair_keys[p.pair])}.values())[::-1]  # one per key
+    left = [{pair_keys[p.pair] for p in shard if rows.needs_render(pair_keys[p.pair])} for shard in plan.shards]
+    _SESSION.attempted.update(pair_keys[p.pair] for p in todo)
     by_pair = {p.pair: p for p in todo}
-    target_keys = {content_key(p, settings, audio.key, engine_version(), pool.renderer)
-                   for s in plan.shards for p in s}
-    progress = Progress(f"sample {plan.pack}:{shard}", total=plan.target,
-                        done=sum(1 for key in target_keys if not rows.needs_render(key)))
+    progress = Progress(f"sample {plan.pack}", total=plan.target,
+                        done=sum(1 for key in pair_keys.values() if not rows.needs_render(key)))
     thumbs_dir = workspace.thumbs_dir(plan.pack)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     jobs, load_failures = [], []
@@ -249,16 +263,34 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
         except CqError as error:
             load_failures.append((planned, getattr(error, "status", "read-failed"), str(error)))
 
-    with workspace.shard_path(plan.pack, shard).open("ab") as out:
+    main_thread = {"rowS": 0.0, "writeS": 0.0, "rows": 0}  # the loop's own cost, printed at the end
+    with contextlib.ExitStack() as files:
+        handles: dict[int, object] = {}
+
         def write(row: dict) -> None:
-            append_jsonl(out, row)
+            started = time.perf_counter()
+            shard = shard_of[row["pair"]]
+            if shard not in handles:
+                _prepare_shard_file(workspace, plan.pack, shard)
+                handles[shard] = files.enter_context(workspace.shard_path(plan.pack, shard).open("ab"))
+            append_jsonl(handles[shard], row)
             rows.add(row)
             by_pair.pop(row["pair"], None)
+            if not rows.needs_render(row["contentKey"]):
+                for index, keys_left in enumerate(left):  # pairs of identical content share the row
+                    if row["contentKey"] in keys_left:
+                        keys_left.discard(row["contentKey"])
+                        if not keys_left:
+                            mark_shard_done(workspace.shard_done_path(plan.pack, index), plan.shard_key(index),
+                                            [pair_keys[p.pair] for p in plan.shards[index]])
+            main_thread["writeS"] += time.perf_counter() - started
+            main_thread["rows"] += 1
             progress.update(extra=f"restarts {pool.restarts}")
 
         for planned, status, message in load_failures:
             write(build_row(plan, planned, pair_keys[planned.pair], pool.renderer, audio, status, [message]))
         for result in pool.render(jobs, deadline=deadline):
+            started = time.perf_counter()
             planned = by_pair[result.job.pair]
             key = pair_keys[planned.pair]
             thumb = ""
@@ -273,12 +305,25 @@ def _render(workspace, plan: PackPlan, shard: int, todo: list[PlannedPair], rows
             if degraded:  # rendered, but not the author's picture: always marked, never "ok" by heuristic
                 row["reasons"].append("degraded")
                 row["okHeuristic"] = False
+            main_thread["rowS"] += time.perf_counter() - started
             write(row)
     progress.close()
-    if by_pair:
-        print(f"sample {plan.pack}:{shard}: MaxHours reached; {len(by_pair)} pairs left for the next run",
+    if main_thread["rows"]:
+        count = main_thread["rows"]
+        print(f"sample {plan.pack}: {count} rows; main thread per row: statistics and row "
+              f"{main_thread['rowS'] / count * 1000:.1f} ms, write and fsync {main_thread['writeS'] / count * 1000:.1f} ms",
               flush=True)
+    if by_pair:
+        print(f"sample {plan.pack}: MaxHours reached; {len(by_pair)} pairs left for the next run", flush=True)
     return pair_keys
+
+
+def _prepare_shard_file(workspace: Workspace, pack: str, shard: int) -> None:
+    """The shard's file exists and ends on a complete line, ready for appends."""
+    shard_path = workspace.shard_path(pack, shard)
+    shard_path.parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_tail(shard_path)
+    shard_path.touch()
 
 
 def _png_bytes(thumb) -> bytes:

@@ -5,14 +5,28 @@
  *   cq.setAudio({base64, frames})   the audio of every pair, once per page load: `frames` audio frames,
  *                                   bytes laid out [frame][timeByteArray, L, R][1024] (numpy (F, 3, 1024)
  *                                   uint8, C order), 128 = silence.
- *   cq.renderPair({fg, bg, settings})  fg/bg: butterchurn preset objects; settings: RenderSettings
- *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame).
+ *   cq.renderPair({fg, bg, settings, budget})  fg/bg: butterchurn preset objects; settings: RenderSettings
+ *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame);
+ *                                   budget: {maxFrameMs} (0: none), the render cost a pair may have.
  *   cq.warmUp(settings)             renders an empty pair for 2 frames, so the first real pair of a page
  *                                   does not pay for compiling butterchurn's shaders and code.
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
- * Out of renderPair: {status: ok | shader-failed | eel-error | load-failed, errors: [text],
- *   timings: {createMs, loadMs, renderMs}, series: {luma, lumaStd, colour, delta, black, white, fgLuma,
- *   bgLuma, fgShare} (one number per frame, null unless ok), thumb: base64 PNG of the composite or ""}.
+ * Out of renderPair: {status: ok | shader-failed | eel-error | load-failed | too-heavy, errors: [text],
+ *   timings: {createMs, loadMs, renderMs, framesMs, readbackMs, statsMs, thumbMs, frameMs, framesRendered,
+ *   costClock}, series: {luma, lumaStd, colour, delta, black, white, fgLuma, bgLuma, fgShare} (one number
+ *   per frame, null unless ok), thumb: base64 PNG of the composite or ""}.
+ *
+ * Render cost: frameMs is renderMs / framesRendered, the wall time of a frame of the pair (both layers,
+ * readback and statistics included) at the sampling size; costClock says which clock ("wall": Chromium
+ * exposes no GPU timer queries to pages by default). framesMs is the time spent in butterchurn's render
+ * calls (script and GL command submission), readbackMs the time waiting for the GPU at the reads. When a
+ * budget is set and the frames so far cost more than maxFrameMs each at a read, the pair stops there with
+ * status too-heavy (a live show could not play it; it must not hold a worker).
+ *
+ * Readback: each frame's downsample is blitted into a slot of a strip (one per layer, frames one above the
+ * other) and the strip is read at once every CHUNK_FRAMES frames: 2 synchronous reads per chunk, not per
+ * frame, so the GPU is not drained after every frame. The statistics of a frame are computed from its slot
+ * exactly as from a frame read alone (same pixels, same order of arithmetic), whatever the chunking.
  *
  * Determinism (RENDERING.md): two fresh visualizers per pair with deterministic:true and the pair's seed,
  * built-in textures loaded before the first frame, rng.reset(seed) after loading, a fixed elapsedTime and
@@ -42,7 +56,8 @@ import butterchurn from "./node_modules/butterchurn/dist/butterchurn.js";
 import {setDotSize} from "./sampler.dots.js";
 
 // Bump when the pixels or statistics this page produces change: it is part of every row's content key.
-const PAGE_VERSION = 2;
+const PAGE_VERSION = 3;
+const CHUNK_FRAMES = 24;
 const TEXTURE_WAIT_MS = 10000;
 const BLACK_LUMA = 0.05;
 const WHITE_LUMA = 0.95;
@@ -105,47 +120,61 @@ function isEelError(error) {
 
 // ------------------------------------------------------------------------------ readback
 
-// Reduces a visualizer's frame (its default framebuffer) to size x size on the GPU and reads it back.
-// Renderbuffers only, and every binding it touches restored, so butterchurn's own state is unaffected.
-function makeReader(gl, width, height, size) {
-  const levels = [];
-  let w = width;
-  let h = height;
-  const addLevel = (lw, lh) => {
+// Reduces a visualizer's frames (its default framebuffer) to size x size on the GPU, each into its slot of a
+// strip `slots` frames tall, and reads the strip back at once. Renderbuffers only, and every binding it
+// touches restored, so butterchurn's own state is unaffected.
+function makeReader(gl, width, height, size, slots) {
+  const renderbufferFor = (lw, lh) => {
     const renderbuffer = gl.createRenderbuffer();
     gl.bindRenderbuffer(gl.RENDERBUFFER, renderbuffer);
     gl.renderbufferStorage(gl.RENDERBUFFER, gl.RGBA8, lw, lh);
     const framebuffer = gl.createFramebuffer();
     gl.bindFramebuffer(gl.FRAMEBUFFER, framebuffer);
     gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.RENDERBUFFER, renderbuffer);
-    levels.push({framebuffer, w: lw, h: lh});
+    return framebuffer;
   };
+  // halving levels, each an exact 2x2 box average, then one bilinear blit to size x size unless a
+  // halving lands on it; the last level is the frame's slot in the strip
+  const sizes = [];
+  let w = width;
+  let h = height;
   while (w >= 2 * size || h >= 2 * size) {
     w = w >= 2 * size ? Math.floor(w / 2) : w;
     h = h >= 2 * size ? Math.floor(h / 2) : h;
-    addLevel(w, h);
+    sizes.push([w, h]);
   }
   if (w !== size || h !== size) {
-    addLevel(size, size);
+    sizes.push([size, size]);
   }
+  const strip = renderbufferFor(size, size * slots);
+  const levels = sizes.slice(0, -1).map(([lw, lh]) => ({framebuffer: renderbufferFor(lw, lh), w: lw, h: lh}));
   gl.bindRenderbuffer(gl.RENDERBUFFER, null);
   gl.bindFramebuffer(gl.FRAMEBUFFER, null);
 
-  return function read(out) {
-    let source = null;
-    let sw = width;
-    let sh = height;
-    for (const level of levels) {
+  return {
+    capture(slot) {
+      let source = null;
+      let sw = width;
+      let sh = height;
+      for (const level of levels) {
+        gl.bindFramebuffer(gl.READ_FRAMEBUFFER, source);
+        gl.bindFramebuffer(gl.DRAW_FRAMEBUFFER, level.framebuffer);
+        gl.blitFramebuffer(0, 0, sw, sh, 0, 0, level.w, level.h, gl.COLOR_BUFFER_BIT, gl.LINEAR);
+        source = level.framebuffer;
+        sw = level.w;
+        sh = level.h;
+      }
       gl.bindFramebuffer(gl.READ_FRAMEBUFFER, source);
-      gl.bindFramebuffer(gl.DRAW_FRAMEBUFFER, level.framebuffer);
-      gl.blitFramebuffer(0, 0, sw, sh, 0, 0, level.w, level.h, gl.COLOR_BUFFER_BIT, gl.LINEAR);
-      source = level.framebuffer;
-      sw = level.w;
-      sh = level.h;
-    }
-    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, source);
-    gl.readPixels(0, 0, size, size, gl.RGBA, gl.UNSIGNED_BYTE, out);
-    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+      gl.bindFramebuffer(gl.DRAW_FRAMEBUFFER, strip);
+      const y = slot * size;
+      gl.blitFramebuffer(0, 0, sw, sh, 0, y, size, y + size, gl.COLOR_BUFFER_BIT, gl.LINEAR);
+      gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    },
+    read(out, count) {
+      gl.bindFramebuffer(gl.READ_FRAMEBUFFER, strip);
+      gl.readPixels(0, 0, size, size * count, gl.RGBA, gl.UNSIGNED_BYTE, out);
+      gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    },
   };
 }
 
@@ -262,10 +291,11 @@ function checkSettings(settings) {
   }
 }
 
-async function renderPair({fg, bg, settings}) {
+async function renderPair({fg, bg, settings, budget = {}}) {
   linkFailures = [];
   pageErrors = [];
-  const timings = {createMs: 0, loadMs: 0, renderMs: 0};
+  const timings = {createMs: 0, loadMs: 0, renderMs: 0, framesMs: 0, readbackMs: 0, statsMs: 0, thumbMs: 0,
+                   frameMs: 0, framesRendered: 0, costClock: "wall"};
   const result = (status, errors, series = null, thumb = "") => {
     phase = "idle";
     return {status, errors: [...errors, ...linkFailures, ...pageErrors], timings, series, thumb};
@@ -308,17 +338,23 @@ async function renderPair({fg, bg, settings}) {
 
     start = performance.now();
     const size = settings.readback;
-    const readFg = makeReader(fgViz.gl, settings.width, settings.height, size);
-    const readBg = makeReader(bgViz.gl, settings.width, settings.height, size);
-    const fgPixels = new Uint8Array(size * size * 4);
-    const bgPixels = new Uint8Array(size * size * 4);
-    let lumaPrev = new Float64Array(size * size);
-    let lumaNow = new Float64Array(size * size);
     const frames = settings.frames;
+    const pixels = size * size;
+    const maxStrip = Math.min(fgViz.gl.getParameter(fgViz.gl.MAX_RENDERBUFFER_SIZE),
+                              bgViz.gl.getParameter(bgViz.gl.MAX_RENDERBUFFER_SIZE));
+    const slots = Math.max(1, Math.min(CHUNK_FRAMES, frames, Math.floor(maxStrip / size)));
+    const readerFg = makeReader(fgViz.gl, settings.width, settings.height, size, slots);
+    const readerBg = makeReader(bgViz.gl, settings.width, settings.height, size, slots);
+    const fgPixels = new Uint8Array(pixels * 4 * slots);
+    const bgPixels = new Uint8Array(pixels * 4 * slots);
+    let lumaPrev = new Float64Array(pixels);
+    let lumaNow = new Float64Array(pixels);
     const series = Object.fromEntries(SERIES.map((name) => [name, new Array(frames)]));
     const mix = blendFunction(settings.blend, settings.fg_opacity);
     const thumbFrame = settings.thumb_frame < 0 ? Math.floor(frames / 2) : Math.min(settings.thumb_frame, frames - 1);
+    const maxFrameMs = budget.maxFrameMs > 0 ? budget.maxFrameMs : Infinity;
     let thumb = "";
+    let chunkStart = 0;
     for (let frame = 0; frame < frames; frame++) {
       const offset = frame * 3 * 1024;
       const audioLevels = {
@@ -326,6 +362,7 @@ async function renderPair({fg, bg, settings}) {
         timeByteArrayL: audioBytes.subarray(offset + 1024, offset + 2048),
         timeByteArrayR: audioBytes.subarray(offset + 2048, offset + 3072),
       };
+      let clock = performance.now();
       for (const [name, viz] of [["fg", fgViz], ["bg", bgViz]]) {
         phase = `${name} frame ${frame}`;
         try {
@@ -335,19 +372,43 @@ async function renderPair({fg, bg, settings}) {
           return result(status, [`${name}: frame ${frame} failed: ${describe(error)}`]);
         }
       }
+      readerFg.capture(frame - chunkStart);
+      readerBg.capture(frame - chunkStart);
+      timings.framesMs += performance.now() - clock;
+      if (frame === thumbFrame) {
+        clock = performance.now();
+        thumb = thumbnail(fgViz, bgViz, settings);
+        timings.thumbMs += performance.now() - clock;
+      }
+      const count = frame + 1 - chunkStart;
+      if (count < slots && frame < frames - 1) {
+        continue;
+      }
       phase = `readback ${frame}`;
-      readFg(fgPixels);
-      readBg(bgPixels);
+      clock = performance.now();
+      readerFg.read(fgPixels, count);
+      readerBg.read(bgPixels, count);
+      timings.readbackMs += performance.now() - clock;
       if (fgViz.gl.isContextLost() || bgViz.gl.isContextLost()) {
         return result("load-failed", [`frame ${frame}: the WebGL context was lost`]);
       }
-      measureFrame(series, frame, fgPixels, bgPixels, mix, lumaPrev, lumaNow);
-      [lumaPrev, lumaNow] = [lumaNow, lumaPrev];
-      if (frame === thumbFrame) {
-        thumb = thumbnail(fgViz, bgViz, settings);
+      clock = performance.now();
+      for (let slot = 0; slot < count; slot++) {
+        const block = slot * pixels * 4;
+        measureFrame(series, chunkStart + slot, fgPixels.subarray(block, block + pixels * 4),
+                     bgPixels.subarray(block, block + pixels * 4), mix, lumaPrev, lumaNow);
+        [lumaPrev, lumaNow] = [lumaNow, lumaPrev];
+      }
+      timings.statsMs += performance.now() - clock;
+      chunkStart = frame + 1;
+      timings.framesRendered = chunkStart;
+      timings.renderMs = performance.now() - start;
+      timings.frameMs = timings.renderMs / chunkStart;
+      if (timings.frameMs > maxFrameMs && chunkStart < frames) {
+        return result("too-heavy", [`frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ` +
+                                    `${chunkStart} of ${frames}), above the budget of ${maxFrameMs} ms`]);
       }
     }
-    timings.renderMs = performance.now() - start;
     if (linkFailures.length) {
       return result("shader-failed", [], series, thumb);
     }

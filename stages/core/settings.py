@@ -89,6 +89,8 @@ class SampleSettings(RenderSettings):
         if self.pair_timeout_s <= 0 or self.max_hours <= 0:
             raise CqError(f"--pair-timeout-s {self.pair_timeout_s:g} and --max-hours {self.max_hours:g} "
                           "must be > 0")
+        if self.max_frame_ms < 0:
+            raise CqError(f"--max-frame-ms {self.max_frame_ms:g} must be >= 0 (0: no cap)")
         if self.blend not in ("normal", "screen", "add"):
             raise CqError(f"blend {self.blend!r} is not one of normal, screen, add")
         return self

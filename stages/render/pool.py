@@ -4,13 +4,17 @@ In: `SampleSettings` (render settings, workers, timeouts, restarts, GPU mode, ch
 frames (numpy uint8, shape (F, 3, 1024): timeByteArray, L, R per frame, F >= settings.frames), the workspace
 state dir (browser PIDs), and `PairJob`s whose presets are already loaded in Python.
 Out: one `PairResult` per job, yielded in the caller's thread as soon as it is done: the page's status
-(ok | shader-failed | eel-error | load-failed, plus timeout | crashed from here), errors, timings, the series
-of web/sampler.js (one value per frame) and a PNG thumbnail.
+(ok | shader-failed | eel-error | load-failed | too-heavy, plus timeout | crashed from here), errors, timings
+(the page's, with the render cost `frameMs` and its clock, plus `pairMs`: the worker's wall time for the
+pair, fresh pages and a retry included), the series of web/sampler.js (one value per frame) and a PNG
+thumbnail. A job and its result are plain data (picklable): the pool is one way to run `render()`'s
+per-pair work; any executor that holds a sampling page can run the same jobs and hand back the same results.
 
 How: one Chromium process per worker with one page each (web/sampler.html, served from web/ by request
 interception on a fake origin, no server), driven by Playwright's async API on an event loop in a
 background thread. The pool outlives `render()` calls: browsers are launched once. A pair over
-`pair_timeout_s` is stopped from outside; a pair that fails is retried once in a fresh page; a crashed page
+`pair_timeout_s` is stopped from outside, one over `max_frame_ms` stops itself (too-heavy, not retried); a pair
+that fails otherwise is retried once in a fresh page; a crashed page
 or browser is restarted (at most `browser_max_restarts` times, then a CqError); `reload_every` relaunches a
 worker's browser every N pairs. `bench/pool_measure.py DIR` measures pairs/min on DIR's presets.
 """
@@ -46,6 +50,7 @@ AUDIO_SAMPLES = 1024
 LAUNCH_TIMEOUT_S = 60.0
 PAGE_LOAD_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
+FINAL_STATUSES = ("ok", "too-heavy")  # outcomes a retry would only repeat
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript",
                  ".json": "application/json", ".css": "text/css", ".png": "image/png"}
 
@@ -237,7 +242,7 @@ class _Worker:
     async def attempt(self, job: PairJob) -> _Outcome:
         """Render a pair once; a timeout or a dead page becomes an outcome, never a hang."""
         settings = self.pool._render_settings
-        payload = {"fg": job.fg, "bg": job.bg, "settings": settings}
+        payload = {"fg": job.fg, "bg": job.bg, "settings": settings, "budget": self.pool._budget}
         timeout = self.pool.settings.pair_timeout_s
         try:
             raw = await asyncio.wait_for(
@@ -283,6 +288,7 @@ class RenderPool:
                  on_event: Callable[[str, dict], None] | None = None):
         self.settings = settings.validate()
         self._render_settings = {name: value for name, value in vars(settings.render()).items()}
+        self._budget = {"maxFrameMs": settings.max_frame_ms}
         self._audio_array = _checked_audio(audio_frames, settings.frames)
         self._audio_message = {"base64": base64.b64encode(self._audio_array.tobytes()).decode("ascii"),
                                "frames": int(self._audio_array.shape[0])}
@@ -451,6 +457,7 @@ class RenderPool:
             await self._recover(worker, f"before pair {job.pair}: {error}")
 
     async def _render_job(self, worker: _Worker, job: PairJob) -> PairResult:
+        started = time.perf_counter()
         outcome = _Outcome("crashed")
         attempts = 0
         needs_page = not worker.ready()
@@ -466,14 +473,15 @@ class RenderPool:
                 await self._recover(worker, f"pair {job.pair}: {lost}")  # the retry's fresh page
                 needs_page = False
                 continue
-            if outcome.status == "ok":
+            if outcome.status in FINAL_STATUSES:
                 break
             needs_page = True  # a retry runs in a fresh page
         worker.pairs_since_launch += 1
         page_errors, console_errors = worker.page_errors, worker.console_errors
         worker.page_errors = worker.console_errors = 0
         thumb = base64.b64decode(outcome.thumb) if outcome.thumb else None
-        return PairResult(job, outcome.status, outcome.errors, outcome.timings, outcome.series, thumb,
+        timings = {**outcome.timings, "pairMs": round((time.perf_counter() - started) * 1000, 1)}
+        return PairResult(job, outcome.status, outcome.errors, timings, outcome.series, thumb,
                           page_errors, console_errors, attempts, worker.index)
 
     async def _work(self, worker: _Worker, next_job, out: queue.Queue, deadline: float | None) -> None:
