@@ -8,19 +8,26 @@
 
 Each run uses its own workspace under /tmp (or --workspace), builds the demo pack there, and runs real
 `doit` in a subprocess, as a user would. `sample` reports two rates: wall (browser start and self-test
-included) and steady (first row to last row).
+included) and steady (first row to last row), how busy the workers were, the machine's CPU and (when pynvml
+sees one) the GPU's utilisation, power and memory, a profile of the workers' time per stage (create, load,
+render calls, readback, page statistics, thumbnail, IPC) plus the main thread's cost per row, and the
+render cost per frame with how many pairs each `max_frame_ms` cap would cut. Extra arguments go to
+`doit sample` (e.g. `--gpu-mode require --max-frame-ms 100`).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,13 +37,74 @@ from stages.core.contracts import MANIFEST_NAME, Manifest, load_manifest, read_j
 from stages.core.workspace import CHECKOUT, Workspace  # noqa: E402
 
 
-def doit(workspace: Workspace, *args: str) -> float:
-    """Run doit in the workspace; return its wall time in seconds."""
+def doit(workspace: Workspace, *args: str, capture: bool = False) -> tuple[float, str]:
+    """Run doit in the workspace; return its wall time in seconds (and its output when captured)."""
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env,
+                            check=True, stdout=subprocess.PIPE if capture else subprocess.DEVNULL, text=True)
+    return time.perf_counter() - started, result.stdout or ""
+
+
+class Monitor:
+    """Samples the machine while a run goes on: CPU busy fraction (/proc/stat) and, when pynvml sees a GPU,
+    its utilisation, power and memory (every `period` seconds, in a background thread)."""
+
+    def __init__(self, period: float = 0.5):
+        self.period = period
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._gpus = []
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._gpus = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # no driver or no GPU: CPU figures only
+            self._nvml = None
+
+    def __enter__(self) -> "Monitor":
+        self._cpu0 = _cpu_times()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        busy0, total0 = self._cpu0
+        busy1, total1 = _cpu_times()
+        self.cpu_busy = (busy1 - busy0) / max(1, total1 - total0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            if not self._gpus:
+                continue
+            sample = {"util": 0.0, "powerW": 0.0, "memGiB": 0.0}
+            for handle in self._gpus:
+                sample["util"] = max(sample["util"], self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+                sample["powerW"] += self._nvml.nvmlDeviceGetPowerUsage(handle) / 1000
+                sample["memGiB"] += self._nvml.nvmlDeviceGetMemoryInfo(handle).used / 2**30
+            self.samples.append(sample)
+
+    def report(self) -> list[str]:
+        lines = [f"  machine CPU busy {self.cpu_busy:.0%} ({os.cpu_count()} cores) during the run"]
+        if self.samples:
+            def stat(key):
+                values = [sample[key] for sample in self.samples]
+                return statistics.mean(values), max(values)
+            util, power, memory = stat("util"), stat("powerW"), stat("memGiB")
+            lines.append(f"  GPU utilisation mean {util[0]:.0f}% max {util[1]:.0f}%, power mean {power[0]:.0f} W "
+                         f"max {power[1]:.0f} W, memory max {memory[1]:.2f} GiB ({len(self._gpus)} GPU)")
+        else:
+            lines.append("  GPU: none seen by pynvml")
+        return lines
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
 
 
 def sampled_rows(workspace: Workspace, pack: str) -> list[dict]:
@@ -69,29 +137,68 @@ def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, pac
         doit(workspace, "demo_pack")
     manifest_pairs = len(load_manifest(workspace.manifest_path(pack)).pairs)
     coverage = min(1.0, pairs / manifest_pairs)
-    wall = doit(workspace, "sample", "--packs", pack, "--workers", str(workers),
-                "--target-coverage", f"{coverage:.6f}", *extra)
+    with Monitor() as monitor:
+        wall, output = doit(workspace, "sample", "--packs", pack, "--workers", str(workers),
+                            "--target-coverage", f"{coverage:.6f}", *extra, capture=True)
     rows = sampled_rows(workspace, pack)
-    stamps = sorted(row["tMs"] / 1000 for row in rows)
-    steady = (len(rows) - 1) / (stamps[-1] - stamps[0]) * 60 if len(rows) > 1 and stamps[-1] > stamps[0] else 0
-    ok = sum(row["status"] == "ok" for row in rows)
-    render_ms = [row["timings"].get("renderMs", 0) for row in rows if row["timings"]]
-    page_ms = [sum(row["timings"].get(k, 0) for k in ("createMs", "loadMs", "renderMs")) for row in rows]
-    print(f"sample: {len(rows)} pairs ({ok} ok), workers={workers}, renderer={rows[0]['renderer'] if rows else '?'}")
+    print(f"sample: {len(rows)} pairs, workers={workers}, renderer={rows[0]['renderer'] if rows else '?'}")
+    statuses = Counter(row["status"] for row in rows)
+    print("  statuses: " + ", ".join(f"{name} {number}" for name, number in statuses.most_common()))
     print(f"  wall   {wall:.1f} s -> {len(rows) / wall * 60:.1f} pairs/min (browser start + self-test included)")
-    print(f"  steady {steady:.1f} pairs/min (first row to last row)")
-    if render_ms:
-        print(f"  per-pair render time: median {statistics.median(render_ms):.0f} ms")
-        for name in ("createMs", "loadMs"):
-            print(f"  per-pair {name}: median {statistics.median(r['timings'].get(name, 0) for r in rows):.0f} ms")
-    if len(rows) > 1 and stamps[-1] > stamps[0]:
-        busy = sum(page_ms) / 1000 / (workers * (stamps[-1] - stamps[0]))
-        print(f"  workers busy in the page (create + load + render) {busy:.0%} of the steady time")
+    stamps = sorted(row["tMs"] / 1000 for row in rows)
+    span = stamps[-1] - stamps[0] if len(rows) > 1 else 0
+    if span > 0:
+        print(f"  steady {(len(rows) - 1) / span * 60:.1f} pairs/min (first row to last row)")
+    timed = [row["timings"] for row in rows if row["timings"].get("pairMs")]
+    if timed and span > 0:
+        print(f"  workers busy with a pair {sum(t['pairMs'] for t in timed) / 1000 / (workers * span):.0%} "
+              "of the steady time")
+    for line in monitor.report():
+        print(line)
+    if timed:
+        print_profile(timed, output)
+        print_cost(rows)
+
+
+def print_profile(timed: list[dict], output: str) -> None:
+    """Where a pair's time goes, summed over the run (per-pair medians alongside)."""
+    stages = {
+        "create": [t.get("createMs", 0) for t in timed],
+        "load": [t.get("loadMs", 0) for t in timed],
+        "frames (render calls)": [t.get("framesMs", 0) for t in timed],
+        "readback (GPU wait)": [t.get("readbackMs", 0) for t in timed],
+        "statistics (page)": [t.get("statsMs", 0) for t in timed],
+        "thumbnail": [t.get("thumbMs", 0) for t in timed],
+        "IPC, fresh pages, retries": [t["pairMs"] - t.get("createMs", 0) - t.get("loadMs", 0) - t.get("renderMs", 0)
+                                      for t in timed],
+    }
+    total = sum(t["pairMs"] for t in timed)
+    print(f"  profile of the workers' time ({total / 1000:.1f} s over {len(timed)} pairs):")
+    for name, values in stages.items():
+        print(f"    {name:<28} {sum(values) / total:6.1%}   median {statistics.median(values):7.1f} ms/pair")
+    main_thread = re.search(r"main thread per row: statistics and row ([\d.]+) ms, write and fsync ([\d.]+) ms",
+                            output)
+    if main_thread:
+        print(f"    main thread (Python), per row: statistics and row {main_thread[1]} ms, write and fsync "
+              f"{main_thread[2]} ms")
+
+
+def print_cost(rows: list[dict]) -> None:
+    """The render cost per frame (wall, both layers) and how many pairs each cap would cut."""
+    costs = sorted(row["timings"]["frameMs"] for row in rows if row["timings"].get("frameMs"))
+    if not costs:
+        return
+    def quantile(q):
+        return costs[min(len(costs) - 1, int(q * len(costs)))]
+    print(f"  render cost per frame (ms, {rows[0]['timings'].get('costClock', 'wall')}): median {quantile(0.5):.1f}, "
+          f"p90 {quantile(0.9):.1f}, p99 {quantile(0.99):.1f}, max {costs[-1]:.1f}")
+    cuts = ", ".join(f"{cap} ms: {sum(cost > cap for cost in costs)}" for cap in (10, 25, 50, 100, 200, 400))
+    print(f"  pairs a max_frame_ms cap would cut (of {len(costs)}): {cuts}")
 
 
 def bench_noop(workspace: Workspace, repeats: int) -> None:
     doit(workspace)
-    times = [doit(workspace) for _ in range(repeats)]
+    times = [doit(workspace)[0] for _ in range(repeats)]
     print(f"no-op doit: median {statistics.median(times):.2f} s, min {min(times):.2f} s over {repeats} runs")
 
 

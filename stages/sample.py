@@ -247,8 +247,12 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
     pool = render_pool(workspace, settings)
     pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
     shard_of = {p.pair: index for index, shard in enumerate(plan.shards) for p in shard}
-    todo = list({pair_keys[p.pair]: p for shard in reversed(plan.shards) for p in reversed(shard)
-                 if not p.missing and _to_render(rows, pair_keys[p.pair])}.values())[::-1]  # one per key
+    todo, queued = [], set()
+    for planned in (p for shard in plan.shards for p in shard):
+        key = pair_keys[planned.pair]
+        if not planned.missing and key not in queued and _to_render(rows, key):  # one render per content
+            queued.add(key)
+            todo.append(planned)
     left = [{pair_keys[p.pair] for p in shard if rows.needs_render(pair_keys[p.pair])} for shard in plan.shards]
     _SESSION.attempted.update(pair_keys[p.pair] for p in todo)
     by_pair = {p.pair: p for p in todo}

@@ -25,6 +25,8 @@ from stages.core.contracts import (
     validate_meta,
     write_json,
 )
+from stages.core.plan import plan_pack
+from stages.core.settings import SampleSettings
 from stages.core.workspace import CHECKOUT, NODE_MODULES_DIR, Workspace
 
 CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
@@ -96,6 +98,16 @@ def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace):
     make_pack(workspace, "tiny", 3)
     first = doit(workspace, "merge")
     assert any(name.startswith("sample:tiny:") for name in executed(first))
+    # one queue across the shards: the first shard task renders all 3 pairs, each row lands in its own
+    # shard's file and both shards are marked done
+    assert first.stdout.count("sample tiny: 3 rows; main thread per row") == 1
+    plan = plan_pack(workspace, "tiny", SampleSettings(packs="tiny", frames=16, width=64, height=64, shard_size=2,
+                                                       workers=1))
+    assert len(plan.shards) == 2
+    for index, shard in enumerate(plan.shards):
+        assert sorted(row["pair"] for row in read_jsonl(workspace.shard_path("tiny", index)).rows) == \
+            sorted(p.pair for p in shard)
+        assert read_json(workspace.shard_done_path("tiny", index))["shardKey"] == plan.shard_key(index)
     rows = eval_rows(workspace, "tiny")  # read_rows validates every row against the contract
     assert sorted(row["pair"] for row in rows) == [1, 2, 3]
     for row in rows:

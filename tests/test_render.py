@@ -103,7 +103,9 @@ def test_series_have_one_plausible_value_per_frame(reference):
         assert luma == pytest.approx(0.7 * fg + 0.3 * bg, abs=1e-9)
     assert reference.thumb_png.startswith(b"\x89PNG")
     assert reference.attempts == 1 and reference.page_errors == 0 and reference.errors == []
-    assert reference.timings["renderMs"] > 0
+    assert reference.timings["renderMs"] > 0 and reference.timings["framesRendered"] == SETTINGS.frames
+    assert reference.timings["frameMs"] == pytest.approx(reference.timings["renderMs"] / SETTINGS.frames)
+    assert reference.timings["pairMs"] >= reference.timings["renderMs"]
 
 
 def test_same_pair_twice_in_one_page_is_identical(pool, reference):
@@ -168,6 +170,29 @@ def test_two_browsers_safe_mode_fallback_reloads_and_self_test_match(audio, tmp_
     assert all(result.series == reference.series for result in results)  # other pool, other launches
     assert BrowserRegistry(tmp_path).entries() == []
     assert all(gone(pid) for pid in pids)
+
+
+def test_statistics_do_not_depend_on_readback_chunks_or_pairs_in_flight(audio, tmp_path, reference):
+    # 30 frames are read back in two strips (24 + 6) by two browsers at once; the reference read its 16
+    # frames in one strip with one pair in flight: the frames they share must measure bit-identically
+    settings = SampleSettings(**{**vars(SETTINGS), "workers": 2, "frames": 30})
+    with RenderPool(settings, load_audio(settings).frames, tmp_path) as two:
+        results = list(two.render([job(80), job(81), job(82)]))
+    assert [result.status for result in results] == ["ok"] * 3
+    assert {result.worker for result in results} == {0, 1}
+    for result in results:
+        assert result.series == results[0].series
+        assert {name: values[:SETTINGS.frames] for name, values in result.series.items()} == reference.series
+
+
+def test_too_heavy_pair_stops_early_with_its_cost_and_is_not_retried(audio, tmp_path):
+    settings = SampleSettings(**{**vars(SETTINGS), "frames": 30, "max_frame_ms": 0.01})
+    with RenderPool(settings, load_audio(settings).frames, tmp_path) as capped:
+        (result,) = capped.render([job(90)])
+    assert result.status == "too-heavy" and result.attempts == 1 and result.series is None
+    assert result.timings["framesRendered"] == 24  # stopped at the first read, before the last 6 frames
+    assert result.timings["frameMs"] > 0.01 and result.timings["costClock"] == "wall"
+    assert "above the budget of 0.01 ms" in result.errors[0]
 
 
 def test_timeout_stops_a_pair_from_outside_and_the_run_goes_on(audio, tmp_path, reference):
