@@ -34,6 +34,7 @@ from .core.contracts import (
 from .core.errors import ContractError, CqError
 from .core.settings import TrainSettings
 from .core.workspace import Workspace
+from .learn.history import changes, read_history, varying_settings
 
 GALLERY_SIZE = 24
 HISTOGRAM_BINS = 20
@@ -387,6 +388,49 @@ def cross_validation_section(data: PackData) -> str:
             f"<th>ridge</th><th>quality01</th><th>reasons</th></tr>{disagreeing}</table>")
 
 
+HISTORY_RUNS = 12
+HISTORY_METRICS = ("crossValidation.net.spearman", "crossValidation.ridge.spearman", "crossValidation.net.pearson",
+                   "eliteAuc")
+
+
+def history_section(workspace: Workspace) -> str:
+    """Training runs side by side, newest first (as `dvc exp show`): metrics, the settings that vary between
+    runs, and what changed since the run before."""
+    history = read_history(workspace)
+    problems = "".join(f'<li>{esc(problem)}</li>' for problem in history.problems)
+    problems = f'<ul class="problems">{problems}</ul>' if problems else ""
+    if not history.runs:
+        return f'<p class="dim">no training runs recorded yet (each <code>doit train</code> adds one)</p>{problems}'
+    runs = history.runs[-HISTORY_RUNS:]
+    earlier = history.runs[-HISTORY_RUNS - 1] if len(history.runs) > HISTORY_RUNS else None
+    present = {name for run in runs for name in run["metrics"]}
+    metrics = [name for name in HISTORY_METRICS if name in present] + sorted(
+        name for name in present if name.startswith("finalLoss."))
+    varying = varying_settings(runs)
+    head = "".join(f"<th>{esc(name)}</th>" for name in
+                   ["run", "trained", "device", *metrics, *varying, "what changed"])
+    lines = []
+    for index in range(len(runs) - 1, -1, -1):
+        run = runs[index]
+        before = runs[index - 1] if index else earlier
+        cells = [f"<td><code>{esc(run['runId'])}</code></td>", f"<td>{esc(run['trainedAt'])}</td>",
+                 f"<td>{esc(run['device'])}</td>"]
+        for name in metrics:
+            value = run["metrics"].get(name)
+            old = before["metrics"].get(name) if before else None
+            delta = (f' <span class="dim">({value - old:+.3f})</span>'
+                     if value is not None and old is not None and abs(value - old) >= 5e-4 else "")
+            cells.append(f"<td>{fmt(value)}{delta}</td>")
+        for name in varying:
+            changed = before is not None and before["settings"].get(name) != run["settings"].get(name)
+            cells.append(f'<td{" class=changed" if changed else ""}>{esc(run["settings"].get(name))}</td>')
+        cells.append(f'<td class="dim">{esc("; ".join(changes(before, run)))}</td>')
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<p class="dim">{len(history.runs)} runs in {esc(workspace.train_history_path)}'
+            f'{f", the last {HISTORY_RUNS} shown" if len(history.runs) > HISTORY_RUNS else ""}</p>'
+            f'<div class="wide"><table class="history"><tr>{head}</tr>{"".join(lines)}</table></div>{problems}')
+
+
 def blamed_errors(errors: list[str], layer: str) -> list[str] | None:
     """The errors of a failed row that concern `layer`; the sampler prefixes them with "fg"/"bg" (its phase).
     None when the row names only the other layer; all errors when it names neither."""
@@ -469,6 +513,7 @@ text-overflow:ellipsis;margin:2px 0}
 .failures .why{font-family:ui-monospace,monospace;font-size:12px;color:var(--bad);max-width:520px;
 overflow-wrap:anywhere}
 .problems li{color:var(--wait)}
+.wide{overflow-x:auto}.history td.changed{color:var(--wait);font-weight:600}
 """
 
 
@@ -516,6 +561,7 @@ weighted by these scores: <code>python -m stages.cli serve</code>, then open
 <h2>Training</h2>{training_section(data)}
 <h2>Cross-validation</h2>{cross_validation_section(data)}
 <h2>Presets that failed</h2>{failures_section(data)}
+<h2>Training history</h2>{history_section(workspace)}
 {problems}
 </main></body></html>
 """
@@ -525,7 +571,7 @@ def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
     """Every file the page is made from (those that exist are read; the others are shown as missing)."""
     return [workspace.manifest_path(pack), workspace.quality_path(pack), workspace.rejected_quality_path(pack),
             workspace.eval_path(pack), workspace.meta_path(pack), workspace.train_report_path,
-            workspace.verify_report_path(pack), Path(__file__)]
+            workspace.verify_report_path(pack), workspace.train_history_path, Path(__file__)]
 
 
 def inputs_signature(workspace: Workspace, pack: str) -> dict:

@@ -9,6 +9,8 @@ import warnings
 
 from .core.settings import TrainSettings
 from .core.workspace import Workspace
+from .learn.history import append_run
+from .learn.inputs import TRAINING_CODE_VERSION, inputs_digest
 
 
 def run(workspace: Workspace, settings: TrainSettings) -> None:
@@ -17,4 +19,5 @@ def run(workspace: Workspace, settings: TrainSettings) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
         from .learn.training import train
-    train(workspace, settings)
+    report = train(workspace, settings)
+    append_run(workspace, report, inputs_digest(workspace, settings), TRAINING_CODE_VERSION)

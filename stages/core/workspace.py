@@ -198,6 +198,11 @@ class Workspace:
         """The trainer's report (`contracts.validate_train_report`), next to the checkpoint."""
         return self.models_dir / "coupling_net_final.report.json"
 
+    @property
+    def train_history_path(self) -> Path:
+        """One record per training run, appended (`stages.learn.history`), beside the checkpoints."""
+        return self.root / "outputs" / "coupling" / "history.jsonl"
+
     def report_dir(self, pack: str) -> Path:
         return self.root / "reports" / pack
 
