@@ -5,6 +5,8 @@
     screen DIR --out report.json   convert and draw every preset under a folder (ok / dark-start / black / ... per file)
     manifest PACKDIR               write a pack's pairs-manifest.v0.json from its fg/ and bg/ folders
     serve [--port N]               the quality-weighted player on 127.0.0.1
+    filter --rule R [--top N] [--packs a,b] [--current]
+                                   the next pairs-manifest.filtered.vN.json of each pack
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
     install-chromium               install Playwright's Chromium (where no Chromium/Chrome/Edge is found)
 
@@ -16,15 +18,17 @@ non-zero exit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from . import demopack, screen
+from . import demopack, filter, screen
 from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
 from .core.workspace import Workspace
+from .presets.filtering import FilterSettings
 from .presets.manifests import write_manifest_from_folder
 from .render.server import PLAYER_PATH, serving
 
@@ -55,6 +59,15 @@ def _serve(args) -> int:
             threading.Event().wait()
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _filter(args) -> int:
+    settings = FilterSettings(packs=args.packs, rule=args.rule, top=args.top, current=args.current)
+    if not settings.asked:
+        raise CqError("give a rule (--rule \"quality01 >= 0.6\") or a count (--top 200): without one every pair "
+                      "would be kept")
+    filter.run(Workspace.from_environment(), settings)
     return 0
 
 
@@ -101,6 +114,16 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the quality-weighted player on 127.0.0.1")
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     serve.set_defaults(handler=_serve)
+
+    filtering = commands.add_parser("filter", help="write the next filtered manifest of each pack from a rule")
+    for item in dataclasses.fields(FilterSettings):
+        option = f"--{item.name.replace('_', '-')}"
+        if item.type in (bool, "bool"):
+            filtering.add_argument(option, action="store_true", help=item.metadata["help"])
+        else:
+            kind = {"int": int, "str": str}.get(item.type, item.type)
+            filtering.add_argument(option, type=kind, default=item.default, help=item.metadata["help"])
+    filtering.set_defaults(handler=_filter)
 
     bases = commands.add_parser("demo-bases", help=f"render each butterchurn preset; rewrite "
                                                    f"{demopack.BASES_PATH.name}")

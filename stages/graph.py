@@ -14,7 +14,7 @@ from doit import create_after, task_params
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.task import clean_targets
 
-from . import convert, demopack, merge, report, sample, score, train, verify, webdeps
+from . import convert, demopack, filter, merge, report, sample, score, train, verify, webdeps
 from .core.doit_state import keep_doit_state_current, sigterm_like_ctrl_c
 from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
@@ -24,6 +24,7 @@ from .core.settings import SampleSettings, TaskParams, TrainSettings, VerifySett
 from .core.uptodate import Holds, InputsUnchanged, KeyUnchanged
 from .core.workspace import Workspace
 from .learn.inputs import TRAINING_CODE_VERSION, inputs_digest, pack_inputs_digest
+from .presets import filtering
 from .presets.manifests import pack_preset_paths
 
 WS = Workspace.from_environment()
@@ -199,3 +200,14 @@ def task_report():
             "targets": [WS.report_index_path(pack)],
             "clean": True,
         }
+
+
+@task_params(filtering.task_params())
+def task_filter(**params):
+    """Write the next filtered manifest of each pack from a rule: `doit filter --rule "quality01 >= 0.6" --current`
+    (without --rule or --top there is nothing to do, so a plain `doit` never filters)."""
+    settings = filtering.FilterSettings(**params)
+    return {
+        "actions": [(report_errors(filter.run), [WS, settings])],
+        "uptodate": [not settings.asked],
+    }
