@@ -6,6 +6,7 @@ import re
 
 from fixture_pack import make_pack as make_player_pack
 from fixture_pack import write_training_report
+
 from stages import report as report_stage
 from stages import train as train_stage
 from stages.core.settings import TrainSettings

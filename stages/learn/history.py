@@ -47,7 +47,8 @@ def history_record(report: dict, inputs_digest: str = "", code_version: str = ""
                 metrics[f"finalLoss.{source}"] = float(loss)
     return {
         "kind": HISTORY_KIND,
-        "runId": value_hash([report.get("trainedAt"), report.get("settings"), inputs_digest])[:8],
+        "runId": value_hash([report.get("trainedAt"), report.get("trainSeconds"), report.get("settings"),
+                             inputs_digest])[:8],
         "trainedAt": report.get("trainedAt", ""),
         "trainSeconds": report.get("trainSeconds"),
         "device": report.get("device", ""),
