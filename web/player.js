@@ -6,6 +6,14 @@
 // from /presets/<pack>/; presets as butterchurn JSON from /api/preset.
 // Out: pictures and sound; ratings POSTed to /api/rating. With `verify=1` the page also picks `picks`
 // times without waiting, plays for `seconds`, and publishes `window.cqVerifyResult` for `stages/verify.py`.
+//
+// For a show: live input (microphone or line-in through getUserMedia, key I), fullscreen with the cursor
+// hidden (F), previous pair (P, Backspace), lock the current pair against the hold timer (K, Scroll Lock).
+// The pick settings (mode, gamma, explore, hold) set in the overlay are kept in localStorage and come back
+// next session; URL parameters still win, and a verify run ignores what is stored. An export (E) writes the
+// top-N scored pairs as a playlist: JSON in the pairs-manifest form the runtime loads (the pairs a filtered
+// manifest would keep), M3U8 (each pair's fg and bg preset paths, best first, for players and scripts
+// that read file lists) or CSV (rank, pair, quality, both URLs, for a spreadsheet).
 import butterchurn from "/node_modules/butterchurn/dist/butterchurn.js";
 import {setDotSize} from "./sampler.dots.js";
 
@@ -17,14 +25,27 @@ const number = (name, fallback) => {
   return params.has(name) && Number.isFinite(value) ? value : fallback;
 };
 
+const STORE_KEY = "cq.player.pickSettings";
+// The pick settings a user chose last session (never in a verify run: it must be reproducible).
+const stored = (() => {
+  if (params.get("verify") === "1") return {};
+  try {
+    const value = JSON.parse(localStorage.getItem(STORE_KEY) || "{}");
+    return value && typeof value === "object" ? value : {};
+  } catch {
+    return {};
+  }
+})();
+const storedNumber = (name, fallback) => (Number.isFinite(stored[name]) ? stored[name] : fallback);
+
 const settings = {
   pack: params.get("pack") || "",
-  mode: params.get("mode") || "weighted",
-  gamma: number("gamma", 2),
-  explore: number("explore", 0.1),
+  mode: params.get("mode") || stored.mode || "weighted",
+  gamma: number("gamma", storedNumber("gamma", 2)),
+  explore: number("explore", storedNumber("explore", 0.1)),
   dedupN: Math.max(0, Math.round(number("dedup", 8))),
   dedupPenalty: number("dedupPenalty", 0.05),
-  hold: number("hold", 30),
+  hold: number("hold", storedNumber("hold", 30)),
   blendSeconds: number("blend", 1.5),
   fgOpacity: number("opacity", 0.7),
   seed: Math.round(number("seed", Date.now() % 2147483647)),
@@ -33,6 +54,7 @@ const settings = {
   verifySeconds: number("seconds", 4),
 };
 const MODES = ["weighted", "shuffle", "random"];
+const PICK_SETTINGS = ["gamma", "explore", "hold"];
 const MAX_RENDER_WIDTH = 1280;
 
 const $ = (id) => document.getElementById(id);
@@ -40,7 +62,9 @@ const view = {
   canvas: $("stage"), pack: $("pack"), mode: $("mode"), pair: $("pair"), rank: $("rank"),
   score: $("score"), scoreBar: $("score-bar"), visited: $("visited"), fg: $("fg"), bg: $("bg"),
   rms: $("rms"), rmsBar: $("rms-bar"), audioSource: $("audio-source"), rating: $("rating"),
-  status: $("status"), toast: $("toast"), audioFile: $("audio-file"),
+  status: $("status"), toast: $("toast"), audioFile: $("audio-file"), lock: $("lock"),
+  gamma: $("gamma"), explore: $("explore"), hold: $("hold"), exportCount: $("export-count"),
+  exportFormat: $("export-format"), exportButton: $("export-button"),
 };
 
 // ---------------------------------------------------------------------------------------- picking
@@ -194,19 +218,50 @@ class AudioInput {
     this.analyser.fftSize = 2048;
     this.samples = new Float32Array(this.analyser.fftSize);
     this.input.connect(this.analyser);
-    this.input.connect(this.context.destination);
     this.source = null;
+    this.live = null;
     this.label = "";
+    this.lastBuffer = null;
   }
 
-  play(buffer, label) {
+  stopSources() {
     if (this.source) this.source.stop();
+    this.source = null;
+    if (this.live) {
+      this.live.source.disconnect();
+      for (const track of this.live.stream.getTracks()) track.stop();
+    }
+    this.live = null;
+  }
+
+  // A track or file reaches the visuals and the speakers.
+  play(buffer, label) {
+    this.stopSources();
     this.source = this.context.createBufferSource();
     this.source.buffer = buffer;
     this.source.loop = true;
     this.source.connect(this.input);
+    this.source.connect(this.context.destination);
     this.source.start();
     this.label = label;
+    this.lastBuffer = { buffer, label };
+  }
+
+  // Live input reaches the visuals only: sending a microphone to the speakers would feed back. The
+  // browser's voice processing is off so the visuals hear the music as it is.
+  async playLive() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new Error("this browser offers no live input here (a page must come from 127.0.0.1 or https)");
+    }
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+    this.stopSources();
+    const source = this.context.createMediaStreamSource(stream);
+    source.connect(this.input);
+    this.live = { stream, source };
+    const track = stream.getAudioTracks()[0];
+    this.label = `live: ${(track && track.label) || "input"}`;
   }
 
   async playFile(file) {
@@ -253,6 +308,8 @@ class Player {
     this.mode = MODES.includes(settings.mode) ? settings.mode : "weighted";
     this.pack = null;
     this.current = null;
+    this.back = [];  // pairs shown before the current one, for "previous"
+    this.locked = false;
     this.visited = new Set();
     this.loadToken = 0;
     this.shownAt = 0;
@@ -277,13 +334,41 @@ class Player {
     if (!scored.length) throw new Error(`pack "${pack}" has no scored pair: run \`doit\` to score it`);
     this.picker = new PairPicker(scored, settings, this.random);
     this.visited.clear();
+    this.back = [];
     const url = new URL(location.href);
     url.searchParams.set("pack", pack);
     history.replaceState(null, "", url);
   }
 
   async next() {
+    if (this.current) this.back.push(this.current);
     await this.show(this.picker.next(this.mode));
+  }
+
+  async previous() {
+    if (this.back.length === 0) {
+      toast("no previous pair");
+      return;
+    }
+    await this.show(this.back.pop());
+  }
+
+  toggleLock() {
+    this.locked = !this.locked;
+    this.shownAt = performance.now();
+    this.renderInfo();
+    toast(this.locked ? `pair ${this.current ? this.current.pair : ""} locked` : "unlocked");
+  }
+
+  // The picker again with the current settings (its weights depend on gamma and explore).
+  repick() {
+    if (this.pack) this.picker = new PairPicker(this.pack.pairs, settings, this.random);
+  }
+
+  // The best scored pairs, best first (an unscored pair is never exported: its score is a stand-in).
+  topPairs(count) {
+    return this.pack.pairs.filter((entry) => entry.scored)
+      .sort((a, b) => b.quality - a.quality || a.pair - b.pair).slice(0, Math.max(1, count));
   }
 
   // Loads both presets of a pair; a preset that fails is reported and the pair is skipped by the caller.
@@ -323,6 +408,7 @@ class Player {
     view.bg.textContent = fileName(entry.bgUrl);
     view.bg.title = entry.bgUrl;
     view.mode.value = this.mode;
+    view.lock.hidden = !this.locked;
   }
 
   frame() {
@@ -375,6 +461,59 @@ function toast(text, isError = false) {
   view.toast.className = `shown${isError ? " error" : ""}`;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { view.toast.className = ""; }, 2500);
+}
+
+// ----------------------------------------------------------------------------------------- export
+
+const csvField = (value) => (/[",\n]/.test(String(value)) ? `"${String(value).replace(/"/g, '""')}"` : String(value));
+
+// A preset URL relative to its pack folder (`/presets/<pack>/fg/a.milk` -> `fg/a.milk`), as an M3U path.
+function packRelative(pack, url) {
+  const prefix = `/presets/${pack}/`;
+  const path = decodeURIComponent(url);
+  return path.startsWith(prefix) ? path.slice(prefix.length) : path.replace(/^\//, "");
+}
+
+// The playlist file of the top pairs: {name, type, text}.
+export function playlist(pack, top, format, totalPairs) {
+  const stem = `${pack}-top${top.length}`;
+  if (format === "m3u8") {
+    const lines = ["#EXTM3U", `#PLAYLIST:${pack}: top ${top.length} pairs by quality`];
+    top.forEach((entry, i) => {
+      for (const layer of ["fg", "bg"]) {
+        lines.push(`#EXTINF:-1,#${i + 1} pair ${entry.pair} ${layer} (quality ${entry.quality.toFixed(3)})`);
+        lines.push(packRelative(pack, layer === "fg" ? entry.fgUrl : entry.bgUrl));
+      }
+    });
+    return { name: `${stem}.m3u8`, type: "audio/x-mpegurl", text: `${lines.join("\n")}\n` };
+  }
+  if (format === "csv") {
+    const rows = [["rank", "pair", "quality01", "fgUrl", "bgUrl"],
+      ...top.map((entry, i) => [i + 1, entry.pair, entry.quality, entry.fgUrl, entry.bgUrl])];
+    return { name: `${stem}.csv`, type: "text/csv", text: `${rows.map((row) => row.map(csvField).join(",")).join("\n")}\n` };
+  }
+  const manifest = {
+    version: "v0", generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"), pack,
+    pairs: top.map((entry) => ({ pair: entry.pair, fgUrl: entry.fgUrl, bgUrl: entry.bgUrl, quality01: entry.quality })),
+    keptPairs: top.length, totalPairs,
+    generatedFrom: { manifest: "pairs-manifest.v0.json", quality: "pairs-quality.v0.json", rule: "", top: top.length,
+      by: "player export" },
+  };
+  return { name: `${stem}.json`, type: "application/json", text: `${JSON.stringify(manifest, null, 2)}\n` };
+}
+
+function exportPlaylist(player) {
+  if (!player.pack) return;
+  const count = Math.max(1, Math.round(Number(view.exportCount.value) || 50));
+  const file = playlist(player.pack.pack, player.topPairs(count), view.exportFormat.value, player.pack.pairs.length);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([file.text], { type: file.type }));
+  link.download = file.name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  toast(`exported ${file.name}`);
 }
 
 // ------------------------------------------------------------------------------------ verify mode
@@ -465,7 +604,8 @@ function bindKeys(player) {
   addEventListener("pointerdown", startAudio);
   addEventListener("keydown", (event) => {
     startAudio();
-    if (event.target instanceof HTMLSelectElement || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target instanceof HTMLSelectElement || event.target instanceof HTMLInputElement
+      || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
     if (/^[1-5]$/.test(key)) {
       // one rating per keypress: a held key's auto-repeat sends nothing more
@@ -473,9 +613,21 @@ function bindKeys(player) {
     } else if (key === "n" || key === "arrowright" || key === " ") {
       event.preventDefault();
       advance(player);
+    } else if (key === "p" || key === "arrowleft" || key === "backspace") {
+      event.preventDefault();
+      player.previous().catch((error) => setStatus(`previous pair: ${error.message}`, true));
+    } else if (key === "k" || key === "scrolllock") {
+      player.toggleLock();
+    } else if (key === "f") {
+      toggleFullscreen();
+    } else if (key === "i") {
+      toggleLiveInput(player);
+    } else if (key === "e") {
+      exportPlaylist(player);
     } else if (key === "m") {
       player.mode = MODES[(MODES.indexOf(player.mode) + 1) % MODES.length];
       player.renderInfo();
+      storePickSettings(player);
       toast(`mode: ${player.mode}`);
     } else if (key === "a") {
       view.audioFile.click();
@@ -499,7 +651,30 @@ function bindKeys(player) {
     event.preventDefault();
     useAudioFile(event.dataTransfer.files[0]);
   });
-  view.mode.addEventListener("change", () => { player.mode = view.mode.value; });
+  view.mode.addEventListener("change", () => {
+    player.mode = view.mode.value;
+    storePickSettings(player);
+  });
+  for (const name of PICK_SETTINGS) {
+    view[name].value = String(settings[name]);
+    view[name].addEventListener("change", () => {
+      const value = Number(view[name].value);
+      if (!Number.isFinite(value) || value < Number(view[name].min)) {
+        view[name].value = String(settings[name]);
+        toast(`${name} must be a number of at least ${view[name].min}`, true);
+        return;
+      }
+      settings[name] = value;
+      player.repick();
+      storePickSettings(player);
+    });
+  }
+  view.exportButton.addEventListener("click", () => exportPlaylist(player));
+  document.addEventListener("fullscreenchange", () => {
+    const full = Boolean(document.fullscreenElement);
+    document.body.classList.toggle("fullscreen", full);
+    document.body.classList.toggle("hide-overlay", full);
+  });
   view.pack.addEventListener("change", async () => {
     try {
       await player.open(view.pack.value);
@@ -508,6 +683,39 @@ function bindKeys(player) {
       setStatus(error.message, true);
     }
   });
+}
+
+function storePickSettings(player) {
+  if (settings.verify) return;
+  const value = { mode: player.mode };
+  for (const name of PICK_SETTINGS) value[name] = settings[name];
+  try {
+    localStorage.setItem(STORE_KEY, JSON.stringify(value));
+  } catch (error) {
+    toast(`pick settings not kept: ${error.message}`, true);
+  }
+}
+
+function toggleFullscreen() {
+  const request = document.fullscreenElement ? document.exitFullscreen() : document.documentElement.requestFullscreen();
+  request.catch((error) => toast(`fullscreen: ${error.message}`, true));
+}
+
+// Live input on, or back to the last track or file.
+async function toggleLiveInput(player) {
+  const audio = player.audio;
+  try {
+    if (audio.live) {
+      const last = audio.lastBuffer || { buffer: clickTrack(audio.context), label: "built-in click track" };
+      audio.play(last.buffer, last.label);
+    } else {
+      await audio.playLive();
+    }
+    await audio.context.resume();
+    toast(`audio: ${audio.label}`);
+  } catch (error) {
+    toast(`live input: ${error.message}`, true);
+  }
 }
 
 // Shows the next pair; a pair whose presets fail to load is reported and skipped after a moment.
@@ -526,7 +734,8 @@ async function main() {
   window.cqPlayer = player;
   const loop = () => {
     player.frame();
-    if (settings.hold > 0 && !settings.verify && performance.now() - player.shownAt > settings.hold * 1000) {
+    if (settings.hold > 0 && !settings.verify && !player.locked
+      && performance.now() - player.shownAt > settings.hold * 1000) {
       player.shownAt = performance.now();
       advance(player);
     }
