@@ -5,6 +5,7 @@
     screen DIR --out report.json   convert and draw every preset under a folder (ok / dark-start / black / ... per file)
     manifest PACKDIR               write a pack's pairs-manifest.v0.json from its fg/ and bg/ folders
     serve [--port N]               the quality-weighted player on 127.0.0.1
+    watch [--port N]               a live page of the sampling run (per worker, per pack, pairs/min, ETA)
     filter --rule R [--top N] [--packs a,b] [--current]
                                    the next pairs-manifest.filtered.vN.json of each pack
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
@@ -30,7 +31,7 @@ from .core.errors import CqError
 from .core.workspace import Workspace
 from .presets.filtering import FilterSettings
 from .presets.manifests import write_manifest_from_folder
-from .render.server import PLAYER_PATH, serving
+from .render.server import PLAYER_PATH, WATCH_PATH, serving
 
 PROG = "coupled-quality"
 
@@ -56,6 +57,17 @@ def _serve(args) -> int:
     try:
         with serving(workspace, args.port) as server:
             print(f"player: {server.url}{PLAYER_PATH}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _watch(args) -> int:
+    workspace = Workspace.from_environment()
+    try:
+        with serving(workspace, args.port) as server:
+            print(f"watch: {server.url}{WATCH_PATH}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:
         pass
@@ -114,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the quality-weighted player on 127.0.0.1")
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     serve.set_defaults(handler=_serve)
+
+    watch = commands.add_parser("watch", help="a live page of the sampling run, on 127.0.0.1")
+    watch.add_argument("--port", type=int, default=8766, help="port on 127.0.0.1 (default 8766)")
+    watch.set_defaults(handler=_watch)
 
     filtering = commands.add_parser("filter", help="write the next filtered manifest of each pack from a rule")
     for item in dataclasses.fields(FilterSettings):

@@ -49,6 +49,7 @@ class _Session:
         self.audio = None
         self.pool = None
         self.attempted: set[str] = set()  # content keys rendered in this process
+        self.live = None  # what the watch page reads besides the rows (stages.render.live)
 
 
 _SESSION = _Session()
@@ -73,6 +74,8 @@ def _close_pool() -> None:
     if _SESSION.pool is not None:
         pool, _SESSION.pool = _SESSION.pool, None
         pool.__exit__(None, None, None)
+    if _SESSION.live is not None:
+        _SESSION.live.close()
 
 
 def self_test_job():
@@ -87,15 +90,19 @@ def self_test_job():
 def render_pool(workspace: Workspace, settings: SampleSettings):
     """Start the browsers once per process, end leftovers of an interrupted run, and self-test."""
     from .render.browser import kill_leftovers
+    from .render.live import LiveStatus
     from .render.pool import RenderPool
 
     if _SESSION.pool is None:
         kill_leftovers(workspace.state_dir)
-        pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir)
+        _SESSION.live = LiveStatus(workspace, settings)
+        pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir,
+                          on_event=_SESSION.live.event)
         pool.__enter__()
         _SESSION.pool = pool
         atexit.register(_close_pool)
         pool.self_test(self_test_job())
+        _SESSION.live.started(pool)
         keys.remember_identity(workspace, "browsers", keys.browser_signature(settings), {
             "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
         print(f"renderer: {pool.renderer} ({settings.worker_count} workers, gpu mode {pool.gpu_mode_used})",
@@ -245,6 +252,8 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
     pairs' keys under the pool's renderer."""
     settings = plan.settings
     pool = render_pool(workspace, settings)
+    live = _SESSION.live
+    pool.on_pair_start = lambda worker, job: live.pair_started(worker, plan.pack, job.pair, job.fg_id, job.bg_id)
     pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
     shard_of = {p.pair: index for index, shard in enumerate(plan.shards) for p in shard}
     todo, queued = [], set()
@@ -311,6 +320,7 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
                 row["okHeuristic"] = False
             main_thread["rowS"] += time.perf_counter() - started
             write(row)
+            live.pair_finished(result.worker, plan.pack, result.job.pair, key)
     progress.close()
     if main_thread["rows"]:
         count = main_thread["rows"]

@@ -238,6 +238,11 @@ class Workspace:
         return self.state_dir / "identity.json"
 
     @property
+    def live_dir(self) -> Path:
+        """What each sampling process is doing now (`stages.render.live`), for the watch page."""
+        return self.state_dir / "live"
+
+    @property
     def doit_db(self) -> Path:
         return self.state_dir / "doit.sqlite3"
 

@@ -281,7 +281,8 @@ class RenderPool:
     version), `browser_version` (Chromium's), `chromium_path`, `gpu_mode_used` (off | safe | require; `safe`
     falls back to `off` on a software renderer and says why in `gpu_fallback`), `restarts` (unplanned
     page/browser restarts so far), `reloads` (planned).
-    `on_event(kind, details)` is called in the caller's thread for launches, fallbacks, restarts and retries.
+    `on_event(kind, details)` is called in the caller's thread for launches, fallbacks, restarts and retries;
+    `on_pair_start(worker_index, job)`, when set, on the pool's thread as a worker takes a job.
     """
 
     def __init__(self, settings: SampleSettings, audio_frames, state_dir: Path,
@@ -296,6 +297,7 @@ class RenderPool:
             raise CqError(f"butterchurn is not installed in {NODE_MODULES_DIR} (run `doit web_deps`)")
         self.state_dir = Path(state_dir)
         self.on_event = on_event
+        self.on_pair_start: Callable[[int, PairJob], None] | None = None
         self._registry = BrowserRegistry(self.state_dir)
         self._web = _WebFiles()
         self._events: queue.Queue = queue.Queue()
@@ -497,6 +499,8 @@ class RenderPool:
                 self.reloads += 1
                 self._event("reload", worker=worker.index, reloads=self.reloads)
                 await worker.launch(self._gpu)
+            if self.on_pair_start is not None:
+                self.on_pair_start(worker.index, job)
             out.put(("result", await self._render_job(worker, job)))
 
     async def _run(self, jobs: Iterator[PairJob], out: queue.Queue, deadline: float | None,

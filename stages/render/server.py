@@ -13,6 +13,8 @@ Out: an HTTP server on 127.0.0.1 (never another interface) answering
                                       in the workspace's state dir); a preset it refuses -> 422 with why
     POST /api/rating               -> {pack, pair, score 1..5, ratingId}: one validated row appended (fsynced)
                                       to the workspace's ratings file; a repeated ratingId is not appended again
+    GET  /api/watch                -> the numbers of the sampling run (`stages.render.watch`), for web/watch.html
+    GET  /artifacts/<pack>/thumbs/<file> -> a pair's thumbnail, from the pack's eval folder
 
 Run it for a user with `python -m stages.cli serve [--port 8765]`, then open the printed address.
 """
@@ -32,9 +34,11 @@ from ..core.contracts import append_jsonl, dumps, load_manifest, now_iso, read_j
 from ..core.errors import ContractError, CqError
 from ..core.workspace import NODE_MODULES_DIR, WEB_DIR, Workspace
 from ..presets.conversion import load_preset
+from .watch import Watcher
 
 HOST = "127.0.0.1"
 PLAYER_PATH = "/web/player.html"
+WATCH_PATH = "/web/watch.html"
 MAX_BODY_BYTES = 16 * 1024
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -81,6 +85,7 @@ class PlayerServer(ThreadingHTTPServer):
         self.web_dir = Path(web_dir).resolve()
         self.modules_dir = Path(modules_dir or NODE_MODULES_DIR).resolve()
         self.ratings = RatingsLog(workspace.ratings_path)
+        self.watcher = Watcher(workspace)
 
     @property
     def url(self) -> str:
@@ -157,6 +162,10 @@ class PlayerHandler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, {"packs": self.server.workspace.packs()})
         elif route == "/api/preset":
             self._preset(parse_qs(split.query).get("url", [""])[0])
+        elif route == "/api/watch":
+            self._watch()
+        elif route.startswith("/artifacts/"):
+            self._thumb(route[len("/artifacts/"):])
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such route: {route}")
 
@@ -174,6 +183,19 @@ class PlayerHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
             return
         self._send(HTTPStatus.OK, body, "application/json")
+
+    def _watch(self) -> None:
+        try:
+            self._json(HTTPStatus.OK, self.server.watcher.snapshot())
+        except CqError as error:
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(error))
+
+    def _thumb(self, relative: str) -> None:
+        pack, _, rest = relative.partition("/")
+        if pack not in self.server.workspace.packs() or not rest.startswith("thumbs/"):
+            self._file(None)
+            return
+        self._file(_static_file(self.server.workspace.thumbs_dir(pack).resolve(), rest[len("thumbs/"):]))
 
     def do_POST(self):
         if urlsplit(self.path).path != "/api/rating":

@@ -1,0 +1,177 @@
+"""The watch page during a real (tiny) sampling run, in real headless Chromium: what it shows is what the
+shards say, per worker it shows the pair in flight, and it keeps going across shards and a restarted run."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from stages.core.contracts import Manifest, ManifestPair, read_json, read_rows, write_json
+from stages.core.settings import SampleSettings
+from stages.core.workspace import CHECKOUT, NODE_MODULES_DIR, Workspace
+from stages.render.live import LiveStatus
+from stages.render.server import WATCH_PATH, serving
+from stages.render.watch import Watcher
+
+CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
+BASES = ["Martin - journey into space.json", "Geiss - Hurricane.json", "Rovastar - Hyperspace.json"]
+# enough frames that a pair takes a second or so on software WebGL, so the page can see one in flight
+SETTINGS = """[sample]
+packs = "tiny"
+frames = 150
+width = 64
+height = 64
+shard_size = 2
+workers = 1
+"""
+PAIRS = 6
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text(SETTINGS)
+    pairs = []
+    for index in range(PAIRS):
+        preset = read_json(CONVERTED / BASES[index % len(BASES)])
+        fg, bg = f"p{index:02d} fg & co_fg.json", f"p{index:02d}_bg.json"
+        write_json(workspace.pack_dir("tiny") / "fg" / fg, preset)
+        write_json(workspace.pack_dir("tiny") / "bg" / bg, {**preset, "baseVals": {
+            **preset["baseVals"], "zoom": preset["baseVals"].get("zoom", 1) * 1.02}})
+        pairs.append(ManifestPair(index, f"/presets/tiny/fg/{fg}", f"/presets/tiny/bg/{bg}"))
+    write_json(workspace.manifest_path("tiny"), Manifest(workspace.manifest_path("tiny"), "tiny", pairs).to_json())
+    return workspace
+
+
+def start_doit(workspace: Workspace, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args],
+                            env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def shard_truth(workspace: Workspace) -> tuple[dict[int, dict], Counter]:
+    rows = [row for path in workspace.shard_files("tiny") for row in read_rows(path)[0]]
+    by_pair = {row["pair"]: row for row in rows}
+    return by_pair, Counter(row["status"] for row in by_pair.values() if row["status"] != "ok")
+
+
+def test_the_page_follows_a_real_run_and_its_numbers_are_the_shards(workspace, browser):
+    names = {pair: (f"p{pair:02d} fg & co_fg.json", f"p{pair:02d}_bg.json") for pair in range(PAIRS)}
+    seen_in_flight = []
+    with serving(workspace) as server:
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server.url}{WATCH_PATH}?every=0.25")
+        page.wait_for_function("window.cqWatch !== undefined", timeout=20000)
+        assert page.evaluate("window.cqWatch.packs.tiny.visited") == 0
+        assert page.evaluate("window.cqWatch.packs.tiny.target") == PAIRS
+
+        # one shard first, then the rest in a second doit process: a restarted run, seen as two live files
+        for args in (("sample:tiny:0",), ("sample",)):
+            process = start_doit(workspace, *args)
+            while process.poll() is None:
+                snapshot = page.evaluate("window.cqWatch")
+                for run in snapshot["runs"]:
+                    for worker in run["workers"]:
+                        if worker["inFlight"]:
+                            seen_in_flight.append((worker["pair"], worker["fg"], worker["bg"]))
+                page.wait_for_timeout(150)
+            output = process.stdout.read()
+            assert process.returncode == 0, output[-3000:]
+        truth, failures = shard_truth(workspace)
+        assert len(truth) == PAIRS
+        page.wait_for_function(f"window.cqWatch.packs.tiny.visited === {PAIRS} && !window.cqWatch.running",
+                               timeout=20000, polling=200)
+        snapshot = page.evaluate("window.cqWatch")
+        page.screenshot(path=str(workspace.root / "watch.png"))
+
+        pack = snapshot["packs"]["tiny"]
+        assert pack["visited"] == len(truth) and pack["target"] == PAIRS and pack["done"]
+        assert pack["failures"] == dict(failures)
+        assert pack["shards"] == len(workspace.shard_files("tiny"))
+        assert page.text_content("#visited") == f"{PAIRS}/{PAIRS}"
+        assert page.text_content("tr[data-pack=tiny] .visited") == str(PAIRS)
+        assert page.text_content("#eta") == "done"
+        renderers = {row["renderer"] for row in truth.values()}
+        assert snapshot["renderer"] in renderers and page.text_content("#renderer") == f"renderer {snapshot['renderer']}"
+        assert snapshot["pairsPerMin"] > 0
+
+        # two sampling processes, both ended; the first rendered shard 0's two pairs
+        assert len(snapshot["runs"]) == 2 and not any(run["alive"] for run in snapshot["runs"])
+        assert all(run["renderer"] in renderers for run in snapshot["runs"])
+        worker_rows = [row for run in snapshot["runs"] for worker in run["workers"] for row in worker["lastRows"]]
+        assert worker_rows and all(truth[row["pair"]]["contentKey"] == row["contentKey"] for row in worker_rows)
+        assert not any(worker["inFlight"] for run in snapshot["runs"] for worker in run["workers"])
+
+        # per worker, the pair in flight with its file names, as the manifest has them
+        assert seen_in_flight, "the page never showed a pair in flight"
+        for pair, fg, bg in seen_in_flight:
+            assert (fg, bg) == names[pair]
+
+        # thumbnails come from the rows and load
+        widths = page.evaluate("Array.from(document.querySelectorAll('#last img'), img => img.naturalWidth)")
+        assert len(widths) == PAIRS and all(width > 0 for width in widths)
+        page.close()
+        assert errors == []
+
+
+def test_a_torn_shard_line_and_a_broken_pack_are_reported_not_fatal(workspace):
+    shards = workspace.shards_dir("tiny")
+    shards.mkdir(parents=True)
+    (shards / "0000.jsonl").write_bytes(b'{"not": "a row"}\n{"torn')
+    watcher = Watcher(workspace)
+    snapshot = watcher.snapshot()
+    assert snapshot["packs"]["tiny"]["badLines"] == 1 and snapshot["packs"]["tiny"]["visited"] == 0
+    workspace.manifest_path("tiny").write_text("{ not json")
+    snapshot = watcher.snapshot()
+    assert "not valid JSON" in snapshot["packs"]["tiny"]["problem"]
+    assert Watcher(workspace).settings_for([]) == SampleSettings(packs="tiny", frames=150, width=64, height=64,
+                                                                 shard_size=2, workers=1)
+
+
+def test_the_watch_command_serves_on_localhost_and_a_busy_port_is_one_line(workspace):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "stages.cli", "watch", "--port", str(port)], cwd=CHECKOUT,
+                                env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use " \
+                                    "(pick another --port)"
+    process = subprocess.Popen([sys.executable, "-m", "stages.cli", "watch", "--port", "0"], cwd=CHECKOUT, text=True,
+                               env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, stdout=subprocess.PIPE)
+    try:
+        url = process.stdout.readline().split()[1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith(WATCH_PATH)
+        with urllib.request.urlopen(url.replace(WATCH_PATH, "/api/watch"), timeout=10) as response:
+            answer = json.loads(response.read())
+        assert answer["packs"]["tiny"]["target"] == PAIRS and answer["running"] is False
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_worker_that_runs_ahead_of_the_writer_keeps_its_pair_in_flight(workspace):
+    live = LiveStatus(workspace, SampleSettings())
+    live.pair_started(0, "tiny", 1, "a_fg.json", "a_bg.json")
+    live.pair_started(0, "tiny", 2, "b_fg.json", "b_bg.json")  # took pair 2 before pair 1's row was written
+    live.pair_finished(0, "tiny", 1, "key1")
+    live.event("restart", {"worker": 0})
+    state = read_json(live.path)
+    assert state["workers"]["0"]["pair"] == 2 and state["workers"]["0"]["fg"] == "b_fg.json"
+    assert state["workers"]["0"]["lastKeys"] == ["key1"] and state["restarts"] == 1
+    live.pair_finished(0, "tiny", 2, "key2")
+    assert read_json(live.path)["workers"]["0"]["pair"] is None
+    live.close()
+    [run] = Watcher(workspace).live_runs()
+    assert run["finished"] and not run["alive"]
