@@ -75,6 +75,7 @@ def test_the_page_follows_a_real_run_and_its_numbers_are_the_shards(workspace, b
         assert page.evaluate("window.cqWatch.packs.tiny.target") == PAIRS
 
         # one shard first, then the rest in a second doit process: a restarted run, seen as two live files
+        outputs = []
         for args in (("sample:tiny:0",), ("sample",)):
             process = start_doit(workspace, *args)
             while process.poll() is None:
@@ -84,10 +85,10 @@ def test_the_page_follows_a_real_run_and_its_numbers_are_the_shards(workspace, b
                         if worker["inFlight"]:
                             seen_in_flight.append((worker["pair"], worker["fg"], worker["bg"]))
                 page.wait_for_timeout(150)
-            output = process.stdout.read()
-            assert process.returncode == 0, output[-3000:]
+            outputs.append(process.stdout.read())
+            assert process.returncode == 0, outputs[-1][-3000:]
         truth, failures = shard_truth(workspace)
-        assert len(truth) == PAIRS
+        assert len(truth) == PAIRS, "\n".join(output[-2000:] for output in outputs)
         page.wait_for_function(f"window.cqWatch.packs.tiny.visited === {PAIRS} && !window.cqWatch.running",
                                timeout=20000, polling=200)
         snapshot = page.evaluate("window.cqWatch")
