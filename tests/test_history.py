@@ -27,7 +27,7 @@ def test_each_real_training_run_appends_a_record(tmp_path):
     first, second = history.runs
     assert first["settings"]["epochs"] == 2 and second["settings"]["epochs"] == 3
     assert first["sources"]["eval"] == 80 and first["packs"] == {"tiny": 80}
-    assert set(first["metrics"]) >= {"heldOut.net.spearman", "heldOut.ridge.spearman", "finalLoss.total"}
+    assert set(first["metrics"]) >= {"crossValidation.net.spearman", "crossValidation.ridge.spearman", "finalLoss.total"}
     assert first["inputsDigest"] == second["inputsDigest"] != ""
     assert changes(first, second) == ["epochs 2 → 3"]
     assert changes(None, first) == ["first run"]
@@ -53,7 +53,7 @@ def test_a_torn_line_is_kept_reported_and_appending_goes_on(tmp_path):
     torn = workspace.train_history_path.read_bytes()
     later = {**report, "trainedAt": "2026-12-01T00:00:00Z",
              "settings": {**report["settings"], "epochs": 40},
-             "heldOut": {**report["heldOut"], "net": {**report["heldOut"]["net"],
+             "crossValidation": {**report["crossValidation"], "net": {**report["crossValidation"]["net"],
                                                       "spearman": {"value": 0.7, "lo": 0.5, "hi": 0.8}}}}
     append_run(workspace, later, "digest-1", "code-1")
     assert workspace.train_history_path.read_bytes().startswith(torn), "the torn line stays in the file"
