@@ -19,7 +19,7 @@ import pytest
 from test_pipeline import BASES, SETTINGS, add_pair, eval_rows, make_pack, one_line_error, shard_rows
 
 from stages.core.contracts import load_manifest, read_jsonl, write_json
-from stages.core.workspace import REPO, Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 from stages.render.browser import kill_leftovers
 
 SAME_CONTENT = ("contentKey", "fgHash", "bgHash", "status", "renderer", "engine", "stats", "vizAvgLuma",
@@ -41,7 +41,7 @@ def on_cluster(address: str, settings: str = SETTINGS) -> str:
 def doit(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
     """Real doit, under `-X importtime` so stderr lists every module the process imported."""
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    return subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "-f", str(REPO / "dodo.py"), *args],
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args],
                           env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -106,7 +106,7 @@ def test_a_worker_killed_mid_run_costs_only_its_pairs_in_flight(cluster, tmp_pat
     workspace = new_workspace(tmp_path, on_cluster(address, SETTINGS.replace("shard_size = 2", "shard_size = 8")))
     make_pack(workspace, "tiny", 8)
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    process = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "merge"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), "merge"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     shard = workspace.shard_path("tiny", 0)
     deadline = time.time() + 300

@@ -53,6 +53,7 @@ WORKER_WAIT_S = 60.0     # how long a run waits for a worker when the cluster ha
 PROBE_TIMEOUT_S = 600.0  # a worker's browsers start and render the self-test pair twice within this
 POLL_S = 2.0             # how often the run looks for lost and new workers while pairs are in flight
 WINDOW_PER_BROWSER = 2   # pairs in flight per accepted browser: enough to keep every browser busy
+PACKAGE = __name__.split(".")[0]  # the name the workers must import the package under
 POOLS_PER_WORKER = 2     # a run and a readiness check can share a worker; an older pool is closed
 
 _NODE_LOCK = threading.Lock()
@@ -279,8 +280,9 @@ class ClusterRenderer:
             elif future.status == "error":
                 error = future.exception()
                 self._refuse(address, str(error) if isinstance(error, CqError) else
-                             f"worker {address}: {type(error).__name__}: {error} (is coupled-quality installed "
-                             "in the environment the worker was started from?)")
+                             f"worker {address}: {type(error).__name__}: {error} (does the worker's environment "
+                             f"import this package as `{PACKAGE}`? from a checkout, start it with PYTHONPATH set "
+                             "to the checkout)")
             else:
                 self._refuse(address, f"worker {address}: its probe was {future.status}")
         return passed
