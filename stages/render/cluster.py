@@ -233,7 +233,10 @@ class ClusterRenderer:
         self._unusable_since: float | None = None  # since when no accepted worker is left
         self.client = _connect(self.address)
         try:
-            self.client.register_plugin(ClosePools())
+            try:
+                self.client.register_plugin(ClosePools())
+            except Exception as error:  # a worker that cannot load the package; its probe refuses it
+                self._event("warning", f"not every worker took the hook that closes its browsers: {error}")
             self._start()
         except BaseException:
             self.close()
