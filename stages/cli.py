@@ -10,6 +10,7 @@
                                    the next pairs-manifest.filtered.vN.json of each pack
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
     install-chromium               install Playwright's Chromium (where no Chromium/Chrome/Edge is found)
+    cluster-check [ADDRESS]        are the Dask cluster's workers ready to sample? (no ADDRESS: this machine)
 
 A first word that names a tool (a sub-command of `parser()`: adding one there is all a new tool needs)
 runs that tool; anything else goes to doit's `DoitMain` with `graph` as its task loader's namespace, so
@@ -25,7 +26,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import demopack, filter, screen
+from . import demopack, filter, sample, screen
 from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
 from .core.workspace import Workspace
@@ -94,6 +95,30 @@ def _install_chromium(args) -> int:
     return subprocess.run([sys.executable, "-m", "playwright", "install", "chromium"]).returncode
 
 
+def _cluster_check(args) -> int:
+    """Probe every worker as a sampling run does (browsers, renderer against gpu_mode, sampling page,
+    self-test pair twice); without an address, a one-worker cluster on this machine."""
+    import contextlib
+
+    from .core.keys import engine_version
+    from .core.settings import SampleSettings
+    from .render.audio import load_audio
+    from .render.cluster import ClusterRenderer, local_cluster
+
+    with contextlib.ExitStack() as stack:
+        address = args.address or stack.enter_context(local_cluster(args.gpu_mode)).scheduler_address
+        settings = SampleSettings(executor="dask", address=address, gpu_mode=args.gpu_mode).validate()
+        checked = ClusterRenderer(settings, load_audio(settings).frames, sample.self_test_job(), engine_version(),
+                                  on_event=lambda kind, details: print(details["message"], flush=True))
+        try:
+            print(f"ready: {len(checked.nodes)} workers, {checked.browsers} browsers, renderer {checked.renderer}, "
+                  f"gpu mode {checked.gpu_mode_used}")
+        finally:
+            checked.close_pools()
+            checked.close()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -152,6 +177,12 @@ def parser() -> argparse.ArgumentParser:
 
     chromium = commands.add_parser("install-chromium", help="install Playwright's Chromium build for sampling")
     chromium.set_defaults(handler=_install_chromium)
+
+    check = commands.add_parser("cluster-check", help="probe a Dask cluster's workers as a sampling run does")
+    check.add_argument("address", nargs="?", default="",
+                       help="the scheduler, HOST:PORT (default: start a one-worker cluster on this machine)")
+    check.add_argument("--gpu-mode", default="off", help="off | safe | require (as for sampling)")
+    check.set_defaults(handler=_cluster_check)
     return main_parser
 
 

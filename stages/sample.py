@@ -17,6 +17,10 @@ shard's `.done` is written as soon as all its pairs have current rows; the later
 rows current. A pair is rendered at most once per doit process (a passing failure waits for the next run).
 `MaxHours` counts from the start of the doit process; at the deadline rendering stops cleanly, the
 unfinished shards stay unmarked, and the next `doit` resumes them.
+
+With `executor = "dask"` the queue's pairs are rendered by the workers of a Dask cluster (`render.cluster`,
+imported only then) instead of browsers here; rows are written here all the same, and say which worker
+made them.
 """
 from __future__ import annotations
 
@@ -88,26 +92,50 @@ def self_test_job():
 
 
 def render_pool(workspace: Workspace, settings: SampleSettings):
-    """Start the browsers once per process, end leftovers of an interrupted run, and self-test."""
-    from .render.browser import kill_leftovers
+    """Start the browsers once per process (here, or on the cluster's workers), end leftovers of an
+    interrupted run, and self-test."""
     from .render.live import LiveStatus
-    from .render.pool import RenderPool
 
     if _SESSION.pool is None:
-        kill_leftovers(workspace.state_dir)
         _SESSION.live = LiveStatus(workspace, settings)
-        pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir,
-                          on_event=_SESSION.live.event)
-        pool.__enter__()
-        _SESSION.pool = pool
-        atexit.register(_close_pool)
-        pool.self_test(self_test_job())
+        if settings.executor == "dask":
+            pool, where = _cluster_pool(workspace, settings)
+        else:
+            pool, where = _local_pool(workspace, settings), f"{settings.worker_count} workers"
         _SESSION.live.started(pool)
         keys.remember_identity(workspace, "browsers", keys.browser_signature(settings), {
             "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
-        print(f"renderer: {pool.renderer} ({settings.worker_count} workers, gpu mode {pool.gpu_mode_used})",
-              flush=True)
+        print(f"renderer: {pool.renderer} ({where}, gpu mode {pool.gpu_mode_used})", flush=True)
     return _SESSION.pool
+
+
+def _local_pool(workspace: Workspace, settings: SampleSettings):
+    from .render.browser import kill_leftovers
+    from .render.pool import RenderPool
+
+    kill_leftovers(workspace.state_dir)
+    pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir,
+                      on_event=_SESSION.live.event)
+    pool.__enter__()
+    _SESSION.pool = pool
+    atexit.register(_close_pool)
+    pool.self_test(self_test_job())
+    return pool
+
+
+def _cluster_pool(workspace: Workspace, settings: SampleSettings):
+    """The workers of the Dask cluster at settings.address (dask is imported only here)."""
+    from .render.cluster import ClusterRenderer
+
+    def tell(kind: str, details: dict) -> None:
+        print(f"cluster: {details['message']}", flush=True)
+        _SESSION.live.event(kind, details)
+
+    pool = ClusterRenderer(settings, current_audio(workspace, settings).frames, self_test_job(),
+                           engine_version(), on_event=tell)
+    _SESSION.pool = pool
+    atexit.register(_close_pool)
+    return pool, f"{len(pool.nodes)} cluster workers with {pool.browsers} browsers at {settings.address}"
 
 
 def known_renderer(workspace: Workspace, settings: SampleSettings) -> str | None:
@@ -181,6 +209,7 @@ def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, aud
         "timings": dict(result.timings) if result is not None else {},
         "stats": {name: float(value) for name, value in stats.items()},
         "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(), "thumb": thumb,
+        "node": result.node if result is not None else "",
     }
 
 

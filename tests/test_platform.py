@@ -84,11 +84,13 @@ def test_cache_dir_per_platform(tmp_path):
 
 
 def test_no_module_imports_fcntl():
-    """Every module of the package imports with `fcntl` unavailable, as on Windows."""
+    """Every module of the package imports with `fcntl` unavailable, as on Windows. Except render.cluster:
+    it imports Dask, whose `locket` takes msvcrt where there is no fcntl, which Linux does not have either."""
     script = ("import sys, pkgutil, importlib\n"
               "sys.modules['fcntl'] = None\n"
               "import stages\n"
-              "names = [m.name for m in pkgutil.walk_packages(stages.__path__, 'stages.')]\n"
+              "names = [m.name for m in pkgutil.walk_packages(stages.__path__, 'stages.')\n"
+              "         if m.name != 'stages.render.cluster']\n"
               "for name in names:\n"
               "    importlib.import_module(name)\n"
               "print(len(names))\n")

@@ -8,7 +8,8 @@ Also the identity cache: what the last sampling run learned about its renderer a
 runs can compute content keys without starting a browser or decoding audio.
 In/out: `<workspace>/.cq/identity.json` = `{"browsers": {signature: {renderer, vendor, engine, gpuModeUsed}},
 "audio": {audio_identity: {key, mode, audioFile, fallbackReason, rms, peak}}}`.
-A browser's signature is the launch settings that decide the renderer (gpu mode, chromium path, GPU flags).
+A browser's signature is the launch settings that decide the renderer (gpu mode, chromium path, GPU flags;
+the executor and its address when pairs are rendered on a cluster).
 """
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ from ..render.framestats import stats_key
 
 
 def browser_signature(settings: SampleSettings) -> str:
-    return value_hash([settings.gpu_mode, settings.chromium, os.environ.get("CQ_CHROMIUM", ""),
-                       os.environ.get("CQ_CHROMIUM_GPU_ARGS", "")])
+    parts = [settings.gpu_mode, settings.chromium, os.environ.get("CQ_CHROMIUM", ""),
+             os.environ.get("CQ_CHROMIUM_GPU_ARGS", "")]
+    if settings.executor != "local":  # the cluster's browsers decide the renderer, not this machine's
+        parts += [settings.executor, settings.address]
+    return value_hash(parts)
 
 
 def load_identity_cache(workspace: Workspace) -> dict:

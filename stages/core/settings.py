@@ -20,6 +20,7 @@ from ..core.errors import CqError
 from ..core.workspace import Workspace, save_settings, settings_config
 
 GPU_MODES = ("off", "safe", "require")
+EXECUTORS = ("local", "dask")
 
 
 def _param(default, help_text: str, **extra):
@@ -75,6 +76,9 @@ class SampleSettings(RenderSettings):
     min_audio_corr: float = _param(0.0, "okHeuristic: correlation of motion with audio energy below this is deaf")
     min_layer_share: float = _param(0.05, "okHeuristic: a layer showing less than this share is drowned")
     stats_warmup: float = _param(0.1, "fraction of the first frames left out of the statistics (fade-in from black)")
+    executor: str = _param("local", "where pairs are rendered: local (this machine's browsers) | dask (the "
+                                    "workers of a Dask cluster at --address; install the `cluster` extra)")
+    address: str = _param("", "the Dask scheduler for executor dask, HOST:PORT or tcp://HOST:PORT")
 
     def validate(self) -> "SampleSettings":
         if self.gpu_mode not in GPU_MODES:
@@ -95,6 +99,11 @@ class SampleSettings(RenderSettings):
             raise CqError(f"--max-frame-ms {self.max_frame_ms:g} must be >= 0 (0: no cap)")
         if self.blend not in ("normal", "screen", "add"):
             raise CqError(f"blend {self.blend!r} is not one of normal, screen, add")
+        if self.executor not in EXECUTORS:
+            raise CqError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.executor == "dask" and not self.address:
+            raise CqError("executor dask needs the scheduler's address: --address HOST:PORT (or address = "
+                          "\"HOST:PORT\" under [sample] in coupled-quality.toml)")
         return self
 
     @property

@@ -76,6 +76,8 @@ class PairResult:
     console_errors: int
     attempts: int
     worker: int
+    renderer: str = ""
+    node: str = "local"  # where it was rendered: this machine, or a cluster worker's address
 
 
 @dataclass
@@ -310,6 +312,7 @@ class RenderPool:
         self._gpu = settings.gpu_mode in ("safe", "require")
         self._workers: list[_Worker] = []
         self._tasks: list[asyncio.Future] = []
+        self._idle: asyncio.Queue | None = None  # workers free for render_one(), made on the loop
         self._playwright = None
         self._playwright_manager = None
         self._closed = False
@@ -484,7 +487,18 @@ class RenderPool:
         thumb = base64.b64decode(outcome.thumb) if outcome.thumb else None
         timings = {**outcome.timings, "pairMs": round((time.perf_counter() - started) * 1000, 1)}
         return PairResult(job, outcome.status, outcome.errors, timings, outcome.series, thumb,
-                          page_errors, console_errors, attempts, worker.index)
+                          page_errors, console_errors, attempts, worker.index, self.renderer)
+
+    async def _next_pair(self, worker: _Worker, job: PairJob) -> PairResult:
+        reload_every = self.settings.reload_every
+        if reload_every > 0 and worker.pairs_since_launch >= reload_every:
+            # relaunched when the next pair needs it, so a finished run never starts a browser
+            self.reloads += 1
+            self._event("reload", worker=worker.index, reloads=self.reloads)
+            await worker.launch(self._gpu)
+        if self.on_pair_start is not None:
+            self.on_pair_start(worker.index, job)
+        return await self._render_job(worker, job)
 
     async def _work(self, worker: _Worker, next_job, out: queue.Queue, deadline: float | None) -> None:
         while True:
@@ -493,15 +507,7 @@ class RenderPool:
             job = next_job()
             if job is None:
                 return
-            reload_every = self.settings.reload_every
-            if reload_every > 0 and worker.pairs_since_launch >= reload_every:
-                # relaunched when the next pair needs it, so a finished run never starts a browser
-                self.reloads += 1
-                self._event("reload", worker=worker.index, reloads=self.reloads)
-                await worker.launch(self._gpu)
-            if self.on_pair_start is not None:
-                self.on_pair_start(worker.index, job)
-            out.put(("result", await self._render_job(worker, job)))
+            out.put(("result", await self._next_pair(worker, job)))
 
     async def _run(self, jobs: Iterator[PairJob], out: queue.Queue, deadline: float | None,
                    stop: threading.Event) -> None:
@@ -555,6 +561,28 @@ class RenderPool:
                 self._loop.call_soon_threadsafe(self._cancel_tasks)
                 self._wait_done(out)
             self._flush_events()
+
+    def render_one(self, job: PairJob) -> PairResult:
+        """Render one job on the next free worker and return its result. Several threads may call it at
+        once (each call waits for a free browser): how an executor's task threads share one pool. Not to be
+        mixed with a running render()."""
+        if self._closed:
+            raise CqError("the render pool is closed")
+        try:
+            return self._call(self._render_on_free_worker(job))
+        finally:
+            self._flush_events()
+
+    async def _render_on_free_worker(self, job: PairJob) -> PairResult:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for worker in self._workers:
+                self._idle.put_nowait(worker)
+        worker = await self._idle.get()
+        try:
+            return await self._next_pair(worker, job)
+        finally:
+            self._idle.put_nowait(worker)
 
     def _cancel_tasks(self) -> None:
         for task in self._tasks:
