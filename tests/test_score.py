@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from packs import make_pack
 
 from stages.core.contracts import (
     append_jsonl,
@@ -25,7 +26,6 @@ from stages.learn.gates import gate_failures, quality_stats
 from stages.learn.metrics import spearman
 from stages.learn.scoring import score_pack
 from stages.learn.sources import measured_quality, read_pack_presets
-from stages.learn.synthetic import make_pack
 from stages.learn.training import train
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
@@ -39,7 +39,7 @@ def quiet(*_):
 def scored(tmp_path_factory):
     """A 120-pair pack, 80% sampled, whose pair 3 lost its bg preset; trained and scored once."""
     workspace = Workspace(tmp_path_factory.mktemp("score-ws"))
-    make_pack(workspace, "tiny", 120, seed=4, sampled=0.8)
+    make_pack(workspace, "tiny", 120, seed=4, sampled=0.8, presets=None, rows="shard")
     (workspace.pack_dir("tiny") / "bg" / "coupled_00003_bg.json").unlink()
     train(workspace, TrainSettings(**SMALL), log=quiet)
     return workspace, score_pack(workspace, "tiny", log=quiet)
@@ -113,7 +113,7 @@ def test_gates_catch_flat_distributions_and_a_min_at_the_median():
 
 def test_a_missing_checkpoint_says_to_train(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 6)
+    make_pack(workspace, "tiny", 6, presets=None, rows="shard")
     with pytest.raises(CqError, match="doit train"):
         score_pack(workspace, "tiny", log=quiet)
 
@@ -127,7 +127,7 @@ def run_doit(workspace, fake_site, *args):
 
 def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_on_the_gate(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    make_pack(workspace, "tiny", 120, seed=4)
+    make_pack(workspace, "tiny", 120, seed=4, presets=None, rows="shard")
     fake_site = tmp_path / "site"
     (fake_site / "playwright").mkdir(parents=True)
     (fake_site / "playwright" / "__init__.py").write_text(
