@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,19 +27,40 @@ def workspace(tmp_path) -> Workspace:
     return workspace
 
 
+@dataclass
+class DoitRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def executed(self) -> list[str]:
+        """Names of the tasks doit ran ('.  name'; up-to-date ones print '-- name')."""
+        return [line[3:].strip() for line in self.stdout.splitlines() if line.startswith(".  ")]
+
+
 @pytest.fixture(scope="session")
 def doit():
     """Run real `doit` on the repo's dodo.py for a workspace: `doit(workspace, "merge", ...)`; unless
     `check=False`, a failed run fails the test with doit's output. `env` adds environment variables."""
     def run(workspace: Workspace, *args: str, check: bool = True, env: dict | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT,
-                                env={**os.environ, "CQ_WORKSPACE": str(workspace.root), **(env or {})},
-                                capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"doit {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return result
+            timeout: float = 600) -> DoitRun:
+        done = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT,
+                              env={**os.environ, "CQ_WORKSPACE": str(workspace.root), **(env or {})},
+                              capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"doit {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return DoitRun(done.returncode, done.stdout, done.stderr)
     return run
+
+
+@pytest.fixture
+def no_browser(tmp_path) -> dict:
+    """Environment for a doit run that must not start a browser: there, importing playwright fails."""
+    site = tmp_path / "no-browser-site"
+    (site / "playwright").mkdir(parents=True)
+    (site / "playwright" / "__init__.py").write_text("raise ImportError('this run must not start a browser')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(site), str(CHECKOUT)])}
 
 
 @pytest.fixture(scope="module")

@@ -45,11 +45,6 @@ def workspace(workspace) -> Workspace:
     return workspace
 
 
-def executed(result: subprocess.CompletedProcess) -> list[str]:
-    """Names of the tasks doit ran ('.  name'; up-to-date ones print '-- name')."""
-    return [line[3:].strip() for line in result.stdout.splitlines() if line.startswith(".  ")]
-
-
 def shard_rows(workspace: Workspace, pack: str) -> list[dict]:
     return [row for path in sorted(workspace.shards_dir(pack).glob("*.jsonl"))
             for row in read_jsonl(path).rows]
@@ -64,7 +59,7 @@ def eval_rows(workspace: Workspace, pack: str) -> list[dict]:
 def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace, doit):
     make_pack(workspace, "tiny", 3)
     first = doit(workspace, "merge")
-    assert any(name.startswith("sample:tiny:") for name in executed(first))
+    assert any(name.startswith("sample:tiny:") for name in first.executed)
     # one queue across the shards: the first shard task renders all 3 pairs, each row lands in its own
     # shard's file and both shards are marked done
     assert first.stdout.count("sample tiny: 3 rows; main thread per row") == 1
@@ -89,7 +84,7 @@ def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace, doit
     assert meta["audio"]["mode"] == "click"
 
     again = doit(workspace, "merge")
-    assert executed(again) == []
+    assert again.executed == []
 
 
 def test_same_pair_twice_gives_identical_statistics(workspace, doit):
@@ -153,7 +148,7 @@ def test_a_torn_last_line_is_dropped_and_good_rows_kept(workspace, doit):
     assert len(eval_rows(workspace, "tiny")) == 2
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
+def one_line_error(result) -> str:
     assert result.returncode != 0
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stdout + result.stderr

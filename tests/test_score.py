@@ -1,8 +1,5 @@
 """Scoring behind the gates (every sampled pair by its measurement, the rest by the model, ratings on top),
 and the train/score tasks run by real doit without a browser."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from stages.core.contracts import (
 )
 from stages.core.errors import CqError
 from stages.core.settings import TrainSettings
-from stages.core.workspace import CHECKOUT, Workspace
+from stages.core.workspace import Workspace
 from stages.learn.checkpoint import load_checkpoint
 from stages.learn.features import FeatureCache, pair_features
 from stages.learn.gates import gate_failures, quality_stats
@@ -118,38 +115,27 @@ def test_a_missing_checkpoint_says_to_train(tmp_path):
         score_pack(workspace, "tiny", log=quiet)
 
 
-def run_doit(workspace, fake_site, *args):
-    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root),
-           "PYTHONPATH": os.pathsep.join([str(fake_site), str(CHECKOUT)])}
-    return subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_on_the_gate(tmp_path):
-    workspace = Workspace(tmp_path / "ws")
+def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_on_the_gate(workspace, doit,
+                                                                                         no_browser):
     make_pack(workspace, "tiny", 120, seed=4, presets=None, rows="shard")
-    fake_site = tmp_path / "site"
-    (fake_site / "playwright").mkdir(parents=True)
-    (fake_site / "playwright" / "__init__.py").write_text(
-        "raise ImportError('no browser on this machine: doit train must not start one')\n")
     knobs = ["--epochs", "12", "--batch-size", "64", "--neg-samples", "400", "--neg-min-pair-distance", "10",
              "--learning-rate", "0.005"]
 
-    first = run_doit(workspace, fake_site, "train", *knobs)
+    first = doit(workspace, "train", *knobs, check=False, env=no_browser)
     assert first.returncode == 0, first.stdout + first.stderr
     assert ".  train:model" in first.stdout and ".  score:tiny" in first.stdout
     assert "sample:" not in first.stdout and "merge:" not in first.stdout
     assert workspace.quality_path("tiny").is_file() and workspace.checkpoint_path.is_file()
 
-    again = run_doit(workspace, fake_site, "train", *knobs)
+    again = doit(workspace, "train", *knobs, check=False, env=no_browser)
     assert again.returncode == 0 and "-- train:model" in again.stdout and "-- score:tiny" in again.stdout
 
-    changed = run_doit(workspace, fake_site, "train", *knobs[:-2], "--learning-rate", "0.004")
+    changed = doit(workspace, "train", *knobs[:-2], "--learning-rate", "0.004", check=False, env=no_browser)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert ".  train:model" in changed.stdout
 
     good = workspace.quality_path("tiny").read_bytes()
-    gated = run_doit(workspace, fake_site, "train", *knobs, "--min-quality-std", "0.9")
+    gated = doit(workspace, "train", *knobs, "--min-quality-std", "0.9", check=False, env=no_browser)
     assert gated.returncode != 0
     output = gated.stdout + gated.stderr
     assert "fail the gate" in output and "more negatives" in output and "Traceback" not in output
