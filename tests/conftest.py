@@ -41,13 +41,15 @@ class DoitRun:
 
 @pytest.fixture(scope="session")
 def doit():
-    """Run real `doit` on the repo's dodo.py for a workspace: `doit(workspace, "merge", ...)`; unless
-    `check=False`, a failed run fails the test with doit's output. `env` adds environment variables."""
+    """Run real `doit` on this checkout's dodo.py for a workspace: `doit(workspace, "merge", ...)`; unless
+    `check=False`, a failed run fails the test with doit's output. `env` adds environment variables; `prefix`
+    is a command the run goes through (e.g. setpriv, to run as another user)."""
     def run(workspace: Workspace, *args: str, check: bool = True, env: dict | None = None,
-            timeout: float = 600) -> DoitRun:
-        done = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT,
-                              env={**os.environ, "CQ_WORKSPACE": str(workspace.root), **(env or {})},
-                              capture_output=True, text=True, timeout=timeout)
+            prefix: list[str] = (), timeout: float = 600) -> DoitRun:
+        done = subprocess.run([*prefix, sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args],
+                              cwd=CHECKOUT, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "CQ_WORKSPACE": str(workspace.root), "PYTHONPATH": str(CHECKOUT),
+                                   **(env or {})})
         if check and done.returncode != 0:
             raise AssertionError(f"doit {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return DoitRun(done.returncode, done.stdout, done.stderr)

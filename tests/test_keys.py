@@ -19,7 +19,7 @@ from stages.core.contracts import file_hash, write_json
 from stages.core.keys import audio_identity, content_key, preset_identity, shard_key
 from stages.core.plan import PlannedPair
 from stages.core.settings import RenderSettings, SampleSettings
-from stages.core.workspace import REPO
+from stages.core.workspace import CHECKOUT
 
 # Every sample setting, by what it does to a row's identity.
 PIXELS = {item.name for item in dataclasses.fields(RenderSettings)} | {
@@ -142,16 +142,19 @@ def test_preset_identity_of_json_is_its_bytes_and_of_milk_more(tmp_path):
 
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
-    """The parts of the repo that decide identities: stages/, the sampling page and butterchurn's version."""
+    """The parts of the checkout that decide identities: stages/, the sampling page and butterchurn's version
+    (dodo.py makes the copy a checkout, whose web/ is its own)."""
     copy = tmp_path / "repo"
-    shutil.copytree(REPO / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy.mkdir()
+    shutil.copyfile(CHECKOUT / "dodo.py", copy / "dodo.py")
+    shutil.copytree(CHECKOUT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "web").mkdir()
-    for path in (REPO / "web").glob("*.*"):
+    for path in (CHECKOUT / "web").glob("*.*"):
         shutil.copyfile(path, copy / "web" / path.name)
     package = Path("node_modules") / "butterchurn" / "package.json"
-    if (REPO / "web" / package).is_file():
+    if (CHECKOUT / "web" / package).is_file():
         (copy / "web" / package).parent.mkdir(parents=True)
-        shutil.copyfile(REPO / "web" / package, copy / "web" / package)
+        shutil.copyfile(CHECKOUT / "web" / package, copy / "web" / package)
     return copy
 
 

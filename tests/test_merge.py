@@ -14,6 +14,7 @@ from packs import make_pack, sampled_row, write_rows
 from stages import merge
 from stages.core import keys
 from stages.core.contracts import STAT_FIELDS, append_jsonl, read_json, read_rows, validate_meta
+from stages.core.errors import CqError
 from stages.core.plan import PackPlan, PlannedPair, plan_pack
 from stages.core.settings import SampleSettings
 from stages.core.workspace import Workspace
@@ -140,12 +141,11 @@ def test_failed_rows_and_missing_files_are_counted_in_meta(workspace):
     assert meta["progress"]["p"] == {"visited": 5, "target": 6, "done": False}
 
 
-def test_before_any_sampling_run_the_merge_is_empty(workspace):
+def test_before_any_sampling_run_nothing_is_merged(workspace):
     make_pack(workspace, "p", 4)
-    merge.run(workspace, "p", SETTINGS)
-    rows, meta = merged(workspace)
-    assert rows == [] and meta["progress"]["p"] == {"visited": 0, "target": 4, "done": False}
-    assert meta["startedAt"] == "" and meta["runtime"]["webgl"]["renderer"] == ""
+    with pytest.raises(CqError, match="none of the 4 pairs to sample has a row"):
+        merge.run(workspace, "p", SETTINGS)
+    assert not workspace.eval_path("p").exists() and not workspace.meta_path("p").exists()
 
 
 def test_a_corrupt_shard_line_is_reported_and_the_good_rows_kept(workspace, sampled):

@@ -70,8 +70,8 @@ def test_target_is_the_coverage_rounded_up(sized, pack, coverage, target):
     ("ten", {"shard_size": 3, "target_coverage": 0.5}, [3, 2]),
     ("ten", {"shard_size": 10}, [10]),
     ("ten", {"shard_size": 20}, [10]),
-    ("hundred", {"shard_size": 0, "workers": 2}, [25, 25, 25, 25]),      # at least 25 pairs a shard
-    ("hundred", {"shard_size": 0, "workers": 4}, [32, 32, 32, 4]),       # else 8 per worker
+    ("hundred", {"shard_size": SampleSettings.shard_size}, [50, 50]),
+    ("hundred", {"shard_size": SampleSettings.shard_size, "workers": 16}, [50, 50]),  # workers do not cut shards
 ])
 def test_shards_cut_the_target_in_order(sized, pack, settings, sizes):
     planned = plan(sized, pack, **settings)
