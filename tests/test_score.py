@@ -163,7 +163,7 @@ def model_scores(workspace, pack):
 def test_a_failed_or_too_heavy_pair_never_reaches_the_top_decile(tmp_path):
     """The three pairs the model likes best fail to render, are cut as too heavy, or are too dark."""
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 100, seed=6)
+    make_pack(workspace, "tiny", 100, seed=6, presets=None, rows="shard")
     train(workspace, TrainSettings(**SMALL), log=quiet)
     liked = sorted(model_scores(workspace, "tiny").items(), key=lambda item: -item[1])
     failed, heavy, dark = (pair for pair, _ in liked[:3])
@@ -197,7 +197,7 @@ def rate(workspace, pair, score):
 
 def test_a_rating_moves_a_sampled_pairs_score_its_way(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 80, seed=7)
+    make_pack(workspace, "tiny", 80, seed=7, presets=None, rows="shard")
     train(workspace, TrainSettings(**SMALL), log=quiet)
     before = {p["pair"]: p for p in score_pack(workspace, "tiny", log=quiet)["pairs"]}
     pair = min((p for p in before.values() if p["basis"] == "measured"), key=lambda p: abs(p["measured"] - 0.5))["pair"]

@@ -150,9 +150,9 @@ def test_folds_are_seeded_balanced_and_stable_when_a_pair_is_added(tmp_path):
     assert all(60 <= folds.count(fold) <= 140 for fold in range(5))
     assert folds != [fold_of(key, 5, seed=1) for key in keys]
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 40, seed=5)
+    make_pack(workspace, "tiny", 40, seed=5, presets=None, rows="shard")
     before = gather_sources(workspace, TrainSettings(**SMALL)).sets["eval"]
-    make_pack(workspace, "tiny", 41, seed=5)  # the same 40 pairs and one more
+    make_pack(workspace, "tiny", 41, seed=5, presets=None, rows="shard")  # the same 40 pairs and one more
     after = gather_sources(workspace, TrainSettings(**SMALL)).sets["eval"]
     assert len(after) == len(before) + 1
     for fold in range(5):
