@@ -11,7 +11,8 @@ more pairs rewrites the first ones byte for byte, so a test can add pairs. Optio
   a hidden function of the pair's features (`hidden_signal`), so a model can learn it and a test can tell
   learning from noise; a few pairs failed to render.
 - `rows="eval"`: a finished run's eval.jsonl, thumbnails and meta.json, whose statistics follow the ramp
-  scores (pair 0 worst, the last pair best); the last pair failed to compile and has no thumbnail.
+  scores (pair 0 worst, the last pair best; scores up to 0.2 too dark for the heuristic); the last pair failed
+  to compile and has no thumbnail.
 - `quality`: pairs-quality.v0.json with the ramp scores (True: for this pack; a name: claiming that pack).
 """
 from __future__ import annotations
@@ -208,10 +209,13 @@ def write_eval(ws: Workspace, pack: str, manifest: Manifest, scores: list[float]
             (ws.eval_dir(pack) / thumb).write_bytes(png_bytes(pixels))
         stats = {name: round(0.1 + 0.8 * score, 3) for name in STAT_FIELDS}
         fg, bg = (ws.public / url.lstrip("/") for url in (entry.fgUrl, entry.bgUrl))
-        rows.append(sampled_row(
+        row = sampled_row(
             pack, entry.pair, fg, bg, {} if failed else stats, "shader-failed" if failed else "ok",
             thumb="" if failed else thumb,
-            errors=["fg load: shader program failed to link: 'texsize_noise' : undeclared identifier"] if failed else []))
+            errors=["fg load: shader program failed to link: 'texsize_noise' : undeclared identifier"] if failed else [])
+        if not failed and score <= 0.2:  # the worst pairs look too dark to the heuristic
+            row.update(okHeuristic=False, reasons=["too-dark"])
+        rows.append(row)
     write_rows(ws.eval_path(pack), rows)
     meta = {
         "kind": META_KIND, "startedAt": now_iso(), "finishedAt": now_iso(), "settings": {},
