@@ -39,8 +39,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from stages.learn.scoring import score_pack
-    from stages.learn.synthetic import make_pack
     from stages.learn.training import train
+    from tests.packs import make_pack
 
     settings = TrainSettings(epochs=args.epochs, neg_samples=args.neg_samples, batch_size=args.batch_size,
                              threads=args.threads, require_cuda=args.require_cuda)
@@ -50,7 +50,7 @@ def main() -> int:
         else:
             workspace = Workspace(Path(scratch))
             started = time.monotonic()
-            make_pack(workspace, "synthetic", args.pairs, seed=0)
+            make_pack(workspace, "synthetic", args.pairs, presets=None, seed=0, rows="shard")
             print(f"synthetic pack: {args.pairs} pairs in {time.monotonic() - started:.1f} s", flush=True)
         started = time.monotonic()
         try:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from corpus import CORPUS
 
 from stages.core.contracts import STAT_FIELDS
 from stages.core.settings import SampleSettings
@@ -67,8 +66,8 @@ def test_shapes_waves_equations_and_shaders_are_counted():
     assert feature(rich, "shader_uses_blur") == 1.0
 
 
-def test_milk_presets_work_like_json(tmp_path):
-    milk = sorted(CORPUS.glob("*/*.milk"))[:6]
+def test_milk_presets_work_like_json(tmp_path, corpus):
+    milk = sorted(corpus.glob("*/*.milk"))[:6]
     if not milk:
         pytest.skip("the shared corpus is not here")
     cache = FeatureCache(tmp_path / "milk-cache")

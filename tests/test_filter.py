@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from fixture_pack import make_pack
+from packs import make_pack
 
 from stages import filter as filter_stage
 from stages.core.contracts import load_manifest, read_json
@@ -18,13 +18,12 @@ from stages.presets.filtering import CURRENT_NAME, STAMP_NAME, FilterSettings, R
 
 
 @pytest.fixture
-def workspace(tmp_path) -> Workspace:
+def workspace(workspace) -> Workspace:
     """8 pairs, quality rising from 0.05 (pair 0) to 0.95 (pair 7); luma = 0.1 + 0.8 quality; pair 7 failed
     (no statistics)."""
-    ws = Workspace(tmp_path / "ws")
-    make_pack(ws, "demo", pairs=8)
-    make_pack(ws, "other", pairs=4)
-    return ws
+    make_pack(workspace, "demo", 8, rows="eval", quality=True)
+    make_pack(workspace, "other", 4, rows="eval", quality=True)
+    return workspace
 
 
 def quiet(*_):
@@ -114,7 +113,7 @@ def run_cli(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
                           text=True, env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, timeout=120)
 
 
-def test_the_filter_command_and_the_doit_task(workspace):
+def test_the_filter_command_and_the_doit_task(workspace, doit):
     result = run_cli(workspace, "--packs", "demo", "--rule", "quality01 >= 0.8", "--current")
     assert result.returncode == 0, result.stderr
     assert read_json(workspace.pack_dir("demo") / STAMP_NAME)["version"] == "v1"
@@ -124,14 +123,9 @@ def test_the_filter_command_and_the_doit_task(workspace):
     assert result.stderr.startswith("error: rule 'brightness > 0.1' names an unknown field 'brightness'")
     assert len(result.stderr.strip().splitlines()) == 1 and pack_files(workspace) == before
 
-    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    doit = [sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py")]
-    result = subprocess.run([*doit, "filter", "--packs", "other", "--top", "2"], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    doit(workspace, "filter", "--packs", "other", "--top", "2")
     assert [item["pair"] for item in read_json(workspace.pack_dir("other") / "pairs-manifest.filtered.v1.json")[
         "pairs"]] == [2, 3]
-    result = subprocess.run([*doit, "filter", "--rule", "quality01 >"], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = doit(workspace, "filter", "--rule", "quality01 >", check=False)
     assert result.returncode != 0 and "does not parse" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

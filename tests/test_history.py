@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import re
 
-from fixture_pack import make_pack as make_player_pack
-from fixture_pack import write_training_report
+from packs import make_pack, write_training_report
 
 from stages import report as report_stage
 from stages import train as train_stage
 from stages.core.settings import TrainSettings
 from stages.core.workspace import Workspace
 from stages.learn.history import append_run, changes, read_history
-from stages.learn.synthetic import make_pack
 
 SMALL = dict(epochs=2, batch_size=64, neg_samples=200, neg_min_pair_distance=10)
 
 
 def test_each_real_training_run_appends_a_record(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    make_pack(workspace, "tiny", 80, seed=1)
+    make_pack(workspace, "tiny", 80, seed=1, presets=None, rows="shard")
     train_stage.run(workspace, TrainSettings(**SMALL))
     train_stage.run(workspace, TrainSettings(**{**SMALL, "epochs": 3}))
     history = read_history(workspace)
@@ -45,7 +43,7 @@ def test_changes_name_settings_data_and_code():
 
 def test_a_torn_line_is_kept_reported_and_appending_goes_on(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    make_player_pack(workspace, "demo", pairs=8)
+    make_pack(workspace, "demo", 8, rows="eval", quality=True)
     report = write_training_report(workspace)
     append_run(workspace, report, "digest-1", "code-1")
     with workspace.train_history_path.open("ab") as handle:
@@ -74,6 +72,6 @@ def test_a_torn_line_is_kept_reported_and_appending_goes_on(tmp_path):
 
 def test_the_report_says_when_there_is_no_history(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    make_player_pack(workspace, "demo", pairs=4)
+    make_pack(workspace, "demo", 4, rows="eval", quality=True)
     page = report_stage.build_report(workspace, "demo").read_text()
     assert "no training runs recorded yet" in page.split("<h2>Training history</h2>")[1]

@@ -1,7 +1,6 @@
 """The HLSL -> GLSL translator, construct by construct (the GLSL is compiled in Chromium by test_screen.py)."""
 
 import pytest
-from corpus import CORPUS
 
 from stages.presets.hlsl import HlslError, Preprocessor, parse_type_name, translate
 from stages.presets.milk import read_milk
@@ -267,9 +266,9 @@ def test_text_after_the_shader_body_is_dropped_as_milkdrop_does():
     assert "ret = vec3(1.0);" in translate("shader_body { ret = 1; }\nnotes { more } here", "comp").text
 
 
-def test_the_corpus_translates():
+def test_the_corpus_translates(corpus):
     failures = []
-    files = sorted(CORPUS.rglob("*.milk"))
+    files = sorted(corpus.rglob("*.milk"))
     for path in files:
         milk = read_milk(path)
         for stage in ("warp", "comp"):

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pytest
-from corpus import CORPUS
 
 from stages.presets.milk import MilkReadError, parse_milk, read_milk
 
@@ -149,8 +148,8 @@ def test_missing_file_names_the_file(tmp_path):
         read_milk(tmp_path / "missing.milk")
 
 
-def test_every_corpus_preset_reads():
-    files = sorted(CORPUS.rglob("*.milk"))
+def test_every_corpus_preset_reads(corpus):
+    files = sorted(corpus.rglob("*.milk"))
     assert len(files) >= 20
     with_shaders = 0
     for path in files:

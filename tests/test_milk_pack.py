@@ -1,22 +1,18 @@
 """A real .milk pack end to end: corpus presets -> manifest from the folders -> doit sampling -> scoring.
 
-Real doit in a temp workspace, real headless Chromium, real MilkDrop presets from the shared corpus
+Real doit in a temp workspace, real headless Chromium, real MilkDrop presets from the corpus
 (translated by stages.hlsl through the workspace's conversion cache), one pair with a shader that cannot be
 translated: it gets a `translate-failed` row and is not sampled again.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from corpus import CORPUS
 
 from stages.core.contracts import load_manifest, read_json, read_rows, validate_quality
-from stages.core.workspace import CHECKOUT, Workspace
+from stages.core.workspace import Workspace
 from stages.presets.manifests import write_manifest_from_folder
 
 PRESETS = ["Fractal/EoS + Phat - Emergent factors.milk", "Supernova/Rism - The Descent.milk",
@@ -39,16 +35,9 @@ min_quality_std = 0.0
 BROKEN = "MILKDROP_PRESET_VERSION=201\nPSVERSION=2\nPSVERSION_WARP=2\nPSVERSION_COMP=2\n[preset00]\n" \
          "comp_1=`shader_body { ret = undefined_thing; }\n"
 
-def doit(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"doit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
 
 @pytest.fixture(scope="module")
-def pack_workspace(tmp_path_factory) -> Workspace:
+def pack_workspace(tmp_path_factory, corpus) -> Workspace:
     workspace = Workspace(tmp_path_factory.mktemp("milk-pack") / "ws")
     workspace.root.mkdir()
     workspace.config_path.write_text(SETTINGS)
@@ -57,13 +46,13 @@ def pack_workspace(tmp_path_factory) -> Workspace:
         (pack_dir / side).mkdir(parents=True)
     for index, name in enumerate(PRESETS):
         partner = PRESETS[(index + 1) % len(PRESETS)]
-        shutil.copyfile(CORPUS / name, pack_dir / "fg" / f"coupled_{index:05d}_20260101 {Path(name).stem}_fg.milk")
-        shutil.copyfile(CORPUS / partner, pack_dir / "bg" / f"coupled_{index:05d}_20260101 {Path(partner).stem}_bg.milk")
+        shutil.copyfile(corpus / name, pack_dir / "fg" / f"coupled_{index:05d}_20260101 {Path(name).stem}_fg.milk")
+        shutil.copyfile(corpus / partner, pack_dir / "bg" / f"coupled_{index:05d}_20260101 {Path(partner).stem}_bg.milk")
     assert write_manifest_from_folder(pack_dir) == []
     return workspace
 
 
-def test_milk_pack_samples_and_scores(pack_workspace):
+def test_milk_pack_samples_and_scores(pack_workspace, doit):
     workspace = pack_workspace
     manifest = load_manifest(workspace.manifest_path("cream"))
     assert [pair.pair for pair in manifest.pairs] == [0, 1, 2, 3]
@@ -83,11 +72,11 @@ def test_milk_pack_samples_and_scores(pack_workspace):
     assert {entry["pair"] for entry in quality["pairs"]} == {0, 1, 2, 3}
 
 
-def test_untranslatable_preset_gets_a_row_and_is_not_retried(pack_workspace):
+def test_untranslatable_preset_gets_a_row_and_is_not_retried(pack_workspace, doit, corpus):
     workspace = pack_workspace
     pack_dir = workspace.pack_dir("cream")
     (pack_dir / "fg" / "coupled_00004_20260101_fg.milk").write_text(BROKEN)
-    shutil.copyfile(CORPUS / PRESETS[0], pack_dir / "bg" / "coupled_00004_20260101_bg.milk")
+    shutil.copyfile(corpus / PRESETS[0], pack_dir / "bg" / "coupled_00004_20260101_bg.milk")
     assert write_manifest_from_folder(pack_dir) == []
     doit(workspace, "merge")
     rows, _ = read_rows(workspace.eval_path("cream"))

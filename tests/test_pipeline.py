@@ -14,11 +14,11 @@ import time
 from collections import Counter
 
 import pytest
+from packs import make_pack
 
 from stages.core.contracts import (
     Manifest,
     ManifestPair,
-    load_manifest,
     read_json,
     read_jsonl,
     read_rows,
@@ -27,12 +27,8 @@ from stages.core.contracts import (
 )
 from stages.core.plan import plan_pack
 from stages.core.settings import SampleSettings
-from stages.core.workspace import CHECKOUT, NODE_MODULES_DIR, Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 
-CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
-# Presets that render reproducibly on software WebGL (no additive dotted waves; see demopack).
-BASES = ["Martin - journey into space.json", "Geiss - Hurricane.json", "Rovastar - Hyperspace.json",
-         "Martin - liquid arrows.json", "Aderrasi - Agitator.json", "Flexi - mindblob [shiny mix].json"]
 SETTINGS = """[sample]
 packs = "tiny"
 frames = 16
@@ -43,44 +39,10 @@ workers = 1
 """
 
 
-def add_pair(workspace: Workspace, pack: str, pair: int, base: str) -> ManifestPair:
-    """Copy one base preset as the fg and bg of a pair (bg with a nudged zoom, so the two differ)."""
-    pack_dir = workspace.pack_dir(pack)
-    preset = read_json(CONVERTED / base)
-    fg_name, bg_name = f"p{pair:03d}_fg.json", f"p{pair:03d}_bg.json"
-    write_json(pack_dir / "fg" / fg_name, preset)
-    nudged = {**preset, "baseVals": {**preset["baseVals"], "zoom": preset["baseVals"].get("zoom", 1) * 1.01}}
-    write_json(pack_dir / "bg" / bg_name, nudged)
-    return ManifestPair(pair, f"/presets/{pack}/fg/{fg_name}", f"/presets/{pack}/bg/{bg_name}")
-
-
-def make_pack(workspace: Workspace, pack: str, count: int) -> Manifest:
-    pairs = [add_pair(workspace, pack, index + 1, BASES[index % len(BASES)]) for index in range(count)]
-    manifest = Manifest(workspace.manifest_path(pack), pack, pairs, "2026-01-01T00:00:00Z")
-    write_json(workspace.manifest_path(pack), manifest.to_json())
-    return manifest
-
-
 @pytest.fixture
-def workspace(tmp_path) -> Workspace:
-    workspace = Workspace(tmp_path / "ws")
-    workspace.root.mkdir()
+def workspace(workspace) -> Workspace:
     workspace.config_path.write_text(SETTINGS)
     return workspace
-
-
-def doit(workspace: Workspace, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], env=env,
-                            capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"doit {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def executed(result: subprocess.CompletedProcess) -> list[str]:
-    """Names of the tasks doit ran ('.  name'; up-to-date ones print '-- name')."""
-    return [line[3:].strip() for line in result.stdout.splitlines() if line.startswith(".  ")]
 
 
 def shard_rows(workspace: Workspace, pack: str) -> list[dict]:
@@ -94,10 +56,10 @@ def eval_rows(workspace: Workspace, pack: str) -> list[dict]:
     return rows
 
 
-def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace):
+def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace, doit):
     make_pack(workspace, "tiny", 3)
     first = doit(workspace, "merge")
-    assert any(name.startswith("sample:tiny:") for name in executed(first))
+    assert any(name.startswith("sample:tiny:") for name in first.executed)
     # one queue across the shards: the first shard task renders all 3 pairs, each row lands in its own
     # shard's file and both shards are marked done
     assert first.stdout.count("sample tiny: 3 rows; main thread per row") == 1
@@ -109,7 +71,7 @@ def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace):
             sorted(p.pair for p in shard)
         assert read_json(workspace.shard_done_path("tiny", index))["shardKey"] == plan.shard_key(index)
     rows = eval_rows(workspace, "tiny")  # read_rows validates every row against the contract
-    assert sorted(row["pair"] for row in rows) == [1, 2, 3]
+    assert sorted(row["pair"] for row in rows) == [0, 1, 2]
     for row in rows:
         assert row["status"] == "ok", row["errors"]
         assert row["audioRms"] > 0 and row["audioPeak"] > 0
@@ -122,12 +84,12 @@ def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace):
     assert meta["audio"]["mode"] == "click"
 
     again = doit(workspace, "merge")
-    assert executed(again) == []
+    assert again.executed == []
 
 
-def test_same_pair_twice_gives_identical_statistics(workspace):
-    manifest = make_pack(workspace, "tiny", 1)
-    twin = ManifestPair(2, manifest.pairs[0].fgUrl, manifest.pairs[0].bgUrl)
+def test_same_pair_twice_gives_identical_statistics(workspace, doit):
+    manifest = make_pack(workspace, "tiny", 1).manifest
+    twin = ManifestPair(1, manifest.pairs[0].fgUrl, manifest.pairs[0].bgUrl)
     write_json(workspace.manifest_path("tiny"), Manifest(manifest.path, "tiny", [manifest.pairs[0], twin]).to_json())
     doit(workspace, "merge")
     first, second = eval_rows(workspace, "tiny")
@@ -140,20 +102,18 @@ def test_same_pair_twice_gives_identical_statistics(workspace):
     assert again["vizAvgLuma"] == first["vizAvgLuma"]
 
 
-def test_adding_a_pair_renders_exactly_that_pair(workspace):
+def test_adding_a_pair_renders_exactly_that_pair(workspace, doit):
     make_pack(workspace, "tiny", 3)
     doit(workspace, "merge")
     before = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
-    manifest = load_manifest(workspace.manifest_path("tiny"))
-    manifest.pairs.append(add_pair(workspace, "tiny", 4, BASES[3]))
-    write_json(workspace.manifest_path("tiny"), manifest.to_json())
+    make_pack(workspace, "tiny", 4)  # the same 3 pairs and one more
     doit(workspace, "merge")
     after = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
-    assert after - before == Counter({4: 1})
-    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 3, 4]
+    assert after - before == Counter({3: 1})
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [0, 1, 2, 3]
 
 
-def test_kill_9_mid_shard_then_doit_again_loses_nothing(workspace):
+def test_kill_9_mid_shard_then_doit_again_loses_nothing(workspace, doit):
     make_pack(workspace, "tiny", 5)
     workspace.config_path.write_text(SETTINGS.replace("shard_size = 2", "shard_size = 5"))
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
@@ -171,11 +131,11 @@ def test_kill_9_mid_shard_then_doit_again_loses_nothing(workspace):
 
     doit(workspace, "merge")
     counts = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
-    assert counts == Counter({1: 1, 2: 1, 3: 1, 4: 1, 5: 1}), "each pair rendered exactly once"
-    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 3, 4, 5]
+    assert counts == Counter({0: 1, 1: 1, 2: 1, 3: 1, 4: 1}), "each pair rendered exactly once"
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [0, 1, 2, 3, 4]
 
 
-def test_a_torn_last_line_is_dropped_and_good_rows_kept(workspace):
+def test_a_torn_last_line_is_dropped_and_good_rows_kept(workspace, doit):
     make_pack(workspace, "tiny", 2)
     doit(workspace, "merge")
     shard = workspace.shard_path("tiny", 0)
@@ -188,7 +148,7 @@ def test_a_torn_last_line_is_dropped_and_good_rows_kept(workspace):
     assert len(eval_rows(workspace, "tiny")) == 2
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
+def one_line_error(result) -> str:
     assert result.returncode != 0
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stdout + result.stderr
@@ -196,32 +156,32 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-def test_malformed_manifest_is_one_clear_line(workspace):
+def test_malformed_manifest_is_one_clear_line(workspace, doit):
     make_pack(workspace, "tiny", 1)
     workspace.manifest_path("tiny").write_text('{"version": "v0", "pack": "tiny", "pairs": [')
     line = one_line_error(doit(workspace, "merge", check=False))
     assert "pairs-manifest.v0.json" in line and "not valid JSON" in line
 
 
-def test_missing_preset_file_is_a_row_naming_the_file_and_the_night_goes_on(workspace):
-    make_pack(workspace, "tiny", 2)
-    missing = workspace.pack_dir("tiny") / "bg" / "p002_bg.json"
+def test_missing_preset_file_is_a_row_naming_the_file_and_the_night_goes_on(workspace, doit):
+    manifest = make_pack(workspace, "tiny", 2).manifest
+    missing = workspace.public / manifest.pairs[1].bgUrl.lstrip("/")
     missing.unlink()
     doit(workspace, "merge")
     rows = {row["pair"]: row for row in shard_rows(workspace, "tiny")}
-    assert rows[1]["status"] == "ok" and rows[2]["status"] == "missing-file"
-    assert "p002_bg.json" in rows[2]["errors"][0] and "not found" in rows[2]["errors"][0]
+    assert rows[0]["status"] == "ok" and rows[1]["status"] == "missing-file"
+    assert missing.name in rows[1]["errors"][0] and "not found" in rows[1]["errors"][0]
 
 
-def test_url_escaping_public_is_refused(workspace):
-    manifest = make_pack(workspace, "tiny", 1)
-    outside = ManifestPair(2, "/presets/../../secret.json", manifest.pairs[0].bgUrl)
+def test_url_escaping_public_is_refused(workspace, doit):
+    manifest = make_pack(workspace, "tiny", 1).manifest
+    outside = ManifestPair(1, "/presets/../../secret.json", manifest.pairs[0].bgUrl)
     write_json(workspace.manifest_path("tiny"), Manifest(manifest.path, "tiny", [manifest.pairs[0], outside]).to_json())
     line = one_line_error(doit(workspace, "merge", check=False))
     assert "escapes public/" in line and "pairs-manifest.v0.json" in line
 
 
-def test_clean_keeps_the_users_pack(workspace):
+def test_clean_keeps_the_users_pack(workspace, doit):
     make_pack(workspace, "tiny", 2)
     user_files = sorted(path for path in workspace.pack_dir("tiny").rglob("*") if path.is_file())
     contents = {path: path.read_bytes() for path in user_files}

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import urllib.request
 import wave
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pytest
-from corpus import CORPUS
-from fixture_pack import make_pack
+from packs import make_pack
 
 from stages.core.contracts import read_jsonl, read_ratings
 from stages.core.workspace import CHECKOUT, Workspace
@@ -25,7 +23,7 @@ from stages.render.server import PLAYER_PATH, serving
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("player-ws"))
-    make_pack(ws, "demo", pairs=8)
+    make_pack(ws, "demo", 8, rows="eval", quality=True)
     return ws
 
 
@@ -33,14 +31,6 @@ def workspace(tmp_path_factory) -> Workspace:
 def server(workspace):
     with serving(workspace) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    """Where screenshots go: $CQ_SCREENSHOTS to keep them for a look, else a temp folder."""
-    folder = Path(os.environ.get("CQ_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +108,7 @@ def test_weighted_picks_favour_good_pairs_and_avoid_recent_ones(player):
         const picker = window.cqPlayer.picker;
         return Array.from({length: 800}, () => picker.next('weighted').pair);
     }""")
-    # pair 7 has the best score, pair 0 the worst (fixture_pack)
+    # pair 7 has the best score, pair 0 the worst (packs.make_pack)
     assert picks.count(7) > 1.8 * picks.count(0)
     immediate_repeats = sum(1 for a, b in zip(picks, picks[1:]) if a == b)
     assert immediate_repeats < 0.05 * len(picks)
@@ -195,8 +185,8 @@ def test_server_rejects_bad_ratings_and_appends_a_retry_once(server, workspace):
     assert len(read_jsonl(workspace.ratings_path).rows) == before + 1
 
 
-def test_server_converts_milk_presets_and_explains_a_broken_one(server, workspace):
-    milk = sorted(CORPUS.glob("*/*.milk"))[0]
+def test_server_converts_milk_presets_and_explains_a_broken_one(server, workspace, corpus):
+    milk = sorted(corpus.glob("*/*.milk"))[0]
     shutil.copyfile(milk, workspace.pack_dir("demo") / "fg" / "from corpus & co [1].milk")
     (workspace.pack_dir("demo") / "fg" / "broken.milk").write_bytes(b"\x00\x01 not a preset")
     status, preset = request(server, "GET", "/api/preset?url=" + quote("/presets/demo/fg/from corpus & co [1].milk"))

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from fixture_pack import make_pack
+from packs import make_pack
 from playwright.sync_api import sync_playwright
 
 from stages.core.contracts import parse_manifest
@@ -23,7 +23,7 @@ FAKE_MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-str
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("show-ws"))
-    make_pack(ws, "demo", pairs=8)
+    make_pack(ws, "demo", 8, rows="eval", quality=True)
     return ws
 
 
@@ -151,7 +151,7 @@ def test_export_writes_the_top_pairs_as_a_playlist(context, server, workspace, f
             page.click("#export-button")
     text = open(download.value.path(), encoding="utf-8").read()
     assert download.value.suggested_filename == f"demo-top3.{format_}"
-    # fixture_pack: quality rises with the pair number, so the top 3 are pairs 7, 6, 5
+    # packs.make_pack: quality rises with the pair number, so the top 3 are pairs 7, 6, 5
     manifest = {entry.pair: entry for entry in parse_manifest("manifest", json.loads(
         workspace.manifest_path("demo").read_text())).pairs}
     if format_ == "json":

@@ -1,12 +1,11 @@
 """The pack report: built from fixture artifacts, opened from disk in real headless Chromium."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from fixture_pack import make_pack, write_training_report
+from packs import make_pack, write_training_report
 
 from stages.core.contracts import VERIFY_KIND, append_jsonl, read_json, read_jsonl, write_json
 from stages.core.errors import ContractError
@@ -23,13 +22,6 @@ def write_verify_report(ws: Workspace, pack: str, failing: str = "") -> None:
                                        "checks": checks})
 
 
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    folder = Path(os.environ.get("CQ_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def open_report(browser, path: Path):
     """The report page from disk, and every URL it asked for."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -41,7 +33,7 @@ def open_report(browser, path: Path):
 
 def test_full_report_opens_from_disk_with_every_section(tmp_path, browser, screenshots):
     ws = Workspace(tmp_path / "ws")
-    make_pack(ws, "demo", pairs=PAIRS)
+    make_pack(ws, "demo", PAIRS, rows="eval", quality=True)
     write_training_report(ws)
     write_verify_report(ws, "demo", failing="frames-change")
     path = build_report(ws, "demo")
@@ -89,7 +81,7 @@ def test_full_report_opens_from_disk_with_every_section(tmp_path, browser, scree
 
 def test_report_of_a_pack_with_only_rejected_scores_says_what_is_missing(tmp_path, browser, screenshots):
     ws = Workspace(tmp_path)
-    make_pack(ws, "fresh", pairs=12, with_eval=False)
+    make_pack(ws, "fresh", 12, quality=True)
     quality = read_json(ws.quality_path("fresh"))
     for item in quality["pairs"]:
         item["quality01"] = 0.5
@@ -110,7 +102,7 @@ def test_report_of_a_pack_with_only_rejected_scores_says_what_is_missing(tmp_pat
 
 def test_a_thumbnail_path_outside_the_eval_dir_is_not_embedded(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    make_pack(ws, "demo", pairs=8)
+    make_pack(ws, "demo", 8, rows="eval", quality=True)
     secret = tmp_path / "secret.png"
     secret.write_bytes(b"\x89PNG not for the report")
     rows = read_jsonl(ws.eval_path("demo")).rows

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from fixture_pack import make_pack as make_scored_pack
+from packs import make_pack
 
 from stages.core.contracts import append_jsonl, read_json, read_ratings, write_json
 from stages.core.errors import CqError, report_errors
@@ -23,14 +23,6 @@ from stages.core.workspace import CHECKOUT, Workspace
 from stages.presets.conversion import MAX_PRESET_BYTES, PresetError, load_preset
 from stages.render.server import serving
 from stages.report import run as report_action
-
-REPO = CHECKOUT
-
-
-def doit(workspace: Workspace, *args: str, user: list[str] = ()) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root), "PYTHONPATH": str(REPO)}
-    return subprocess.run([*user, sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=workspace.root)
 
 
 def single_error_line(result: subprocess.CompletedProcess) -> str:
@@ -90,16 +82,16 @@ HOLDER = ("import sys, time; from stages.core.lock import hold_workspace; from s
 
 def start_holder(workspace: Workspace) -> subprocess.Popen:
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(workspace.root)], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                              text=True, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
     assert holder.stdout.readline().strip() == "held"
     return holder
 
 
-def test_a_second_run_refuses_with_one_line_naming_the_first(tmp_path):
+def test_a_second_run_refuses_with_one_line_naming_the_first(tmp_path, doit):
     workspace = Workspace(tmp_path / "ws")
     holder = start_holder(workspace)
     try:
-        line = single_error_line(doit(workspace, "demo_pack"))
+        line = single_error_line(doit(workspace, "demo_pack", check=False))
         assert f"pid {holder.pid}" in line and "in use by another run" in line and "started" in line
         assert not workspace.pack_dir("demo").exists(), "the refused run wrote nothing"
     finally:
@@ -116,11 +108,11 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     assert read_json(workspace.state_dir / "run.owner.json")["pid"] == os.getpid()
 
 
-def test_doit_list_needs_no_lock(tmp_path):
+def test_doit_list_needs_no_lock(tmp_path, doit):
     workspace = Workspace(tmp_path / "ws")
     holder = start_holder(workspace)
     try:
-        result = doit(workspace, "list")
+        result = doit(workspace, "list", check=False)
         assert result.returncode == 0 and "sample" in result.stdout, result.stderr
     finally:
         holder.kill()
@@ -153,7 +145,7 @@ def task_second():
 def run_until_second_starts(folder, dodo: str = SLOW_DODO) -> subprocess.Popen:
     (folder / "dodo.py").write_text(dodo)
     process = subprocess.Popen([sys.executable, "-m", "doit"], cwd=folder, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
     deadline = time.time() + 60
     while not (folder / "first").exists() and time.time() < deadline:
         time.sleep(0.1)
@@ -190,14 +182,14 @@ def test_sigterm_ends_the_run_like_ctrl_c_with_one_line(tmp_path):
     (["sample", "--frames", "1"], "--frames 1"),
     (["sample", "--workers", "-1"], "--workers -1"),
 ])
-def test_a_bad_knob_is_one_line(tmp_path, args, words):
+def test_a_bad_knob_is_one_line(tmp_path, args, words, doit):
     workspace = Workspace(tmp_path / "ws")
     workspace.root.mkdir()
-    assert words in single_error_line(doit(workspace, *args))
+    assert words in single_error_line(doit(workspace, *args, check=False))
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
-def test_a_read_only_workspace_is_one_line_even_for_doit_list(tmp_path):
+def test_a_read_only_workspace_is_one_line_even_for_doit_list(tmp_path, doit):
     workspace = Workspace(tmp_path / "ws")
     workspace.root.mkdir()
     os.chmod(tmp_path, 0o755)
@@ -205,7 +197,7 @@ def test_a_read_only_workspace_is_one_line_even_for_doit_list(tmp_path):
     # root writes anywhere; run as nobody then, which may read the repo but not write the workspace
     user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
     try:
-        line = single_error_line(doit(workspace, "list", user=user))
+        line = single_error_line(doit(workspace, "list", check=False, prefix=user))
     finally:
         os.chmod(workspace.root, 0o755)
     assert str(workspace.state_dir) in line and ("read-only" in line or "permission denied" in line)
@@ -234,7 +226,7 @@ def send_raw(server, raw: bytes) -> bytes:
 @pytest.fixture
 def scored(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    make_scored_pack(workspace, "demo", pairs=4, with_eval=False)
+    make_pack(workspace, "demo", 4, quality=True)
     with serving(workspace) as server:
         yield workspace, server
 
@@ -295,17 +287,17 @@ def test_a_huge_preset_says_why(tmp_path):
     assert raised.value.status == "read-failed" and "MB" in str(raised.value) and "huge_fg.json" in str(raised.value)
 
 
-def test_a_manifest_without_pairs_names_its_file(tmp_path):
+def test_a_manifest_without_pairs_names_its_file(tmp_path, doit):
     workspace = Workspace(tmp_path / "ws")
     write_json(workspace.manifest_path("empty"), {"version": "v0", "pack": "empty", "pairs": []})
     workspace.config_path.write_text('[sample]\npacks = "empty"\n')
-    line = single_error_line(doit(workspace, "sample:empty"))
+    line = single_error_line(doit(workspace, "sample:empty", check=False))
     assert "pairs-manifest.v0.json" in line and "no pairs" in line
 
 
 def test_the_night_ends_non_zero_naming_a_missing_preset_file(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    manifest = make_scored_pack(workspace, "demo", pairs=4)
+    manifest = make_pack(workspace, "demo", 4, rows="eval", quality=True).manifest
     gone = workspace.public / manifest.pairs[2].bgUrl.lstrip("/")
     gone.unlink()
     with pytest.raises(CqError) as raised:

@@ -6,8 +6,8 @@ import shutil
 
 import orjson
 import pytest
-from fixture_pack import make_pack as make_scored_pack
-from test_pipeline import SETTINGS, doit, eval_rows, make_pack, shard_rows
+from packs import make_pack
+from test_pipeline import SETTINGS, eval_rows, shard_rows
 
 from stages.core.contracts import Manifest, ManifestPair, read_json, read_jsonl, write_json
 from stages.core.errors import CqError
@@ -18,10 +18,8 @@ from stages.render.server import PLAYER_PATH, serving
 
 
 @pytest.fixture
-def workspace(tmp_path) -> Workspace:
+def workspace(workspace) -> Workspace:
     """A workspace whose coupled-quality.toml makes rendering quick (as in test_pipeline)."""
-    workspace = Workspace(tmp_path / "ws")
-    workspace.root.mkdir()
     workspace.config_path.write_text(SETTINGS)
     return workspace
 
@@ -30,7 +28,7 @@ def configured_settings() -> SampleSettings:
     return SampleSettings(packs="tiny", frames=16, width=64, height=64, shard_size=5, workers=1)
 
 
-def test_lost_rows_and_passing_failures_are_rendered_again_and_a_lost_cache_loses_nothing(workspace):
+def test_lost_rows_and_passing_failures_are_rendered_again_and_a_lost_cache_loses_nothing(workspace, doit):
     make_pack(workspace, "tiny", 3)
     workspace.config_path.write_text(SETTINGS.replace("shard_size = 2", "shard_size = 5"))
     doit(workspace, "merge")
@@ -46,7 +44,7 @@ def test_lost_rows_and_passing_failures_are_rendered_again_and_a_lost_cache_lose
 
     doit(workspace, "merge")  # the .done marker must not keep this shard "up to date"
     rows = eval_rows(workspace, "tiny")
-    assert sorted(row["pair"] for row in rows) == [1, 2, 3]
+    assert sorted(row["pair"] for row in rows) == [0, 1, 2]
     assert all(row["status"] == "ok" for row in rows), [row["status"] for row in rows]
     rerendered = sorted(row["pair"] for row in read_jsonl(shard).rows[2:] if row["status"] == "ok")
     assert rerendered == sorted([corrupt_pair, timed_out["pair"]])
@@ -54,7 +52,7 @@ def test_lost_rows_and_passing_failures_are_rendered_again_and_a_lost_cache_lose
     # 9.9: without the identity cache the merge reads what it needs from the rows themselves
     workspace.identity_cache_path.unlink()
     merge_pack(workspace, "tiny", configured_settings())
-    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 3]
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [0, 1, 2]
     # ... and an empty merge is never published silently
     before = workspace.eval_path("tiny").read_bytes()
     shutil.rmtree(workspace.shards_dir("tiny"))
@@ -63,37 +61,39 @@ def test_lost_rows_and_passing_failures_are_rendered_again_and_a_lost_cache_lose
     assert workspace.eval_path("tiny").read_bytes() == before
 
 
-def test_every_manifest_pair_once_under_its_own_number_and_a_missing_file_is_a_row(workspace):
-    manifest = make_pack(workspace, "tiny", 3)
-    pack_dir = workspace.pack_dir("tiny")
-    for layer in ("fg", "bg"):  # pair 4: byte-identical copies of pair 1's presets, under other names
-        shutil.copyfile(pack_dir / layer / f"p001_{layer}.json", pack_dir / layer / f"p004_{layer}.json")
-    missing = ManifestPair(5, "/presets/tiny/fg/p002_fg.json", "/presets/tiny/bg/gone_bg.json")
-    pairs = [*manifest.pairs, ManifestPair(4, "/presets/tiny/fg/p004_fg.json", "/presets/tiny/bg/p004_bg.json"),
+def test_every_manifest_pair_once_under_its_own_number_and_a_missing_file_is_a_row(workspace, doit):
+    manifest = make_pack(workspace, "tiny", 3).manifest
+    first = manifest.pairs[0]
+    for url, twin in ((first.fgUrl, "twin_fg.json"), (first.bgUrl, "twin_bg.json")):
+        # pair 3: byte-identical copies of pair 0's presets, under other names
+        source = workspace.public / url.lstrip("/")
+        shutil.copyfile(source, source.with_name(twin))
+    missing = ManifestPair(4, manifest.pairs[1].fgUrl, "/presets/tiny/bg/gone_bg.json")
+    pairs = [*manifest.pairs, ManifestPair(3, "/presets/tiny/fg/twin_fg.json", "/presets/tiny/bg/twin_bg.json"),
              missing]
     write_json(workspace.manifest_path("tiny"), Manifest(manifest.path, "tiny", pairs).to_json())
 
     result = doit(workspace, "merge")  # 9.4: the other shards and the merge still run, exit 0
     rows = {row["pair"]: row for row in eval_rows(workspace, "tiny")}
-    assert sorted(rows) == [1, 2, 3, 4, 5], "every manifest pair exactly once"
-    assert rows[4]["presetFgId"] == "p004_fg.json" and rows[4]["contentKey"] == rows[1]["contentKey"]
-    assert rows[5]["status"] == "missing-file" and "gone_bg.json" in rows[5]["errors"][0]
+    assert sorted(rows) == [0, 1, 2, 3, 4], "every manifest pair exactly once"
+    assert rows[3]["presetFgId"] == "twin_fg.json" and rows[3]["contentKey"] == rows[0]["contentKey"]
+    assert rows[4]["status"] == "missing-file" and "gone_bg.json" in rows[4]["errors"][0]
     assert "missing preset file" in result.stdout
     meta = read_json(workspace.meta_path("tiny"))
     assert any("gone_bg.json" in error for error in meta["errors"])
 
     # a renumbered pair takes its new number, and nothing is rendered again
     rendered = len(shard_rows(workspace, "tiny"))
-    renumbered = [ManifestPair(30 if p.pair == 3 else p.pair, p.fgUrl, p.bgUrl) for p in pairs]
+    renumbered = [ManifestPair(30 if p.pair == 2 else p.pair, p.fgUrl, p.bgUrl) for p in pairs]
     write_json(workspace.manifest_path("tiny"), Manifest(manifest.path, "tiny", renumbered).to_json())
     doit(workspace, "merge")
-    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [1, 2, 4, 5, 30]
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == [0, 1, 3, 4, 30]
     assert len(shard_rows(workspace, "tiny")) == rendered
 
 
 def test_the_player_never_picks_a_pair_without_a_score(tmp_path, browser):
     ws = Workspace(tmp_path / "ws")
-    make_scored_pack(ws, "demo", pairs=8, with_eval=False)
+    make_pack(ws, "demo", 8, quality=True)
     quality = read_json(ws.quality_path("demo"))
     # the two best pairs could not be read, so they have no score (the median would have been given)
     quality["pairs"] = [entry for entry in quality["pairs"] if entry["pair"] not in (6, 7)]

@@ -1,11 +1,9 @@
 """Scoring behind the gates (every sampled pair by its measurement, the rest by the model, ratings on top),
 and the train/score tasks run by real doit without a browser."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from packs import make_pack
 
 from stages.core.contracts import (
     append_jsonl,
@@ -18,14 +16,13 @@ from stages.core.contracts import (
 )
 from stages.core.errors import CqError
 from stages.core.settings import TrainSettings
-from stages.core.workspace import CHECKOUT, Workspace
+from stages.core.workspace import Workspace
 from stages.learn.checkpoint import load_checkpoint
 from stages.learn.features import FeatureCache, pair_features
 from stages.learn.gates import gate_failures, quality_stats
 from stages.learn.metrics import spearman
 from stages.learn.scoring import score_pack
 from stages.learn.sources import measured_quality, read_pack_presets
-from stages.learn.synthetic import make_pack
 from stages.learn.training import train
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
@@ -39,7 +36,7 @@ def quiet(*_):
 def scored(tmp_path_factory):
     """A 120-pair pack, 80% sampled, whose pair 3 lost its bg preset; trained and scored once."""
     workspace = Workspace(tmp_path_factory.mktemp("score-ws"))
-    make_pack(workspace, "tiny", 120, seed=4, sampled=0.8)
+    make_pack(workspace, "tiny", 120, seed=4, sampled=0.8, presets=None, rows="shard")
     (workspace.pack_dir("tiny") / "bg" / "coupled_00003_bg.json").unlink()
     train(workspace, TrainSettings(**SMALL), log=quiet)
     return workspace, score_pack(workspace, "tiny", log=quiet)
@@ -113,43 +110,32 @@ def test_gates_catch_flat_distributions_and_a_min_at_the_median():
 
 def test_a_missing_checkpoint_says_to_train(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 6)
+    make_pack(workspace, "tiny", 6, presets=None, rows="shard")
     with pytest.raises(CqError, match="doit train"):
         score_pack(workspace, "tiny", log=quiet)
 
 
-def run_doit(workspace, fake_site, *args):
-    env = {**os.environ, "CQ_WORKSPACE": str(workspace.root),
-           "PYTHONPATH": os.pathsep.join([str(fake_site), str(CHECKOUT)])}
-    return subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args], cwd=CHECKOUT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_on_the_gate(tmp_path):
-    workspace = Workspace(tmp_path / "ws")
-    make_pack(workspace, "tiny", 120, seed=4)
-    fake_site = tmp_path / "site"
-    (fake_site / "playwright").mkdir(parents=True)
-    (fake_site / "playwright" / "__init__.py").write_text(
-        "raise ImportError('no browser on this machine: doit train must not start one')\n")
+def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_on_the_gate(workspace, doit,
+                                                                                         no_browser):
+    make_pack(workspace, "tiny", 120, seed=4, presets=None, rows="shard")
     knobs = ["--epochs", "12", "--batch-size", "64", "--neg-samples", "400", "--neg-min-pair-distance", "10",
              "--learning-rate", "0.005"]
 
-    first = run_doit(workspace, fake_site, "train", *knobs)
+    first = doit(workspace, "train", *knobs, check=False, env=no_browser)
     assert first.returncode == 0, first.stdout + first.stderr
     assert ".  train:model" in first.stdout and ".  score:tiny" in first.stdout
     assert "sample:" not in first.stdout and "merge:" not in first.stdout
     assert workspace.quality_path("tiny").is_file() and workspace.checkpoint_path.is_file()
 
-    again = run_doit(workspace, fake_site, "train", *knobs)
+    again = doit(workspace, "train", *knobs, check=False, env=no_browser)
     assert again.returncode == 0 and "-- train:model" in again.stdout and "-- score:tiny" in again.stdout
 
-    changed = run_doit(workspace, fake_site, "train", *knobs[:-2], "--learning-rate", "0.004")
+    changed = doit(workspace, "train", *knobs[:-2], "--learning-rate", "0.004", check=False, env=no_browser)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert ".  train:model" in changed.stdout
 
     good = workspace.quality_path("tiny").read_bytes()
-    gated = run_doit(workspace, fake_site, "train", *knobs, "--min-quality-std", "0.9")
+    gated = doit(workspace, "train", *knobs, "--min-quality-std", "0.9", check=False, env=no_browser)
     assert gated.returncode != 0
     output = gated.stdout + gated.stderr
     assert "fail the gate" in output and "more negatives" in output and "Traceback" not in output
@@ -177,7 +163,7 @@ def model_scores(workspace, pack):
 def test_a_failed_or_too_heavy_pair_never_reaches_the_top_decile(tmp_path):
     """The three pairs the model likes best fail to render, are cut as too heavy, or are too dark."""
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 100, seed=6)
+    make_pack(workspace, "tiny", 100, seed=6, presets=None, rows="shard")
     train(workspace, TrainSettings(**SMALL), log=quiet)
     liked = sorted(model_scores(workspace, "tiny").items(), key=lambda item: -item[1])
     failed, heavy, dark = (pair for pair, _ in liked[:3])
@@ -211,7 +197,7 @@ def rate(workspace, pair, score):
 
 def test_a_rating_moves_a_sampled_pairs_score_its_way(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 80, seed=7)
+    make_pack(workspace, "tiny", 80, seed=7, presets=None, rows="shard")
     train(workspace, TrainSettings(**SMALL), log=quiet)
     before = {p["pair"]: p for p in score_pack(workspace, "tiny", log=quiet)["pairs"]}
     pair = min((p for p in before.values() if p["basis"] == "measured"), key=lambda p: abs(p["measured"] - 0.5))["pair"]

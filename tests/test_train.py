@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from packs import make_pack
 
 from stages.core.contracts import read_json, validate_train_report, write_json
 from stages.core.errors import ContractError, CqError
@@ -15,7 +16,6 @@ from stages.learn.features import pair_features, preset_features
 from stages.learn.metrics import spearman
 from stages.learn.model import STD_FLOOR, Z_CLIP, feature_std, standardise
 from stages.learn.sources import PairSet, fold_of, gather_sources, measured_quality
-from stages.learn.synthetic import make_pack
 from stages.learn.training import gpu_snapshot, pick_device, train
 from stages.presets.conversion import load_preset
 
@@ -30,7 +30,7 @@ def quiet(*_):
 def pack_workspace(tmp_path_factory):
     """A 160-pair pack with rows for every pair, and an elite manifest over 24 of its pairs."""
     workspace = Workspace(tmp_path_factory.mktemp("train-ws"))
-    rows = make_pack(workspace, "tiny", 160, seed=3)
+    rows = make_pack(workspace, "tiny", 160, seed=3, presets=None, rows="shard").rows
     entries = []
     for row in rows[:24]:
         quality = measured_quality(row)
@@ -77,7 +77,7 @@ def test_sampler_delivers_the_source_mix(trained):
 
 def test_sources_mix_renormalises_without_elite(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 40, seed=5)
+    make_pack(workspace, "tiny", 40, seed=5, presets=None, rows="shard")
     report = train(workspace, TrainSettings(**{**SMALL, "epochs": 2}), log=quiet)
     assert "skipped" in report["sources"]["elite"]["note"] and report["eliteAuc"] is None
     drawn = report["epochs"][0]["drawn"]
@@ -150,9 +150,9 @@ def test_folds_are_seeded_balanced_and_stable_when_a_pair_is_added(tmp_path):
     assert all(60 <= folds.count(fold) <= 140 for fold in range(5))
     assert folds != [fold_of(key, 5, seed=1) for key in keys]
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 40, seed=5)
+    make_pack(workspace, "tiny", 40, seed=5, presets=None, rows="shard")
     before = gather_sources(workspace, TrainSettings(**SMALL)).sets["eval"]
-    make_pack(workspace, "tiny", 41, seed=5)  # the same 40 pairs and one more
+    make_pack(workspace, "tiny", 41, seed=5, presets=None, rows="shard")  # the same 40 pairs and one more
     after = gather_sources(workspace, TrainSettings(**SMALL)).sets["eval"]
     assert len(after) == len(before) + 1
     for fold in range(5):
@@ -184,14 +184,14 @@ def test_require_cuda_fails_fast_without_a_gpu():
 
 def test_nothing_to_learn_is_a_clear_error(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "tiny", 12, sampled=0.0)
+    make_pack(workspace, "tiny", 12, sampled=0.0, presets=None, rows="shard")
     with pytest.raises(CqError, match="doit sample"):
         train(workspace, TrainSettings(**SMALL), log=quiet)
 
 
 def test_stale_rows_are_ignored_and_the_latest_ok_row_counts(tmp_path):
     workspace = Workspace(tmp_path)
-    rows = make_pack(workspace, "tiny", 12, seed=2)
+    rows = make_pack(workspace, "tiny", 12, seed=2, presets=None, rows="shard").rows
     edited = workspace.pack_dir("tiny") / "fg" / "coupled_00001_fg.json"
     preset = read_json(edited)
     preset["baseVals"]["zoom"] = 1.05
@@ -259,8 +259,8 @@ def test_a_near_constant_feature_cannot_blow_up_an_unseen_pair():
 
 def test_a_broken_manifest_leaves_its_pack_out_and_says_why(tmp_path):
     workspace = Workspace(tmp_path)
-    make_pack(workspace, "good", 30, seed=1)
-    make_pack(workspace, "broken", 10, seed=2)
+    make_pack(workspace, "good", 30, seed=1, presets=None, rows="shard")
+    make_pack(workspace, "broken", 10, seed=2, presets=None, rows="shard")
     workspace.manifest_path("broken").write_text('{"version": "v0", "pack": "broken", "pairs": [{"pair": 1}]}')
     sources = gather_sources(workspace, TrainSettings(**SMALL))
     assert "missing field 'fgUrl'" in sources.packs["broken"]["error"]
@@ -270,7 +270,7 @@ def test_a_broken_manifest_leaves_its_pack_out_and_says_why(tmp_path):
 
 def test_rows_merged_into_eval_jsonl_count_once(tmp_path):
     workspace = Workspace(tmp_path)
-    rows = make_pack(workspace, "tiny", 12, seed=2)
+    rows = make_pack(workspace, "tiny", 12, seed=2, presets=None, rows="shard").rows
     workspace.eval_path("tiny").write_bytes(workspace.shard_path("tiny", 0).read_bytes())
     report = gather_sources(workspace, TrainSettings(**SMALL)).packs["tiny"]
     assert report["rows"] == len(rows) and report["okRows"] + report["failedRows"] == len(rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from fixture_pack import make_pack
+from packs import make_pack
 
 from stages.core.contracts import load_manifest, load_verify_report, read_json
 from stages.core.errors import CqError
@@ -23,7 +23,7 @@ FAST = VerifySettings(seconds=2.0, width=240, height=160)
 
 def test_verify_passes_on_a_good_pack_and_writes_its_report(tmp_path):
     ws = Workspace(tmp_path)
-    make_pack(ws, "demo", pairs=8, with_eval=False)
+    make_pack(ws, "demo", 8, quality=True)
     report = verify_pack(ws, "demo", FAST)
     saved = load_verify_report(ws.verify_report_path("demo"))
     assert saved["passed"] is True and saved == report
@@ -38,7 +38,7 @@ def test_verify_passes_on_a_good_pack_and_writes_its_report(tmp_path):
 
 def test_verify_fails_on_a_quality_file_from_another_pack(tmp_path):
     ws = Workspace(tmp_path)
-    make_pack(ws, "demo", pairs=8, quality_pack="other-pack", with_eval=False)
+    make_pack(ws, "demo", 8, quality="other-pack")
     with pytest.raises(CqError, match="verify failed for pack 'demo'.*other-pack"):
         verify_pack(ws, "demo", FAST)
     assert read_json(ws.verify_report_path("demo"))["passed"] is False
@@ -46,7 +46,7 @@ def test_verify_fails_on_a_quality_file_from_another_pack(tmp_path):
 
 def test_verify_fails_on_a_page_that_throws(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    make_pack(ws, "demo", pairs=8, with_eval=False)
+    make_pack(ws, "demo", 8, quality=True)
     broken_web = tmp_path / "web"
     broken_web.mkdir()
     for name in ("player.html", "player.css", "player.js", "sampler.dots.js"):
@@ -74,7 +74,7 @@ def page_result(counts: dict[int, int], frames: list[dict]) -> dict:
 @pytest.fixture
 def demo(tmp_path):
     ws = Workspace(tmp_path)
-    manifest = make_pack(ws, "demo", pairs=8, with_eval=False)
+    manifest = make_pack(ws, "demo", 8, quality=True).manifest
     return load_manifest(manifest.path), read_json(ws.quality_path("demo"))
 
 
@@ -115,7 +115,7 @@ def test_the_repeat_penalty_evens_out_a_small_pack():
     small = {pair: 0.05 + 0.9 * pair / 7 for pair in range(8)}
     without = expected_pick_ratio(small, RULE, 4000)
     penalised = expected_pick_ratio(small, {**RULE, "dedupN": 4}, 4000)
-    assert without > 6 and 1.8 < penalised < 2.6  # the page measured 2.18 on this pack (fixture_pack)
+    assert without > 6 and 1.8 < penalised < 2.6  # the page measured 2.18 on this pack (packs.make_pack)
 
 
 def test_quartile_ratio_uses_the_scores_not_the_pair_numbers():

@@ -1,0 +1,209 @@
+"""A row's identity (stages.core.keys): the content key changes with each of its parts and with nothing else.
+
+Preset identities come from real files; the translator and engine versions are changed the way a developer
+changes them, by editing the source in a copy of the repo and asking that copy in a fresh interpreter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stages.core.contracts import file_hash, write_json
+from stages.core.keys import audio_identity, content_key, preset_identity, shard_key
+from stages.core.plan import PlannedPair
+from stages.core.settings import RenderSettings, SampleSettings
+from stages.core.workspace import CHECKOUT
+
+# Every sample setting, by what it does to a row's identity.
+PIXELS = {item.name for item in dataclasses.fields(RenderSettings)} | {
+    "min_luma", "max_luma", "min_motion", "max_flicker", "min_audio_corr", "min_layer_share", "stats_warmup",
+    "allow_degraded"}
+# These pick the audio and the browser: a row's key holds what they gave (the audio's key, the renderer),
+# a shard's key (decided before any browser starts) holds the settings themselves.
+SOURCES = {"audio_file", "gpu_mode", "chromium"}
+# How the run is organised: which pairs, how many at once, how long.
+RUN = {"packs", "target_coverage", "max_hours", "workers", "shard_size", "shuffle_seed", "reload_every",
+       "browser_max_restarts", "pair_timeout_s", "headed"}
+# Cuts a heavy pair short (a too-heavy row, not retried) without being part of any key: a row it cut stays
+# when the cap is raised.
+CAPS = {"max_frame_ms"}
+ENGINE, RENDERER, AUDIO = "butterchurn-3.0.0+page-0123456789ab", "SwiftShader", "click-key"
+
+
+def changed(settings: SampleSettings, name: str) -> SampleSettings:
+    value = getattr(settings, name)
+    if isinstance(value, bool):
+        other = not value
+    elif isinstance(value, int | float):
+        other = value + 1 if isinstance(value, int) else value + 0.125
+    else:
+        other = value + "-changed"
+    return dataclasses.replace(settings, **{name: other})
+
+
+@pytest.fixture
+def pair(tmp_path) -> PlannedPair:
+    fg, bg = tmp_path / "a_fg.json", tmp_path / "a_bg.json"
+    write_json(fg, {"baseVals": {"zoom": 1.01}})
+    write_json(bg, {"baseVals": {"zoom": 0.99}})
+    return PlannedPair(0, fg, bg, preset_identity(fg), preset_identity(bg))
+
+
+def key(pair: PlannedPair, settings: SampleSettings = SampleSettings(), audio: str = AUDIO, engine: str = ENGINE,
+        renderer: str = RENDERER) -> str:
+    return content_key(pair, settings, audio, engine, renderer)
+
+
+def test_every_sample_setting_is_classified():
+    names = {item.name for item in dataclasses.fields(SampleSettings)}
+    groups = [PIXELS, SOURCES, RUN, CAPS]
+    assert set().union(*groups) == names, "a new setting: decide whether it changes a row's identity"
+    assert sum(len(group) for group in groups) == len(names), "each setting in one group"
+
+
+def test_content_key_changes_with_each_preset_file(pair):
+    before = key(pair)
+    assert key(pair) == before
+    pair.fg_path.write_text('{"baseVals": {"zoom": 1.02}}')
+    edited = PlannedPair(0, pair.fg_path, pair.bg_path, preset_identity(pair.fg_path), pair.bg_hash)
+    assert key(edited) != before
+    pair.bg_path.write_text('{"baseVals": {"zoom": 0.98}}')
+    both = PlannedPair(0, pair.fg_path, pair.bg_path, edited.fg_hash, preset_identity(pair.bg_path))
+    assert key(both) not in (before, key(edited))
+    swapped = PlannedPair(0, pair.bg_path, pair.fg_path, both.bg_hash, both.fg_hash)
+    assert key(swapped) != key(both), "fg over bg is not bg over fg"
+
+
+def test_content_key_ignores_the_pair_number_and_file_names(pair, tmp_path):
+    """The same two presets under another pair number and names render the same pixels."""
+    fg, bg = tmp_path / "copy [1]_fg.json", tmp_path / "copy [1]_bg.json"
+    shutil.copyfile(pair.fg_path, fg)
+    shutil.copyfile(pair.bg_path, bg)
+    assert key(PlannedPair(9, fg, bg, preset_identity(fg), preset_identity(bg))) == key(pair)
+
+
+@pytest.mark.parametrize("name", sorted(PIXELS))
+def test_content_and_shard_keys_change_with_each_pixel_and_statistics_setting(pair, name):
+    settings = SampleSettings()
+    assert key(pair, changed(settings, name)) != key(pair, settings)
+    assert shard_key(changed(settings, name), [pair]) != shard_key(settings, [pair])
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_audio_and_browser_settings_reach_the_content_key_through_what_they_give(pair, name):
+    settings = SampleSettings()
+    assert key(pair, changed(settings, name)) == key(pair, settings)
+    assert shard_key(changed(settings, name), [pair]) != shard_key(settings, [pair])
+
+
+@pytest.mark.parametrize("name", sorted(RUN))
+def test_run_settings_change_no_key(pair, name):
+    settings = SampleSettings()
+    assert key(pair, changed(settings, name)) == key(pair, settings)
+    assert shard_key(changed(settings, name), [pair]) == shard_key(settings, [pair])
+
+
+def test_content_key_changes_with_audio_engine_and_renderer(pair):
+    before = key(pair)
+    others = {key(pair, audio="another-track"), key(pair, engine="butterchurn-3.0.0+page-ba9876543210"),
+              key(pair, renderer="ANGLE (NVIDIA, Vulkan)")}
+    assert before not in others and len(others) == 3
+
+
+def test_audio_identity_follows_the_file(tmp_path):
+    track = tmp_path / "track.wav"
+    track.write_bytes(b"RIFF" + bytes(100))
+    settings = SampleSettings(audio_file=str(track))
+    first = audio_identity(settings)
+    assert audio_identity(SampleSettings()) == "click" and first != "click"
+    assert audio_identity(settings) == first
+    track.write_bytes(b"RIFF" + bytes(200))  # another recording under the same name
+    assert audio_identity(settings) != first
+    track.unlink()
+    assert audio_identity(settings).startswith("unreadable:")
+
+
+def test_preset_identity_of_json_is_its_bytes_and_of_milk_more(tmp_path):
+    text = "[preset00]\nfDecay=0.9\nzoom=1.01\n"
+    milk, json_named = tmp_path / "a.milk", tmp_path / "a.json"
+    milk.write_text(text)
+    json_named.write_text(text)
+    assert preset_identity(json_named) == file_hash(json_named)
+    assert preset_identity(milk) != file_hash(milk), "a .milk file's picture also depends on the translator"
+    (tmp_path / "b.milk").write_text(text)
+    assert preset_identity(tmp_path / "b.milk") == preset_identity(milk)
+
+
+# ------------------------------------------------------------------ versions, in a copy of the repo
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """The parts of the checkout that decide identities: stages/, the sampling page and butterchurn's version
+    (dodo.py makes the copy a checkout, whose web/ is its own)."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copyfile(CHECKOUT / "dodo.py", copy / "dodo.py")
+    shutil.copytree(CHECKOUT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "web").mkdir()
+    for path in (CHECKOUT / "web").glob("*.*"):
+        shutil.copyfile(path, copy / "web" / path.name)
+    package = Path("node_modules") / "butterchurn" / "package.json"
+    if (CHECKOUT / "web" / package).is_file():
+        (copy / "web" / package).parent.mkdir(parents=True)
+        shutil.copyfile(CHECKOUT / "web" / package, copy / "web" / package)
+    return copy
+
+
+def ask(repo: Path, expression: str, *files: Path) -> str:
+    """Evaluate `expression` (with stages.core.keys imported as `keys`) in a fresh interpreter using `repo`."""
+    code = f"import sys; from pathlib import Path; from stages.core import keys; print({expression})"
+    done = subprocess.run([sys.executable, "-c", code, *map(str, files)], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def bump(path: Path, constant: str) -> None:
+    """Give a version constant (`NAME = "..."`) a new value, as a developer does after changing the code."""
+    text, count = re.subn(rf'^{constant} = "([^"]*)"', rf'{constant} = "\1-next"', path.read_text(), flags=re.M)
+    assert count == 1, f"{constant} not found in {path}"
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("module, constant", [("hlsl.py", "TRANSLATOR_VERSION"), ("conversion.py", "CONVERTER_VERSION")])
+def test_milk_identity_includes_the_translator_version(repo_copy, tmp_path, module, constant):
+    milk, json_preset = tmp_path / "a.milk", tmp_path / "a.json"
+    milk.write_text("[preset00]\nfDecay=0.9\nwarp_1=`shader_body { ret = 1; }\n")
+    write_json(json_preset, {"baseVals": {"decay": 0.9}})
+    identities = "keys.preset_identity(Path(sys.argv[1])), keys.preset_identity(Path(sys.argv[2]))"
+    milk_before, json_before = ask(repo_copy, identities, milk, json_preset).split()
+    assert milk_before == preset_identity(milk), "the copy computes what the repo does"
+    bump(repo_copy / "stages" / "presets" / module, constant)
+    milk_after, json_after = ask(repo_copy, identities, milk, json_preset).split()
+    assert milk_after != milk_before
+    assert json_after == json_before, "a butterchurn JSON preset is not translated"
+
+
+def test_engine_version_changes_when_the_sampling_page_changes(repo_copy):
+    web = repo_copy / "web"
+    before = ask(repo_copy, "keys.engine_version()")
+    assert before.startswith("butterchurn-")
+    with (web / "player.js").open("a") as player:
+        player.write("\n// the player is not the sampler\n")
+    assert ask(repo_copy, "keys.engine_version()") == before
+    for page in sorted(web.glob("sampler.*")):
+        original = page.read_bytes()
+        page.write_bytes(original + b"\n")
+        assert ask(repo_copy, "keys.engine_version()") != before, page.name
+        page.write_bytes(original)
+    assert ask(repo_copy, "keys.engine_version()") == before
+    (web / "sampler.extra.js").write_text("export const frames = 1;\n")  # a new file of the page
+    assert ask(repo_copy, "keys.engine_version()") != before
