@@ -254,7 +254,7 @@ EXTRA_ROW_FIELDS: dict[str, Any] = {
     "thumb": str,          # PNG of the composite at a fixed frame, relative to the pack's eval dir ("" if none)
 }
 ROW_STATUSES = ("ok", "load-failed", "shader-failed", "eel-error", "timeout", "crashed", "black",
-                "read-failed", "translate-failed", "degraded", "missing-file")
+                "read-failed", "translate-failed", "degraded", "missing-file", "too-heavy")
 # Richer statistics over the composited 64x64 frames (all in [0,1] unless noted).
 STAT_FIELDS = (
     "lumaMean", "lumaMin", "contrast", "colourfulness", "motionMean", "motionP90", "flicker",
