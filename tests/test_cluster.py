@@ -16,9 +16,10 @@ import time
 from collections import Counter
 
 import pytest
-from test_pipeline import BASES, SETTINGS, add_pair, eval_rows, make_pack, one_line_error, shard_rows
+from packs import PRESETS, make_pack
+from test_pipeline import SETTINGS, eval_rows, one_line_error, shard_rows
 
-from stages.core.contracts import load_manifest, read_jsonl, write_json
+from stages.core.contracts import load_manifest, read_jsonl
 from stages.core.workspace import CHECKOUT, Workspace
 from stages.render.browser import kill_leftovers
 
@@ -92,7 +93,7 @@ def test_cluster_rows_are_the_same_content_as_a_local_run(local_run, cluster, tm
     assert "cluster: worker" in result.stdout and "2 cluster workers" in result.stdout
     local = {row["pair"]: row for row in eval_rows(local_run[0], "tiny")}
     remote = {row["pair"]: row for row in eval_rows(workspace, "tiny")}
-    assert sorted(remote) == sorted(local) == [1, 2, 3, 4]
+    assert sorted(remote) == sorted(local) == [0, 1, 2, 3]
     workers = set(client.nthreads())
     for pair, row in remote.items():
         assert row["status"] == "ok", row["errors"]
@@ -104,7 +105,7 @@ def test_cluster_rows_are_the_same_content_as_a_local_run(local_run, cluster, tm
 def test_a_worker_killed_mid_run_costs_only_its_pairs_in_flight(cluster, tmp_path):
     address, client = cluster
     workspace = new_workspace(tmp_path, on_cluster(address, SETTINGS.replace("shard_size = 2", "shard_size = 6")))
-    make_pack(workspace, "tiny", len(BASES))  # one pair per base: no two pairs share their content
+    make_pack(workspace, "tiny", len(PRESETS))  # one pair per preset: no two pairs share their content
     env = {**os.environ, "CQ_WORKSPACE": str(workspace.root)}
     process = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), "merge"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -117,11 +118,11 @@ def test_a_worker_killed_mid_run_costs_only_its_pairs_in_flight(cluster, tmp_pat
     written = len(read_jsonl(shard).rows)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
-    assert 1 <= written < len(BASES), "the kill should land in the middle of the run"
+    assert 1 <= written < len(PRESETS), "the kill should land in the middle of the run"
     counts = Counter(row["pair"] for row in shard_rows(workspace, "tiny"))
-    assert counts == Counter(range(1, len(BASES) + 1)), "every pair exactly once"
+    assert counts == Counter(range(len(PRESETS))), "every pair exactly once"
     assert all(row["status"] == "ok" for row in shard_rows(workspace, "tiny"))
-    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == list(range(1, len(BASES) + 1))
+    assert sorted(row["pair"] for row in eval_rows(workspace, "tiny")) == list(range(len(PRESETS)))
 
 
 def test_an_unreachable_scheduler_is_one_clear_line_and_loses_nothing(local_run, tmp_path):
@@ -132,9 +133,7 @@ def test_an_unreachable_scheduler_is_one_clear_line_and_loses_nothing(local_run,
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(local_run[0].root, workspace.root)
     workspace.config_path.write_text(on_cluster(address))
-    manifest = load_manifest(workspace.manifest_path("tiny"))
-    manifest.pairs.append(add_pair(workspace, "tiny", 5, BASES[4]))  # something to render
-    write_json(manifest.path, manifest.to_json())
+    make_pack(workspace, "tiny", len(load_manifest(workspace.manifest_path("tiny")).pairs) + 1)  # one to render
     before = {path.name: path.read_bytes() for path in workspace.shards_dir("tiny").glob("*.jsonl")}
     line = one_line_error(doit(workspace, "merge"))
     assert address in line and "Dask scheduler" in line and "dask worker" in line
