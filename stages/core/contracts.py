@@ -61,9 +61,8 @@ def dumps(value: Any, pretty: bool = False) -> bytes:
     return orjson.dumps(value, option=option)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
+def _durable_temp(path: Path, data: bytes) -> str:
+    """`data` written and fsynced to a temporary file beside `path`; returns the temporary file's name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -71,10 +70,31 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = _durable_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_new(path: Path, data: bytes) -> None:
+    """Create `path` with `data` atomically; FileExistsError when it exists (never overwrites)."""
+    path = Path(path)
+    tmp = _durable_temp(path, data)
+    try:
+        os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path: Path, value: Any, pretty: bool = True) -> None:

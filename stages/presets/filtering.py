@@ -18,8 +18,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import operator
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from ..core.contracts import (
     read_rows,
     validate_quality,
     write_bytes_atomic,
+    write_bytes_new,
 )
 from ..core.errors import ContractError, CqError
 from ..core.workspace import Workspace
@@ -173,17 +172,10 @@ def version_paths(workspace: Workspace, pack: str) -> dict[int, Path]:
 
 def _write_new(path: Path, data: bytes) -> None:
     """Create `path` with `data` atomically; refuse if it exists (never overwrite a version)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)
+        write_bytes_new(path, data)
     except FileExistsError:
         raise CqError(f"{path} appeared while it was being written (another filter run?); run it again") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def filtered_manifest(workspace: Workspace, pack: str, settings: FilterSettings, log=print) -> dict:
