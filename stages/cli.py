@@ -53,26 +53,24 @@ def _manifest(args) -> int:
     return 0
 
 
-def _serve(args) -> int:
+def _serve_until_interrupted(name: str, page: str, port: int) -> int:
+    """Serve the workspace's pages on 127.0.0.1, print the address of `page`, wait for Ctrl+C."""
     workspace = Workspace.from_environment()
     try:
-        with serving(workspace, args.port) as server:
-            print(f"player: {server.url}{PLAYER_PATH}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
+        with serving(workspace, port) as server:
+            print(f"{name}: {server.url}{page}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _serve(args) -> int:
+    return _serve_until_interrupted("player", PLAYER_PATH, args.port)
 
 
 def _watch(args) -> int:
-    workspace = Workspace.from_environment()
-    try:
-        with serving(workspace, args.port) as server:
-            print(f"watch: {server.url}{WATCH_PATH}  (workspace {workspace.root}; Ctrl+C stops)", flush=True)
-            threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return _serve_until_interrupted("watch", WATCH_PATH, args.port)
 
 
 def _filter(args) -> int:

@@ -177,7 +177,7 @@ def task_score():
 @task_params(VERIFY.specs())
 def task_verify(**params):
     """Play each scored pack in the headless player: fails unless it picks by quality and draws."""
-    settings = settings_of(VERIFY, params).with_browser_of(configured(SampleSettings))
+    settings = settings_of(VERIFY, params).with_browser_of(configured(SampleSettings, WS))
     for pack in WS.packs():
         yield {
             "name": pack,

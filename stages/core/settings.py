@@ -234,10 +234,9 @@ class TaskParams:
         return chosen
 
 
-def configured(cls):
-    """A settings object with the configured defaults (pyproject, workspace toml), no command line."""
-    section = settings_config(Workspace.from_environment()).get(CONFIG_SECTIONS.get(cls.__name__, ""), {})
-    return from_params(cls, section)
+def configured(cls, workspace: Workspace):
+    """A settings object with a workspace's configured values (pyproject, workspace toml), no command line."""
+    return from_params(cls, settings_config(workspace).get(CONFIG_SECTIONS[cls.__name__], {}))
 
 
 def from_params(cls, params: dict):

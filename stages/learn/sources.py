@@ -28,8 +28,8 @@ from ..core.contracts import EliteEntry, load_elite, load_manifest, read_ratings
 from ..core.errors import ContractError
 from ..core.keys import preset_identity
 from ..core.progress import Progress
-from ..core.settings import SampleSettings, TrainSettings, from_params
-from ..core.workspace import Workspace, settings_config
+from ..core.settings import SampleSettings, TrainSettings, configured
+from ..core.workspace import Workspace
 from ..learn.features import FeatureCache, pair_features
 
 # ------------------------------------------------------------------------------- measured quality
@@ -265,7 +265,7 @@ def ratings_by_urls(workspace: Workspace, settings: TrainSettings) -> dict[tuple
 
 def quality_thresholds(workspace: Workspace) -> SampleSettings:
     """The sampler's okHeuristic settings as configured for the workspace (`measured_quality` uses them)."""
-    return from_params(SampleSettings, settings_config(workspace).get("sample", {}))
+    return configured(SampleSettings, workspace)
 
 
 def negative_indices(positions: np.ndarray, wanted: int, min_distance: int, rng: np.random.Generator

@@ -24,8 +24,8 @@ from ..core.contracts import read_json, validate_eval_row, value_hash
 from ..core.errors import ContractError, CqError
 from ..core.keys import audio_identity, browser_signature, content_key, engine_version, load_identity_cache
 from ..core.plan import plan_pack
-from ..core.settings import SampleSettings, from_params
-from ..core.workspace import Workspace, settings_config
+from ..core.settings import SampleSettings, configured, from_params
+from ..core.workspace import Workspace
 from .live import LIVE_KIND
 
 RUNS_SHOWN = 4
@@ -92,7 +92,7 @@ class Watcher:
         """The newest run's settings (so the target is the run's), else the workspace's configured ones."""
         if runs:
             return from_params(SampleSettings, runs[0].get("settings", {}))
-        return from_params(SampleSettings, settings_config(self.workspace).get("sample", {}))
+        return configured(SampleSettings, self.workspace)
 
     def _target(self, state: _PackState, pack: str, settings: SampleSettings) -> None:
         """Plan the pack as the run does; the content keys that count need the run's renderer and audio.
