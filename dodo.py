@@ -11,6 +11,7 @@ from stages.graph import (
     task_convert,
     task_demo_pack,
     task_filter,
+    task_fingerprint,
     task_merge,
     task_report,
     task_sample,
@@ -20,5 +21,5 @@ from stages.graph import (
     task_web_deps,
 )
 
-__all__ = ["DOIT_CONFIG", "task_web_deps", "task_demo_pack", "task_convert", "task_sample", "task_merge",
+__all__ = ["DOIT_CONFIG", "task_web_deps", "task_demo_pack", "task_convert", "task_sample", "task_fingerprint", "task_merge",
            "task_train", "task_score", "task_verify", "task_report", "task_filter"]

@@ -152,11 +152,10 @@ def explained(workspace: Workspace, validated: dict, folds: int, pack: str) -> N
     from stages.learn.features import FeatureCache, pair_features
     from stages.learn.metrics import ridge_predict, spearman, with_interval
     from stages.learn.model import feature_std, standardise
+    from stages.learn.quality import measured_quality, quality_factors
     from stages.learn.sources import (
         eval_pairs,
         fold_of,
-        measured_quality,
-        quality_factors,
         quality_thresholds,
         read_pack_presets,
     )

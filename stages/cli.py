@@ -26,7 +26,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import demopack, filter, sample, screen
+from . import demopack, filter, screen
 from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
 from .core.workspace import Workspace
@@ -102,11 +102,12 @@ def _cluster_check(args) -> int:
     from .core.settings import SampleSettings
     from .render.audio import load_audio
     from .render.cluster import ClusterRenderer, local_cluster
+    from .render.session import self_test_job
 
     with contextlib.ExitStack() as stack:
         address = args.address or stack.enter_context(local_cluster(args.gpu_mode)).scheduler_address
         settings = SampleSettings(executor="dask", address=address, gpu_mode=args.gpu_mode).validate()
-        checked = ClusterRenderer(settings, load_audio(settings).frames, sample.self_test_job(), engine_version(),
+        checked = ClusterRenderer(settings, load_audio(settings).frames, self_test_job(), engine_version(),
                                   on_event=lambda kind, details: print(details["message"], flush=True))
         try:
             print(f"ready: {len(checked.nodes)} workers, {checked.browsers} browsers, renderer {checked.renderer}, "

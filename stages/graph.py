@@ -14,12 +14,12 @@ from doit import create_after, task_params
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.task import clean_targets
 
-from . import convert, demopack, filter, merge, report, sample, score, train, verify, webdeps
+from . import convert, demopack, filter, fingerprint, merge, report, sample, score, train, verify, webdeps
 from .core.doit_state import keep_doit_state_current, sigterm_like_ctrl_c
 from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
-from .core.plan import plan_pack
-from .core.rows import shard_covered
+from .core.plan import plan_fingerprints, plan_pack
+from .core.rows import fingerprint_covered, shard_covered
 from .core.settings import SampleSettings, TaskParams, TrainSettings, VerifySettings, artifact_key, configured
 from .core.uptodate import Holds, InputsUnchanged, KeyUnchanged
 from .core.workspace import Workspace
@@ -121,6 +121,36 @@ def task_sample(**params):
                                    "every pair of the shard has a current row")],
                 "clean": True,
             }
+
+
+def workspace_presets(settings) -> list:
+    """Every preset file the packs to sample name (a broken manifest is reported by its sample task)."""
+    paths = []
+    for pack in settings.pack_list or WS.packs():
+        try:
+            paths += pack_preset_paths(WS, pack)
+        except CqError:
+            continue
+    return paths
+
+
+@create_after(executed="sample")
+@task_params(SAMPLE.specs())
+def task_fingerprint(**params):
+    """Render each preset of the packs alone, once per content (its fingerprint), in resumable shards."""
+    settings = settings_of(SAMPLE, params)
+    plan = plan_fingerprints(workspace_presets(settings), settings)
+    for shard in plan.shards:
+        yield {
+            "name": str(shard),
+            "actions": [(report_errors(fingerprint.run), [WS, plan, shard])],
+            "targets": [WS.fingerprint_shard_path(shard), WS.fingerprint_done_path(shard)],
+            "uptodate": [KeyUnchanged(plan.shard_key(shard), "the shard's presets, layer render settings, "
+                                                              "renderer or audio"),
+                         Holds(lambda shard=shard: fingerprint_covered(WS, shard),
+                               "every preset of the shard has a current fingerprint")],
+            "clean": True,
+        }
 
 
 @create_after(executed="sample")
