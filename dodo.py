@@ -10,6 +10,7 @@ from stages.graph import (
     DOIT_CONFIG,
     task_convert,
     task_demo_pack,
+    task_discover,
     task_filter,
     task_fingerprint,
     task_merge,
@@ -22,4 +23,4 @@ from stages.graph import (
 )
 
 __all__ = ["DOIT_CONFIG", "task_web_deps", "task_demo_pack", "task_convert", "task_sample", "task_fingerprint", "task_merge",
-           "task_train", "task_score", "task_verify", "task_report", "task_filter"]
+           "task_train", "task_score", "task_verify", "task_report", "task_filter", "task_discover"]

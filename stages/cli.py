@@ -8,6 +8,9 @@
     watch [--port N]               a live page of the sampling run (per worker, per pack, pairs/min, ETA)
     filter --rule R [--top N] [--packs a,b] [--current]
                                    the next pairs-manifest.filtered.vN.json of each pack
+    discover FOLDER [--top K] [--max-per-preset M] [--per-fg N] [--pack NAME]
+                                   fingerprint a folder of presets, score every fg x bg pair with the model
+                                   and write the best as pairs-manifest.discovered.vN.json of a new pack
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
     install-chromium               install Playwright's Chromium (where no Chromium/Chrome/Edge is found)
     cluster-check [ADDRESS]        are the Dask cluster's workers ready to sample? (no ADDRESS: this machine)
@@ -26,7 +29,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import demopack, filter, screen
+from . import demopack, discover, filter, screen
 from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
 from .core.workspace import Workspace
@@ -79,6 +82,15 @@ def _filter(args) -> int:
         raise CqError("give a rule (--rule \"quality01 >= 0.6\") or a count (--top 200): without one every pair "
                       "would be kept")
     filter.run(Workspace.from_environment(), settings)
+    return 0
+
+
+def _discover(args) -> int:
+    from .learn.discovery import DiscoverSettings
+
+    settings = DiscoverSettings(folder=str(args.folder), pack=args.pack, top=args.top,
+                                max_per_preset=args.max_per_preset, per_fg=args.per_fg)
+    discover.run(Workspace.from_environment(), settings)
     return 0
 
 
@@ -164,6 +176,14 @@ def parser() -> argparse.ArgumentParser:
             kind = {"int": int, "str": str}.get(item.type, item.type)
             filtering.add_argument(option, type=kind, default=item.default, help=item.metadata["help"])
     filtering.set_defaults(handler=_filter)
+
+    discovering = commands.add_parser("discover", help="the best fg x bg pairs of a folder of presets, by the model")
+    discovering.add_argument("folder", type=Path, help="a folder of .milk and .json presets (not searched below)")
+    discovering.add_argument("--pack", default="", help="the pack the picks become (default: discovered-<folder>)")
+    discovering.add_argument("--top", type=int, default=100, help="pairs to pick (K, default 100)")
+    discovering.add_argument("--max-per-preset", type=int, default=3, help="most picks per preset (M, default 3)")
+    discovering.add_argument("--per-fg", type=int, default=3, help="best backgrounds listed per fg (default 3)")
+    discovering.set_defaults(handler=_discover)
 
     bases = commands.add_parser("demo-bases", help=f"render each butterchurn preset; rewrite "
                                                    f"{demopack.BASES_PATH.name}")

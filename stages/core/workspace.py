@@ -192,6 +192,11 @@ class Workspace:
         return self.fingerprints_dir / "thumbs"
 
     @property
+    def discovered_versions_path(self) -> Path:
+        """The last discovered manifest version of each pack, so a deleted version's number is never reused."""
+        return self.state_dir / "discovered-versions.json"
+
+    @property
     def fingerprint_meta_path(self) -> Path:
         """Fingerprint coverage: presets wanted, fingerprinted, failed (`stages.fingerprint`)."""
         return self.fingerprints_dir / "meta.json"

@@ -2,7 +2,8 @@
 starts fast).
 
 In: a `Workspace` and `TrainSettings`. Out: `inputs_digest` (everything training reads, by content),
-`pack_inputs_digest` (what scoring one pack reads besides the checkpoint), `CODE_VERSION` (the feature and
+`pack_inputs_digest` (what scoring one pack reads besides the checkpoint: its files and the
+fingerprints), `CODE_VERSION` (the feature and
 model code) and `TRAINING_CODE_VERSION` (that plus the trainer's), for `core.uptodate.InputsUnchanged`.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from ..core.workspace import Workspace, settings_config
 
 _HERE = Path(__file__).resolve().parent
 # A checkpoint is only valid for the feature and model code it was trained with.
-CODE_VERSION = value_hash([(_HERE / "features.py").read_text(), (_HERE / "model.py").read_text()])
+CODE_VERSION = value_hash([(_HERE / name).read_text() for name in ("features.py", "fingerprints.py", "composite.py",
+                                                                      "quality.py", "model.py")])
 # Code that changes what training produces: a change retrains.
 TRAINING_CODE_VERSION = value_hash([CODE_VERSION] + [(_HERE / name).read_text()
                                                      for name in ("sources.py", "training.py", "metrics.py")])
@@ -37,12 +39,14 @@ def pack_inputs_digest(workspace: Workspace, pack: str) -> str:
     except ContractError:
         pass  # the train or score action reports the broken manifest; here it only makes the task stale
     return value_hash([_digest_files([manifest_path]), _digest_files(sorted(presets)),
-                       _digest_files(workspace.shard_files(pack) + [workspace.eval_path(pack)])])
+                       _digest_files(workspace.shard_files(pack) + [workspace.eval_path(pack)]),
+                       _digest_files(workspace.fingerprint_files())])
 
 
 def inputs_digest(workspace: Workspace, settings: TrainSettings) -> str:
     """Everything training reads, by content: each pack's inputs, the elite manifest, the ratings, and the
     sampler's thresholds (they define the measured quality)."""
     return value_hash({"packs": {pack: pack_inputs_digest(workspace, pack) for pack in workspace.packs()},
+                       "fingerprints": _digest_files(workspace.fingerprint_files()),
                        "elite": _digest_files([workspace.elite_path(settings.elite_path), workspace.ratings_path]),
                        "sample": settings_config(workspace).get("sample", {})})

@@ -41,6 +41,7 @@ from ..core.errors import CqError
 from ..core.settings import TrainSettings
 from ..core.workspace import Workspace
 from ..learn.checkpoint import save_checkpoint
+from ..learn.features import FeatureCache
 from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_predict, spearman, with_interval
 from ..learn.model import CouplingNet, NetConfig, feature_std, predict_quality, standardise
 from ..learn.sources import PairSet, Sources, gather_sources, quality_thresholds
@@ -306,8 +307,9 @@ def _rounded(value: float) -> float | None:
 # ------------------------------------------------------------------------------------------ training
 
 
-def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
-    """Cross-validate, fit on everything, save the checkpoint and the report; return the report."""
+def train(workspace: Workspace, settings: TrainSettings, log=print, cache: FeatureCache | None = None) -> dict:
+    """Cross-validate, fit on everything, save the checkpoint and the report; return the report. `cache`
+    reads the presets' vectors (default: the workspace's, fingerprints included)."""
     started = time.monotonic()
     device = pick_device(settings.require_cuda)
     torch.set_num_threads(max(1, settings.threads))
@@ -318,7 +320,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
         log(f"device=cpu  (no CUDA GPU visible to torch {torch.__version__}; training on the CPU)")
 
     # 1. the sources
-    sources = gather_sources(workspace, settings, thresholds=quality_thresholds(workspace))
+    sources = gather_sources(workspace, settings, cache, thresholds=quality_thresholds(workspace))
     for warning in sources.warnings[:20]:
         log(f"warning: {warning}")
     for name in TRAIN_SOURCES:
