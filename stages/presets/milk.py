@@ -5,7 +5,7 @@ under a `[preset00]` header), in any of the encodings real packs use: UTF-8 with
 with a BOM, Latin-1; CRLF, LF or lone-CR line ends.
 Out: a `MilkPreset`: base values under butterchurn's names, the init / per-frame / per-pixel EEL as text,
 four shapes and four waves with their base values and EEL, the warp and comp shaders as HLSL text (no
-translation here: `stages.hlsl` does that), the preset version, and one warning per line that could not be
+translation here: `presets.hlsl` does that), the preset version, and one warning per line that could not be
 read (with its line number). Reading follows MilkDrop: keys are case-insensitive, a duplicate key's last
 value wins, numbered code lines are read from 1 up to the first missing number, missing sections fall back
 to butterchurn's defaults.
@@ -110,8 +110,10 @@ def _number(text: str) -> float | None:
 
 
 def _code(lines: dict[int, str]) -> tuple[str, int, int]:
-    """Numbered code lines 1, 2, ... up to the first missing number, joined by newlines (as MilkDrop's ReadCode
-    and projectM do), that missing number, and how many numbered lines after it are left unread."""
+    """Numbered code lines 1, 2, ... up to the first missing number, joined by newlines, that missing number, and
+    how many numbered lines after it are left unread. MilkDrop's ReadCode joins the lines with nothing at all (a
+    name split over two lines is one name: `is_` + `beat`); butterchurn's EEL reader drops newlines the same way
+    after ending `//` and `\\` comments at them, so newlines give MilkDrop's program and keep shaders' lines."""
     out = []
     number = 1
     while number in lines:
@@ -175,9 +177,9 @@ def parse_milk(text: str, where="preset") -> MilkPreset:
                 section = ("wave", int(wave), wave_part)
             else:
                 section = ("shape", int(shape), shape_part)
-            if section[0] in ("warp", "comp"):
-                # MilkDrop prefixes every shader line with a backtick so leading spaces survive INI reading.
-                raw = raw[1:] if raw.startswith("`") else raw
+            # MilkDrop writes a backtick before each shader line so leading spaces survive INI reading, and its
+            # ReadCode drops one from every code line, equations too; butterchurn's EEL parser rejects it.
+            raw = raw[1:] if raw.startswith("`") else raw
             code.setdefault(section, {})[int(index)] = raw.rstrip()
             continue
         match = _OBJECT_KEY.match(key)
