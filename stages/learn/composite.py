@@ -55,12 +55,17 @@ def _histogram_masks(mode: str, opacity: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _weights(fg_luma, bg_luma, mode: str, opacity: float):
-    """How much a small change in each layer moves the composite (the blend's partial derivatives)."""
+    """How much a small change in each layer moves the composite (the blend's partial derivatives): numbers
+    for the linear blends, per-pair-and-frame arrays for screen."""
     if mode == "screen":
         return opacity * (1 - bg_luma), 1 - opacity * fg_luma
     if mode == "add":
-        return np.full_like(fg_luma, opacity), np.ones_like(bg_luma)
-    return np.full_like(fg_luma, opacity), np.full_like(bg_luma, 1 - opacity)
+        return opacity, 1.0
+    return opacity, 1 - opacity
+
+
+def _per_pair_mean(weight, rows: int) -> np.ndarray:
+    return np.full(rows, weight, np.float32) if np.ndim(weight) == 0 else weight.mean(axis=1)
 
 
 def _row_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,14 +79,14 @@ def composite_features(fg: np.ndarray, bg: np.ndarray, layout: Layout, settings:
     """(n, len(COMPOSITE_FEATURES)) for n pairs of fingerprint vectors (fg, bg: (n, layout.width))."""
     mode, opacity = settings.blend, settings.fg_opacity
     scalar = {name: (fg[:, SCALARS.index(name)], bg[:, SCALARS.index(name)]) for name in SCALARS}
-    series = {name: (fg[:, layout.series(name)].astype(np.float64), bg[:, layout.series(name)].astype(np.float64))
+    series = {name: (fg[:, layout.series(name)], bg[:, layout.series(name)])
               for name in ("luma", "lumaVar", "motion", "energy")}
     (lf, lb), (vf, vb), (mf, mb) = series["luma"], series["lumaVar"], series["motion"]
     wf, wb = _weights(lf, lb, mode, opacity)
     luma = blend(lf, lb, mode, opacity)
     map_f = fg[:, layout.map] - fg[:, layout.map].mean(axis=1, keepdims=True)
     map_b = bg[:, layout.map] - bg[:, layout.map].mean(axis=1, keepdims=True)
-    overlap = (map_f * map_b).mean(axis=1, dtype=np.float64)[:, None]
+    overlap = np.einsum("ij,ij->i", map_f, map_b)[:, None] / map_f.shape[1]
     variance = np.maximum(wf * wf * vf + wb * wb * vb + 2 * wf * wb * overlap, 0.0)
     motion = np.sqrt((wf * mf) ** 2 + (wb * mb) ** 2)
     cov_fg = np.maximum(wf * vf + wb * overlap, 0.0)
@@ -89,7 +94,7 @@ def composite_features(fg: np.ndarray, bg: np.ndarray, layout: Layout, settings:
     share = np.where(cov_fg + cov_bg > FLAT_COVARIANCE, cov_fg / np.maximum(cov_fg + cov_bg, FLAT_COVARIANCE), 0.5)
     black_mask, white_mask = _histogram_masks(mode, opacity)
     hist_f, hist_b = fg[:, layout.histogram], bg[:, layout.histogram]
-    wf_mean, wb_mean = wf.mean(axis=1), wb.mean(axis=1)
+    wf_mean, wb_mean = _per_pair_mean(wf, len(fg)), _per_pair_mean(wb, len(fg))
     rg = wf_mean * scalar["rgMean"][0] + wb_mean * scalar["rgMean"][1]
     yb = wf_mean * scalar["ybMean"][0] + wb_mean * scalar["ybMean"][1]
     chroma_var = (wf_mean ** 2 * (scalar["rgVar"][0] + scalar["ybVar"][0])

@@ -23,7 +23,7 @@ from ..core.progress import Progress
 from ..core.settings import SampleSettings
 from ..learn.features import pair_features
 
-BLOCK_PAIRS = 40_000   # pair vectors scored at once: ~0.5 GB of working memory at most
+BLOCK_PAIRS = 16_000   # pair vectors scored at once: a few hundred MB of working memory
 MIN_CANDIDATES = 5_000  # best pairs kept while streaming, at least; more when K or the limit asks for it
 
 

@@ -208,7 +208,7 @@ def _read(path: Path, cache_dir: Path | None) -> tuple[np.ndarray, str]:
 
 
 def _layer_scalars(vectors: np.ndarray) -> np.ndarray:
-    scalars = vectors[:, :len(SCALARS)].astype(np.float64)
+    scalars = vectors[:, :len(SCALARS)].copy()
     for column, floor in LOGGED.items():
         scalars[:, column] = np.log10(np.maximum(scalars[:, column], 0.0) + floor)
     return scalars[:, LAYER_COLUMNS]
