@@ -149,9 +149,10 @@ def precision(workspace: Workspace, corpus: Path, top: int, workers: int, gpu_mo
     discover_seconds = time.monotonic() - started
     rows = [row for row in _fingerprint_rows(bench) if row["presetId"] in {p.name for p in library}]
     render_ms = sum(row["timings"].get("renderMs", 0) + row["timings"].get("loadMs", 0) for row in rows)
-    log(f"BENCH discovery: {len(library)} presets, {document['generatedFrom']['scoredPairs']} pairs scored in "
-        f"{document['generatedFrom']['seconds']} s ({document['generatedFrom']['scoredPairs'] / max(document['generatedFrom']['seconds'], 1e-9):,.0f} "
-        f"pairs/s); fingerprinting + scoring {discover_seconds:.1f} s wall with {workers} browsers; per preset "
+    made = document["generatedFrom"]
+    log(f"BENCH discovery: {len(library)} presets, {made['scoredPairs']} pairs scored in {made['seconds']} s "
+        f"({made['scoredPairs'] / max(made['seconds'], 1e-9):,.0f} pairs/s); fingerprinting + scoring "
+        f"{discover_seconds:.1f} s wall with {workers} browsers; per preset "
         f"{render_ms / max(len(rows), 1):.0f} ms of page time (load + 120 frames)")
     random_name = random_pack(bench, "discovered-corpus", top, seed=1)
     env = {**os.environ, "CQ_WORKSPACE": str(bench.root), "PYTHONPATH": str(CHECKOUT)}
