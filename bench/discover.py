@@ -155,7 +155,8 @@ def precision(workspace: Workspace, corpus: Path, top: int, workers: int, gpu_mo
         f"{discover_seconds:.1f} s wall with {workers} browsers; per preset "
         f"{render_ms / max(len(rows), 1):.0f} ms of page time (load + 120 frames)")
     random_name = random_pack(bench, "discovered-corpus", top, seed=1)
-    env = {**os.environ, "CQ_WORKSPACE": str(bench.root), "PYTHONPATH": str(CHECKOUT)}
+    env = {**os.environ, "CQ_WORKSPACE": str(bench.root),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH", "")]))}
     subprocess.run([sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), "sample", "--packs",
                     f"discovered-corpus,{random_name}", "--workers", str(workers), "--gpu-mode", gpu_mode],
                    cwd=CHECKOUT, env=env, check=False)
