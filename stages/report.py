@@ -34,6 +34,7 @@ from .core.contracts import (
 from .core.errors import ContractError, CqError
 from .core.settings import TrainSettings
 from .core.workspace import Workspace
+from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
 from .learn.history import changes, read_history, varying_settings
 
 GALLERY_SIZE = 24
@@ -207,9 +208,6 @@ def badge(passed: bool | None) -> str:
 # ------------------------------------------------------------------------------------------ sections
 
 def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | None, str]]:
-    # imported here: stages.score loads torch, which a report of a pack without scores does not need
-    from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
-
     rows: list[tuple[str, bool | None, str]] = []
     if data.quality is None:
         rows.append(("scores written", None, "no quality file yet: run `doit score`"))

@@ -5,7 +5,7 @@ under a `[preset00]` header), in any of the encodings real packs use: UTF-8 with
 with a BOM, Latin-1; CRLF, LF or lone-CR line ends.
 Out: a `MilkPreset`: base values under butterchurn's names, the init / per-frame / per-pixel EEL as text,
 four shapes and four waves with their base values and EEL, the warp and comp shaders as HLSL text (no
-translation here: `stages.hlsl` does that), the preset version, and one warning per line that could not be
+translation here: `presets.hlsl` does that), the preset version, and one warning per line that could not be
 read (with its line number). Reading follows MilkDrop: keys are case-insensitive, a duplicate key's last
 value wins, numbered code lines are read from 1 up to the first missing number, missing sections fall back
 to butterchurn's defaults.
