@@ -569,7 +569,7 @@ def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
     """Every file the page is made from (those that exist are read; the others are shown as missing)."""
     return [workspace.manifest_path(pack), workspace.quality_path(pack), workspace.rejected_quality_path(pack),
             workspace.eval_path(pack), workspace.meta_path(pack), workspace.train_report_path,
-            workspace.verify_report_path(pack), workspace.train_history_path, Path(__file__)]
+            workspace.verify_report_path(pack), workspace.train_history_path]
 
 
 def inputs_signature(workspace: Workspace, pack: str) -> dict:
