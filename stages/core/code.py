@@ -5,24 +5,27 @@ stage module and every module of this package it imports, directly or through ot
 or inside a function (found by reading their `from .x import y` lines, so a new helper module counts
 without a list to keep), plus the browser pages the task serves. It is compared by source text, hashed
 (`code_hash`): a comment counts too. That is the simple honest rule: the build cannot tell a comment from
-a changed rule, a rebuild nobody needed costs at most a retrain, and a changed rule without a rebuild is
-stale scores kept silently. The check is `core.uptodate.CodeUnchanged`, one per task in `graph.py`
-(`doit info TASK` says when it is the reason).
+a changed rule, a rebuild nobody needed costs at most a retrain and a verify run, and a changed rule
+without a rebuild is stale scores kept silently. The unit is the module: `demopack` imports the render
+pool for its `demo-bases` tool, so a pool edit rebuilds the demo pack (to the same bytes). The check is
+`core.uptodate.CodeUnchanged`, one per task in `graph.py` (`doit info TASK` says when it is the reason).
 
-So editing `learn/scoring.py` or `learn/gates.py` rescores (score imports them) and rebuilds the reports
-(report imports gates), and re-verifies because the scores changed; training does not import them and is
-never redone. Editing `report.py` rebuilds only the reports; `learn/training.py`, the checkpoint and all
-after it; a module every stage imports (`core/contracts.py`), every task but sampling.
+So editing `learn/scoring.py` or `learn/gates.py` rescores (score imports them), rebuilds the reports, and
+re-verifies when the scores changed (verify reads them by content); training does not import them and is
+never redone, nor is anything sampled. Editing `report.py` rebuilds only the reports; `learn/training.py`
+retrains, and rescores when the checkpoint changed; a module every stage imports (`core/contracts.py`)
+reruns every task the rule applies to. `tests/test_code_inputs.py` shows it with real doit.
 
 Where a task is not checked by its code, and why:
 
 - `sample`: a row is a pure function of its content key (`core.keys`), and throwing rows away costs a
   night of rendering, so the code that decides pixels and statistics enters the key as versions that change
-  only with what is measured: the engine (the sampling page's files, hashed, and butterchurn's version),
-  `render.framestats.STATS_VERSION`, `presets.hlsl.TRANSLATOR_VERSION` and
-  `presets.conversion.CONVERTER_VERSION`. Bump the constant with a change that alters what a row measures;
-  a comment or a refactor of the sampler's Python keeps every row. The same versions key the `.milk`
-  conversion cache, so `convert`, rerun by its code, translates again only when one of them changed.
+  only with what is measured: the engine (butterchurn's version and the sampling page's files, hashed: the
+  page draws the pixels, so any edit of it renders again), `render.framestats.STATS_VERSION`,
+  `presets.hlsl.TRANSLATOR_VERSION` and `presets.conversion.CONVERTER_VERSION`. Bump the constant with a
+  change that alters what a row measures; a comment or a refactor of the sampler's Python keeps every row.
+  The same versions key the `.milk` conversion cache, so `convert`, rerun by its code, translates again
+  only when one of them changed.
 - `web_deps`: its product is shared by every workspace and named by the npm lock; it is checked against
   what is installed, not against a workspace's record.
 - `filter`: runs exactly when asked and writes a new version each time; no version is ever rewritten.
