@@ -10,7 +10,9 @@ from stages.graph import (
     DOIT_CONFIG,
     task_convert,
     task_demo_pack,
+    task_discover,
     task_filter,
+    task_fingerprint,
     task_merge,
     task_report,
     task_sample,
@@ -20,5 +22,5 @@ from stages.graph import (
     task_web_deps,
 )
 
-__all__ = ["DOIT_CONFIG", "task_web_deps", "task_demo_pack", "task_convert", "task_sample", "task_merge",
-           "task_train", "task_score", "task_verify", "task_report", "task_filter"]
+__all__ = ["DOIT_CONFIG", "task_web_deps", "task_demo_pack", "task_convert", "task_sample", "task_fingerprint", "task_merge",
+           "task_train", "task_score", "task_verify", "task_report", "task_filter", "task_discover"]

@@ -102,104 +102,111 @@ def archive(workspace: Workspace, out: Path) -> Path:
     return out
 
 
-def cross_validate(workspace: Workspace, folds: int, epochs: int, threads: int, pack: str = PACK) -> dict:
-    """Train with k-fold cross-validation on the workspace; print net vs ridge overall, per pair kind (pack
-    `bench`), and `explained` for `pack`."""
+def cross_validate(workspace: Workspace, folds: int, epochs: int, threads: int, pack: str = PACK,
+                   fingerprints: bool = True) -> dict:
+    """Train with k-fold cross-validation by pair and by preset; print net vs ridge overall and per pair kind
+    (pack `bench`), then `explained` for `pack`. Without `fingerprints`, every preset counts as never
+    fingerprinted (the text features alone, as before fingerprints existed)."""
     import numpy as np
 
     from stages.core.settings import TrainSettings
+    from stages.learn.features import FeatureCache
     from stages.learn.metrics import spearman, with_interval
     from stages.learn.training import train
 
     started = time.monotonic()
-    report = train(workspace, TrainSettings(folds=folds, epochs=epochs, threads=threads), log=lambda *_: None)
+    cache = None if fingerprints else FeatureCache(workspace.conversion_cache_dir)
+    report = train(workspace, TrainSettings(folds=folds, epochs=epochs, threads=threads), log=lambda *_: None,
+                   cache=cache)
     seconds = time.monotonic() - started
-    validated = report["crossValidation"]
-    if validated is None:
-        raise CqError(f"too few sampled pairs in {workspace.root} for {folds}-fold cross-validation: sample first")
+    label = "with fingerprints" if fingerprints else "text features only"
     coupling = workspace.pack_dir(pack) / "coupling.v0.json"
     kinds = {f"{pack}:{item['pair']}": item.get("kind") for item in read_json(coupling)["pairs"]} \
         if coupling.is_file() else {}
-    print(f"BENCH {folds}-fold by pair over {validated['pairs']} sampled pairs, {validated['chosenEpochs']} "
-          f"epochs chosen, {seconds:.1f} s on {report['device']} (cross-validation "
-          f"{report['crossValidationSeconds']:.1f} s)")
-    for model in ("net", "ridge"):
-        print(f"BENCH out-of-fold {model}: spearman {validated[model]['spearman']} "
-              f"pearson {validated[model]['pearson']}")
-    print(f"BENCH net - ridge: spearman {validated['netMinusRidge']['spearman']}")
-    print("BENCH per fold (net / ridge): " + ", ".join(f"{f['net']} / {f['ridge']}" for f in validated["perFold"]))
-    items = validated["outOfFold"]
-    for kind in ("coupled", "cross"):
-        chosen = [item for item in items if kinds.get(item["key"]) == kind]
-        if len(chosen) >= 5:
-            measured = np.array([item["measured"] for item in chosen])
-            for model in ("net", "ridge"):
-                values = np.array([item[model] for item in chosen])
-                print(f"BENCH {kind} pairs ({len(chosen)}): {model} spearman "
-                      f"{with_interval(spearman, values, measured, 0)}")
-    measured = np.array([item["measured"] for item in items])
+    for by in ("crossValidation", "crossValidationByPreset"):
+        validated = report[by]
+        if validated is None:
+            raise CqError(f"too few sampled pairs in {workspace.root} for {folds}-fold cross-validation: sample first")
+        print(f"BENCH [{label}] {folds}-fold by {validated['by']} over {validated['pairs']} sampled pairs, "
+              f"{validated['chosenEpochs']} epochs, {seconds:.1f} s on {report['device']}")
+        for model in ("net", "ridge"):
+            print(f"BENCH [{label}] by {validated['by']}: {model} spearman {validated[model]['spearman']} "
+                  f"pearson {validated[model]['pearson']}")
+        print(f"BENCH [{label}] by {validated['by']}: net - ridge spearman {validated['netMinusRidge']['spearman']}")
+        items = validated["outOfFold"]
+        for kind in ("coupled", "cross"):
+            chosen = [item for item in items if kinds.get(item["key"]) == kind]
+            if len(chosen) >= 5:
+                measured = np.array([item["measured"] for item in chosen])
+                for model in ("net", "ridge"):
+                    values = np.array([item[model] for item in chosen])
+                    print(f"BENCH [{label}] by {validated['by']}, {kind} pairs ({len(chosen)}): {model} spearman "
+                          f"{with_interval(spearman, values, measured, 0)}")
+    measured = np.array([item["measured"] for item in report["crossValidation"]["outOfFold"]])
     print(f"BENCH measured quality: {np.mean(measured == 0):.1%} of pairs measure 0 (failed, cut, or a factor at 0); "
           f"median {np.median(measured):.3f}")
-    explained(workspace, validated, folds, pack)
+    if fingerprints:
+        explained(workspace, folds, pack)
     return report
 
 
-def explained(workspace: Workspace, validated: dict, folds: int, pack: str) -> None:
-    """Spearman of the out-of-fold net score with each quality factor (ok rows), and the k-fold ridge lift
-    from each layer's rendered mean luma."""
+# Column groups of the pair vector, for the ablation (names from features.PAIR_FEATURES).
+def _groups(names: list[str]) -> dict[str, list[int]]:
+    prefixes = {"text": ("fg.", "bg.", "diff.", "prod."), "layer": ("layer.",), "mix": ("mix.",)}
+    groups = {name: [i for i, feature in enumerate(names) if feature.startswith(start)] for name, start in prefixes.items()}
+    groups["mix.estimate"] = [names.index("mix.estimate")]
+    return groups
+
+
+def explained(workspace: Workspace, folds: int, pack: str) -> None:
+    """Ridge by preset family on feature groups (which fields matter), and the composite estimate alone."""
     import numpy as np
 
-    from stages.learn.features import FeatureCache, pair_features
+    from stages.learn.features import PAIR_FEATURES, FeatureCache, pair_features
     from stages.learn.metrics import ridge_predict, spearman, with_interval
     from stages.learn.model import feature_std, standardise
-    from stages.learn.sources import (
-        eval_pairs,
-        fold_of,
-        measured_quality,
-        quality_factors,
-        quality_thresholds,
-        read_pack_presets,
-    )
+    from stages.learn.quality import measured_quality
+    from stages.learn.sources import eval_pairs, fold_of, quality_thresholds, read_pack_presets
 
-    presets = read_pack_presets(workspace, pack, FeatureCache(workspace.conversion_cache_dir))
-    rows, _, _ = eval_pairs(workspace, presets)
-    net = {item["key"]: item["net"] for item in validated["outOfFold"]}
     thresholds = quality_thresholds(workspace)
-    ok = [pair for pair in sorted(rows) if rows[pair]["status"] == "ok"]
-    factors = [quality_factors(rows[pair]["stats"], thresholds) for pair in ok]
-    scores = np.array([net[f"{pack}:{pair}"] for pair in ok])
-    for name in factors[0] if factors else []:
-        values = np.array([factor[name] for factor in factors])
-        if values.std() > 1e-9:
-            print(f"BENCH factor {name}: spread {values.std():.3f}, spearman with the out-of-fold net "
-                  f"{spearman(scores, values):.3f}")
+    presets = read_pack_presets(workspace, pack, FeatureCache.of_workspace(workspace, thresholds))
+    rows, _, _ = eval_pairs(workspace, presets)
     index = {pair: i for i, pair in enumerate(presets.pairs)}
     pairs = sorted(rows)
     features = pair_features(np.stack([presets.fg[index[p]] for p in pairs]),
-                             np.stack([presets.bg[index[p]] for p in pairs]))
-    lumas = np.array([[rows[p]["pmAvgLumaFg"], rows[p]["pmAvgLumaBg"]] for p in pairs])
+                             np.stack([presets.bg[index[p]] for p in pairs]), thresholds)
     measured = np.array([measured_quality(rows[p], thresholds) for p in pairs])
-    by_pair = np.array([fold_of(f"{pack}:{p}", folds, 0) for p in pairs])
-    coupling = workspace.pack_dir(pack) / "coupling.v0.json"
-    base_of = {item["pair"]: item.get("fg", item.get("base")) for item in read_json(coupling)["pairs"]} \
-        if coupling.is_file() else {}
-    by_base = np.array([fold_of(str(base_of.get(p, p)), folds, 0) for p in pairs])
+    families = [presets.families[p] for p in pairs]
+    fold_by_preset = np.array([fold_of(fg, folds, 0) for fg, _ in families])
+    names = list(PAIR_FEATURES)
+    estimate = features[:, names.index("mix.estimate")]
+    print(f"BENCH composite estimate alone (no learning): spearman {with_interval(spearman, estimate, measured, 0)}")
 
-    def ridge_spearman(x: np.ndarray, fold: np.ndarray) -> dict | None:
-        predicted = np.zeros(len(pairs))
+    def ridge_by_preset(columns: list[int]) -> dict | None:
+        predicted = np.full(len(pairs), np.nan)
         for k in range(folds):
-            train, test = fold != k, fold == k
-            if test.any():
+            test = fold_by_preset == k
+            unseen = {family for pair, tested in zip(families, test) if tested for family in pair}
+            train = np.array([fg not in unseen and bg not in unseen for fg, bg in families])
+            if test.any() and train.sum() >= 5:
+                x = features[:, columns]
                 mean, std = x[train].mean(axis=0), feature_std(x[train])
                 predicted[test] = ridge_predict(standardise(x[train], mean, std), measured[train],
                                                 standardise(x[test], mean, std), 0)
-        return with_interval(spearman, predicted, measured, 0)
+        done = np.isfinite(predicted)
+        return with_interval(spearman, predicted[done], measured[done], 0)
 
-    for label, x in (("preset features", features), ("+ rendered layer luma", np.hstack([features, lumas]))):
-        print(f"BENCH ridge on {label}: k-fold spearman {ridge_spearman(x, by_pair)}")
-    # pairs of one base (its close and far variants) share most features: folds by pair let a base's other
-    # pair train the model that scores it; folds by fg base are the figure for presets never seen
-    print(f"BENCH ridge on preset features, folds by fg base: k-fold spearman {ridge_spearman(features, by_base)}")
+    groups = _groups(names)
+    everything = list(range(len(names)))
+    print(f"BENCH ablation, ridge by preset, all features: {ridge_by_preset(everything)}")
+    for name, columns in groups.items():
+        rest = [c for c in everything if c not in set(columns)]
+        print(f"BENCH ablation, ridge by preset, without {name}: {ridge_by_preset(rest)}; "
+              f"{name} alone: {ridge_by_preset(columns)}")
+    for name in [n for n in names if n.startswith("mix.factor.") or n.startswith("mix.stat.")]:
+        column = features[:, names.index(name)]
+        if column.std() > 1e-9:
+            print(f"BENCH field {name}: spearman with measured {spearman(column, measured):.3f}")
 
 
 def main() -> int:
@@ -216,6 +223,8 @@ def main() -> int:
     commands.choices["cv"].add_argument("--epochs", type=int, default=20)
     commands.choices["cv"].add_argument("--threads", type=int, default=1)
     commands.choices["cv"].add_argument("--pack", default=PACK, help="the pack `explained` looks at (e.g. demo)")
+    commands.choices["cv"].add_argument("--no-fingerprints", action="store_true",
+                                        help="text features only, as before fingerprints (for the comparison)")
     args = parser.parse_args()
     workspace = Workspace(args.workspace.resolve())
     try:
@@ -228,7 +237,7 @@ def main() -> int:
             out = archive(workspace, args.out)
             print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
         else:
-            cross_validate(workspace, args.folds, args.epochs, args.threads, args.pack)
+            cross_validate(workspace, args.folds, args.epochs, args.threads, args.pack, not args.no_fingerprints)
     except CqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -8,6 +8,9 @@
     watch [--port N]               a live page of the sampling run (per worker, per pack, pairs/min, ETA)
     filter --rule R [--top N] [--packs a,b] [--current]
                                    the next pairs-manifest.filtered.vN.json of each pack
+    discover FOLDER [--top K] [--max-per-preset M] [--per-fg N] [--pack NAME]
+                                   fingerprint a folder of presets, score every fg x bg pair with the model
+                                   and write the best as pairs-manifest.discovered.vN.json of a new pack
     demo-bases                     re-screen butterchurn's presets for the demo pack's bases (data/)
     install-chromium               install Playwright's Chromium (where no Chromium/Chrome/Edge is found)
     cluster-check [ADDRESS]        are the Dask cluster's workers ready to sample? (no ADDRESS: this machine)
@@ -26,7 +29,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import demopack, filter, sample, screen
+from . import demopack, discover, filter, screen
 from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
 from .core.workspace import Workspace
@@ -82,6 +85,15 @@ def _filter(args) -> int:
     return 0
 
 
+def _discover(args) -> int:
+    from .learn.discovery import DiscoverSettings
+
+    settings = DiscoverSettings(folder=str(args.folder), pack=args.pack, top=args.top,
+                                max_per_preset=args.max_per_preset, per_fg=args.per_fg)
+    discover.run(Workspace.from_environment(), settings)
+    return 0
+
+
 def _demo_bases(args) -> int:
     report = demopack.screen(args.out, limit=args.limit, frames=args.frames, size=args.size, workers=args.workers)
     print(f"{len(report['bases'])} of {report['screen']['candidates']} presets screened clean "
@@ -102,11 +114,12 @@ def _cluster_check(args) -> int:
     from .core.settings import SampleSettings
     from .render.audio import load_audio
     from .render.cluster import ClusterRenderer, local_cluster
+    from .render.session import self_test_job
 
     with contextlib.ExitStack() as stack:
         address = args.address or stack.enter_context(local_cluster(args.gpu_mode)).scheduler_address
         settings = SampleSettings(executor="dask", address=address, gpu_mode=args.gpu_mode).validate()
-        checked = ClusterRenderer(settings, load_audio(settings).frames, sample.self_test_job(), engine_version(),
+        checked = ClusterRenderer(settings, load_audio(settings).frames, self_test_job(), engine_version(),
                                   on_event=lambda kind, details: print(details["message"], flush=True))
         try:
             print(f"ready: {len(checked.nodes)} workers, {checked.browsers} browsers, renderer {checked.renderer}, "
@@ -163,6 +176,14 @@ def parser() -> argparse.ArgumentParser:
             kind = {"int": int, "str": str}.get(item.type, item.type)
             filtering.add_argument(option, type=kind, default=item.default, help=item.metadata["help"])
     filtering.set_defaults(handler=_filter)
+
+    discovering = commands.add_parser("discover", help="the best fg x bg pairs of a folder of presets, by the model")
+    discovering.add_argument("folder", type=Path, help="a folder of .milk and .json presets (not searched below)")
+    discovering.add_argument("--pack", default="", help="the pack the picks become (default: discovered-<folder>)")
+    discovering.add_argument("--top", type=int, default=100, help="pairs to pick (K, default 100)")
+    discovering.add_argument("--max-per-preset", type=int, default=3, help="most picks per preset (M, default 3)")
+    discovering.add_argument("--per-fg", type=int, default=3, help="best backgrounds listed per fg (default 3)")
+    discovering.set_defaults(handler=_discover)
 
     bases = commands.add_parser("demo-bases", help=f"render each butterchurn preset; rewrite "
                                                    f"{demopack.BASES_PATH.name}")

@@ -8,21 +8,23 @@ Loaded by `dodo.py` in a checkout (`doit`) and by the installed `coupled-quality
 doit's `DoitMain` with this module as the task loader's namespace). Each task is a few declarative lines;
 the work lives in the stage modules (each one's `run`).
 """
+import dataclasses
 import sys
 
 from doit import create_after, task_params
 from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.task import clean_targets
 
-from . import convert, demopack, filter, merge, report, sample, score, train, verify, webdeps
+from . import convert, demopack, discover, filter, fingerprint, merge, report, sample, score, train, verify, webdeps
 from .core.doit_state import keep_doit_state_current, sigterm_like_ctrl_c
 from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
-from .core.plan import plan_pack
-from .core.rows import shard_covered
+from .core.plan import plan_fingerprints, plan_pack
+from .core.rows import fingerprint_covered, shard_covered
 from .core.settings import SampleSettings, TaskParams, TrainSettings, VerifySettings, artifact_key, configured
 from .core.uptodate import CodeUnchanged, Holds, InputsUnchanged, KeyUnchanged
 from .core.workspace import Workspace
+from .learn.discovery import DiscoverSettings
 from .learn.inputs import inputs_digest, pack_inputs_digest
 from .presets import filtering
 from .presets.manifests import pack_preset_paths
@@ -125,6 +127,36 @@ def task_sample(**params):
             }
 
 
+def workspace_presets(settings) -> list:
+    """Every preset file the packs to sample name (a broken manifest is reported by its sample task)."""
+    paths = []
+    for pack in settings.pack_list or WS.packs():
+        try:
+            paths += pack_preset_paths(WS, pack)
+        except CqError:
+            continue
+    return paths
+
+
+@create_after(executed="sample")
+@task_params(SAMPLE.specs())
+def task_fingerprint(**params):
+    """Render each preset of the packs alone, once per content (its fingerprint), in resumable shards."""
+    settings = settings_of(SAMPLE, params)
+    plan = plan_fingerprints(workspace_presets(settings), settings)
+    for shard in plan.shards:
+        yield {
+            "name": str(shard),
+            "actions": [(report_errors(fingerprint.run), [WS, plan, shard])],
+            "targets": [WS.fingerprint_shard_path(shard), WS.fingerprint_done_path(shard)],
+            "uptodate": [KeyUnchanged(plan.shard_key(shard), "the shard's presets, layer render settings, "
+                                                              "renderer or audio"),
+                         Holds(lambda shard=shard: fingerprint_covered(WS, shard),
+                               "every preset of the shard has a current fingerprint")],
+            "clean": True,
+        }
+
+
 @create_after(executed="sample")
 @task_params(SAMPLE.specs())
 def task_merge(**params):
@@ -207,6 +239,13 @@ def task_report():
         }
 
 
+def discovery_params() -> list[dict]:
+    """doit `task_params` of `DiscoverSettings` (one run's knobs: never saved, like the filter's)."""
+    kinds = {"int": int, "str": str}
+    return [{"name": item.name, "long": item.name.replace("_", "-"), "default": item.default,
+             "type": kinds[item.type], "help": item.metadata["help"]} for item in dataclasses.fields(DiscoverSettings)]
+
+
 @task_params(filtering.task_params())
 def task_filter(**params):
     """Write the next filtered manifest of each pack from a rule: `doit filter --rule "quality01 >= 0.6" --current`
@@ -214,5 +253,16 @@ def task_filter(**params):
     settings = filtering.FilterSettings(**params)
     return {
         "actions": [(report_errors(filter.run), [WS, settings])],
+        "uptodate": [not settings.asked],
+    }
+
+
+@task_params(discovery_params())
+def task_discover(**params):
+    """Pick the best pairs of a library folder by the model: `doit discover --folder LIBRARY --top 100`
+    writes public/presets/discovered-LIBRARY/ (the next `doit` samples the picks); without --folder, nothing."""
+    settings = DiscoverSettings(**params)
+    return {
+        "actions": [(report_errors(discover.run), [WS, settings])],
         "uptodate": [not settings.asked],
     }

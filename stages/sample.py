@@ -24,142 +24,24 @@ made them.
 """
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import time
-from pathlib import Path
 
-from .core import keys
-from .core.contracts import append_jsonl, now_iso, write_bytes_atomic
+from .core.contracts import append_jsonl, now_iso
 from .core.errors import CqError
 from .core.keys import content_key, engine_version
 from .core.plan import PackPlan, PlannedPair
 from .core.progress import Progress
-from .core.rows import PackRows, mark_shard_done, read_pack_rows
+from .core.rows import PackRows, drop_torn_tail, mark_shard_done, prepare_shard_file, read_pack_rows
 from .core.settings import SampleSettings
-from .core.workspace import NODE_MODULES_DIR, Workspace
-
-RUN_STARTED = time.time()
-# The self-test renders this pair twice: it checks the renderer, so it uses presets known to render
-# reproducibly, not the user's first pair (some presets never do on software WebGL; see demopack).
-SELF_TEST_PRESETS = ("Martin - journey into space.json", "Geiss - Hurricane.json")
-
-
-class _Session:
-    """What one doit process shares between shard tasks: the audio, the browsers, the rows seen."""
-
-    def __init__(self):
-        self.audio = None
-        self.pool = None
-        self.attempted: set[str] = set()  # content keys rendered in this process
-        self.live = None  # what the watch page reads besides the rows (stages.render.live)
-
-
-_SESSION = _Session()
-
-
-def current_audio(workspace: Workspace, settings: SampleSettings):
-    from .core.keys import audio_identity
-    from .render.audio import load_audio
-
-    if _SESSION.audio is None:
-        track = load_audio(settings)
-        _SESSION.audio = track
-        keys.remember_identity(workspace, "audio", audio_identity(settings), {
-            "key": track.key, "mode": track.mode, "audioFile": track.audio_file,
-            "fallbackReason": track.fallback_reason, "rms": float(track.rms), "peak": float(track.peak)})
-        if track.fallback_reason:
-            print(f"audio: {track.fallback_reason}; using the built-in click track", flush=True)
-    return _SESSION.audio
-
-
-def _close_pool() -> None:
-    if _SESSION.pool is not None:
-        pool, _SESSION.pool = _SESSION.pool, None
-        pool.__exit__(None, None, None)
-    if _SESSION.live is not None:
-        _SESSION.live.close()
-
-
-def self_test_job():
-    from .presets.conversion import load_preset
-    from .render.pool import PairJob
-
-    converted = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
-    fg, bg = (load_preset(converted / name) for name in SELF_TEST_PRESETS)
-    return PairJob(0, fg, bg, *SELF_TEST_PRESETS)
-
-
-def render_pool(workspace: Workspace, settings: SampleSettings):
-    """Start the browsers once per process (here, or on the cluster's workers), end leftovers of an
-    interrupted run, and self-test."""
-    from .render.live import LiveStatus
-
-    if _SESSION.pool is None:
-        _SESSION.live = LiveStatus(workspace, settings)
-        if settings.executor == "dask":
-            pool, where = _cluster_pool(workspace, settings)
-        else:
-            pool, where = _local_pool(workspace, settings), f"{settings.worker_count} workers"
-        _SESSION.live.started(pool)
-        keys.remember_identity(workspace, "browsers", keys.browser_signature(settings), {
-            "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
-        print(f"renderer: {pool.renderer} ({where}, gpu mode {pool.gpu_mode_used})", flush=True)
-    return _SESSION.pool
-
-
-def _local_pool(workspace: Workspace, settings: SampleSettings):
-    from .render.browser import kill_leftovers
-    from .render.pool import RenderPool
-
-    kill_leftovers(workspace.state_dir)
-    pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir,
-                      on_event=_SESSION.live.event)
-    pool.__enter__()
-    _SESSION.pool = pool
-    atexit.register(_close_pool)
-    pool.self_test(self_test_job())
-    return pool
-
-
-def _cluster_pool(workspace: Workspace, settings: SampleSettings):
-    """The workers of the Dask cluster at settings.address (dask is imported only here)."""
-    from .render.cluster import ClusterRenderer
-
-    def tell(kind: str, details: dict) -> None:
-        print(f"cluster: {details['message']}", flush=True)
-        _SESSION.live.event(kind, details)
-
-    pool = ClusterRenderer(settings, current_audio(workspace, settings).frames, self_test_job(),
-                           engine_version(), on_event=tell)
-    _SESSION.pool = pool
-    atexit.register(_close_pool)
-    return pool, f"{len(pool.nodes)} cluster workers with {pool.browsers} browsers at {settings.address}"
-
-
-def known_renderer(workspace: Workspace, settings: SampleSettings) -> str | None:
-    if _SESSION.pool is not None:
-        return _SESSION.pool.renderer
-    record = keys.load_identity_cache(workspace)["browsers"].get(keys.browser_signature(settings))
-    return record["renderer"] if record else None
+from .core.workspace import Workspace
+from .render.session import RUN_STARTED, SESSION, current_audio, known_renderer, render_pool
 
 
 def pack_rows(workspace: Workspace, pack: str) -> PackRows:
     """Every valid row already written for the pack (a shard file is parsed again only once it changed)."""
     return read_pack_rows(workspace, pack, lambda warning: print(f"warning: {warning}", flush=True))
-
-
-def drop_torn_tail(path: Path) -> None:
-    """A writer killed mid-line leaves a partial last line: cut it so appends start on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data[: data.rfind(b"\n") + 1]
-        print(f"warning: {path}: dropped a torn last line from an interrupted run "
-              f"({len(data) - len(keep)} bytes); every complete row is kept", flush=True)
-        write_bytes_atomic(path, keep)
 
 
 def _load_job(workspace: Workspace, planned: PlannedPair, settings: SampleSettings):
@@ -257,7 +139,7 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
 
 
 def _to_render(rows: PackRows, key: str) -> bool:
-    return rows.needs_render(key) and key not in _SESSION.attempted
+    return rows.needs_render(key) and key not in SESSION.attempted
 
 
 def _record_missing(workspace: Workspace, plan: PackPlan, shard: int, missing: list[PlannedPair],
@@ -281,7 +163,7 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
     pairs' keys under the pool's renderer."""
     settings = plan.settings
     pool = render_pool(workspace, settings)
-    live = _SESSION.live
+    live = SESSION.live
     pool.on_pair_start = lambda worker, job: live.pair_started(worker, plan.pack, job.pair, job.fg_id, job.bg_id)
     pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
     shard_of = {p.pair: index for index, shard in enumerate(plan.shards) for p in shard}
@@ -292,7 +174,7 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
             queued.add(key)
             todo.append(planned)
     left = [{pair_keys[p.pair] for p in shard if rows.needs_render(pair_keys[p.pair])} for shard in plan.shards]
-    _SESSION.attempted.update(pair_keys[p.pair] for p in todo)
+    SESSION.attempted.update(pair_keys[p.pair] for p in todo)
     by_pair = {p.pair: p for p in todo}
     progress = Progress(f"sample {plan.pack}", total=plan.target,
                         done=sum(1 for key in pair_keys.values() if not rows.needs_render(key)))
@@ -313,7 +195,7 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
             started = time.perf_counter()
             shard = shard_of[row["pair"]]
             if shard not in handles:
-                _prepare_shard_file(workspace, plan.pack, shard)
+                prepare_shard_file(workspace.shard_path(plan.pack, shard))
                 handles[shard] = files.enter_context(workspace.shard_path(plan.pack, shard).open("ab"))
             append_jsonl(handles[shard], row)
             rows.add(row)
@@ -359,14 +241,6 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
     if by_pair:
         print(f"sample {plan.pack}: MaxHours reached; {len(by_pair)} pairs left for the next run", flush=True)
     return pair_keys
-
-
-def _prepare_shard_file(workspace: Workspace, pack: str, shard: int) -> None:
-    """The shard's file exists and ends on a complete line, ready for appends."""
-    shard_path = workspace.shard_path(pack, shard)
-    shard_path.parent.mkdir(parents=True, exist_ok=True)
-    drop_torn_tail(shard_path)
-    shard_path.touch()
 
 
 def _png_bytes(thumb) -> bytes:

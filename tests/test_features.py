@@ -15,7 +15,8 @@ from stages.learn.features import (
     pair_features,
     preset_features,
 )
-from stages.learn.sources import measured_quality, negative_indices, quality_factors
+from stages.learn.quality import measured_quality, quality_factors
+from stages.learn.sources import negative_indices
 
 CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 
@@ -96,7 +97,7 @@ def test_pair_features_are_fg_bg_difference_and_product():
     pair = pair_features(fg, bg)
     assert pair.shape == (len(PAIR_FEATURES),)
     size = len(PRESET_FEATURES)
-    assert np.allclose(pair[2 * size:3 * size], fg - bg) and np.allclose(pair[3 * size:], fg * bg)
+    assert np.allclose(pair[2 * size:3 * size], fg - bg) and np.allclose(pair[3 * size:4 * size], fg * bg)
     assert not np.allclose(pair, pair_features(bg, fg))
     assert pair_features(np.stack([fg, bg]), np.stack([bg, fg])).shape == (2, len(PAIR_FEATURES))
 

@@ -160,7 +160,7 @@ def bump(path: Path, constant: str) -> None:
     path.write_text(text)
 
 
-@pytest.mark.parametrize("module, constant", [("hlsl.py", "TRANSLATOR_VERSION"), ("conversion.py", "CONVERTER_VERSION")])
+@pytest.mark.parametrize("module, constant", [("hlsl/__init__.py", "TRANSLATOR_VERSION"), ("conversion.py", "CONVERTER_VERSION")])
 def test_milk_identity_includes_the_translator_version(checkout_copy, tmp_path, module, constant):
     milk, json_preset = tmp_path / "a.milk", tmp_path / "a.json"
     milk.write_text("[preset00]\nfDecay=0.9\nwarp_1=`shader_body { ret = 1; }\n")

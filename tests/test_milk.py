@@ -69,6 +69,14 @@ def test_shader_lines_lose_their_backtick():
     assert milk.comp.startswith("shader_body { ret")
 
 
+def test_equation_lines_lose_their_backtick_too():
+    # MilkDrop's ReadCode drops a leading backtick from every numbered code line, not only from shader lines;
+    # left in, butterchurn's EEL parser stops at it
+    milk = parse_milk("per_frame_1=`zoom = 1.01;\nper_frame_2=`  rot = 0.1;\nwave_0_per_point1=`x = sample;\n")
+    assert milk.frame_eel == "zoom = 1.01;\n  rot = 0.1;"
+    assert milk.waves[0]["point_eqs_eel"] == "x = sample;"
+
+
 @pytest.mark.parametrize("newline", [b"\r\n", b"\r", b"\n"])
 def test_line_ends(tmp_path, newline):
     milk = read_text(tmp_path, PRESET.encode().replace(b"\n", newline))

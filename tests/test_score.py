@@ -21,8 +21,9 @@ from stages.learn.checkpoint import load_checkpoint
 from stages.learn.features import FeatureCache, pair_features
 from stages.learn.gates import gate_failures, quality_stats
 from stages.learn.metrics import spearman
+from stages.learn.quality import measured_quality
 from stages.learn.scoring import score_pack
-from stages.learn.sources import measured_quality, read_pack_presets
+from stages.learn.sources import read_pack_presets
 from stages.learn.training import train
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)

@@ -15,8 +15,9 @@ from stages.learn.checkpoint import load_checkpoint
 from stages.learn.features import pair_features, preset_features
 from stages.learn.metrics import spearman
 from stages.learn.model import STD_FLOOR, Z_CLIP, feature_std, standardise
-from stages.learn.sources import PairSet, fold_of, gather_sources, measured_quality
-from stages.learn.training import gpu_snapshot, pick_device, train
+from stages.learn.quality import measured_quality
+from stages.learn.sources import PairSet, Sources, fold_of, gather_sources
+from stages.learn.training import fold_split, gpu_snapshot, pick_device, train
 from stages.presets.conversion import load_preset
 
 SMALL = dict(epochs=12, batch_size=64, neg_samples=400, neg_min_pair_distance=10, learning_rate=5e-3)
@@ -162,10 +163,33 @@ def test_folds_are_seeded_balanced_and_stable_when_a_pair_is_added(tmp_path):
 
 def test_a_negative_is_held_out_with_either_of_its_pairs():
     pairs = PairSet(np.zeros((3, 1), np.float32), np.zeros(3, np.float32), ["a/b", "b/c", "a/c"],
-                    [("t:a", "t:b"), ("t:b", "t:c"), ("t:a", "t:c")])
+                    [("t:a", "t:b"), ("t:b", "t:c"), ("t:a", "t:c")], [("A", "B"), ("B", "C"), ("A", "C")])
     fold = fold_of("t:a", 1000, 0)
     held = pairs.touches(fold, 1000, 0)
     assert held[0] and held[2] and held[1] == (fold in (fold_of("t:b", 1000, 0), fold_of("t:c", 1000, 0)))
+
+
+def test_folds_by_preset_train_on_no_preset_of_a_tested_pair():
+    """Every eval pair is tested once, by its fg family's fold, and no example that trains that fold uses a
+    preset family (fg or bg) of a pair it tests: negatives and elite entries included."""
+    rng = np.random.default_rng(3)
+    families = [(f"F{rng.integers(12)}", f"F{rng.integers(12)}") for _ in range(60)]
+    evals = PairSet(np.zeros((60, 1), np.float32), np.zeros(60, np.float32), [f"t:{i}" for i in range(60)],
+                    [(f"t:{i}",) for i in range(60)], families)
+    negs = PairSet(np.zeros((40, 1), np.float32), np.zeros(40, np.float32), [f"n{i}" for i in range(40)],
+                   [("t:0", "t:1")] * 40, [(families[i][0], families[59 - i][1]) for i in range(40)])
+    sources = Sources({"eval": evals, "neg": negs}, {}, {}, [])
+    tested = np.zeros(60, int)
+    for fold in range(5):
+        held, trained = fold_split(sources, "preset", fold, 5, 0)
+        tested += held["eval"]
+        unseen = {family for pair, test in zip(families, held["eval"]) if test for family in pair}
+        assert held["eval"].any()
+        for name, pairs in sources.sets.items():
+            used = [family for pair, train in zip(pairs.families, trained[name]) if train for family in pair]
+            assert not unseen & set(used)
+        assert not (held["eval"] & trained["eval"]).any()
+    assert (tested == 1).all()
 
 
 def test_spearman_is_rank_based():

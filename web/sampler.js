@@ -8,6 +8,8 @@
  *   cq.renderPair({fg, bg, settings, budget})  fg/bg: butterchurn preset objects; settings: RenderSettings
  *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame);
  *                                   budget: {maxFrameMs} (0: none), the render cost a pair may have.
+ *   cq.renderLayer({preset, settings, size, budget})  one preset alone (a fingerprint): its frames reduced
+ *                                   to size x size, see renderLayer below.
  *   cq.warmUp(settings)             renders an empty pair for 2 frames, so the first real pair of a page
  *                                   does not pay for compiling butterchurn's shaders and code.
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
@@ -422,6 +424,107 @@ async function renderPair({fg, bg, settings, budget = {}}) {
   }
 }
 
+// ------------------------------------------------------------------------------ one layer alone
+
+// Renders one preset alone (a fingerprint: what this layer draws, whatever it is paired with) under the same
+// settings and audio as a pair, and returns its frames reduced on the GPU to size x size, all of them:
+// {status, errors, timings, frames: base64 RGBA, frame after frame, size, count, thumb}. The statistics are
+// computed from the frames in Python (stages/render/fingerprint.py), so the fingerprint's fields can grow
+// without re-rendering. A fresh visualizer, the same seed and rng reset as a pair's layer.
+async function renderLayer({preset, settings, size, budget = {}}) {
+  linkFailures = [];
+  pageErrors = [];
+  const timings = {createMs: 0, loadMs: 0, renderMs: 0, framesMs: 0, readbackMs: 0, thumbMs: 0, frameMs: 0,
+                   framesRendered: 0, costClock: "wall"};
+  const result = (status, errors, frames = "", thumb = "") => {
+    phase = "idle";
+    return {status, errors: [...errors, ...linkFailures, ...pageErrors], timings, frames, size,
+            count: timings.framesRendered, thumb};
+  };
+  let viz = null;
+  try {
+    phase = "settings";
+    checkSettings(settings);
+    if (!Number.isInteger(size) || size < 1) throw new Error(`size must be a positive integer, got ${size}`);
+    if (!preset || typeof preset !== "object" || typeof preset.baseVals !== "object") {
+      return result("load-failed", ["layer: not a butterchurn preset (no baseVals object)"]);
+    }
+    let start = performance.now();
+    phase = "create";
+    viz = createVisualizer(settings);
+    await texturesReady(viz);
+    timings.createMs = performance.now() - start;
+    start = performance.now();
+    phase = "layer load";
+    try {
+      await viz.loadPreset(preset, 0);
+    } catch (error) {
+      return result(isEelError(error) ? "eel-error" : "load-failed", [`layer: preset failed to load: ${describe(error)}`]);
+    }
+    timings.loadMs = performance.now() - start;
+    if (linkFailures.length) return result("shader-failed", []);
+    viz.rng.reset(settings.seed);
+
+    start = performance.now();
+    const frames = settings.frames;
+    const bytesPerFrame = size * size * 4;
+    const slots = Math.max(1, Math.min(CHUNK_FRAMES, frames, Math.floor(viz.gl.getParameter(viz.gl.MAX_RENDERBUFFER_SIZE) / size)));
+    const reader = makeReader(viz.gl, settings.width, settings.height, size, slots);
+    const pixels = new Uint8Array(bytesPerFrame * frames);
+    const thumbFrame = settings.thumb_frame < 0 ? Math.floor(frames / 2) : Math.min(settings.thumb_frame, frames - 1);
+    const maxFrameMs = budget.maxFrameMs > 0 ? budget.maxFrameMs : Infinity;
+    let thumb = "";
+    let chunkStart = 0;
+    for (let frame = 0; frame < frames; frame++) {
+      const offset = frame * 3 * 1024;
+      const audioLevels = {
+        timeByteArray: audioBytes.subarray(offset, offset + 1024),
+        timeByteArrayL: audioBytes.subarray(offset + 1024, offset + 2048),
+        timeByteArrayR: audioBytes.subarray(offset + 2048, offset + 3072),
+      };
+      let clock = performance.now();
+      phase = `layer frame ${frame}`;
+      try {
+        viz.render({audioLevels, elapsedTime: settings.dt});
+      } catch (error) {
+        return result(isEelError(error) ? "eel-error" : "load-failed", [`layer: frame ${frame} failed: ${describe(error)}`]);
+      }
+      reader.capture(frame - chunkStart);
+      timings.framesMs += performance.now() - clock;
+      if (frame === thumbFrame) {
+        clock = performance.now();
+        thumb = thumbnail(viz, viz, {...settings, fg_opacity: 1, blend: "normal"});
+        timings.thumbMs += performance.now() - clock;
+      }
+      const count = frame + 1 - chunkStart;
+      if (count < slots && frame < frames - 1) continue;
+      phase = `layer readback ${frame}`;
+      clock = performance.now();
+      reader.read(pixels.subarray(chunkStart * bytesPerFrame, (chunkStart + count) * bytesPerFrame), count);
+      timings.readbackMs += performance.now() - clock;
+      if (viz.gl.isContextLost()) return result("load-failed", [`frame ${frame}: the WebGL context was lost`]);
+      chunkStart = frame + 1;
+      timings.framesRendered = chunkStart;
+      timings.renderMs = performance.now() - start;
+      timings.frameMs = timings.renderMs / chunkStart;
+      if (timings.frameMs > maxFrameMs && chunkStart < frames) {
+        return result("too-heavy", [`frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ` +
+                                    `${chunkStart} of ${frames}), above the budget of ${maxFrameMs} ms`]);
+      }
+    }
+    if (linkFailures.length) return result("shader-failed", []);
+    let binary = "";
+    for (let i = 0; i < pixels.length; i += 0x8000) {
+      binary += String.fromCharCode.apply(null, pixels.subarray(i, i + 0x8000));
+    }
+    return result("ok", [], btoa(binary), thumb);
+  } catch (error) {
+    return result("load-failed", [`${phase}: ${describe(error)}`]);
+  } finally {
+    if (viz) viz.loseGLContext();
+  }
+}
+
 // ------------------------------------------------------------------------------ audio and info
 
 function setAudio({base64, frames}) {
@@ -467,5 +570,5 @@ async function warmUp(settings) {
   return result.timings;
 }
 
-window.cq = {setAudio, renderPair, warmUp, info};
+window.cq = {setAudio, renderPair, renderLayer, warmUp, info};
 window.cqReady = true;

@@ -18,17 +18,18 @@ reruns every task the rule applies to. `tests/test_code_inputs.py` shows it with
 
 Where a task is not checked by its code, and why:
 
-- `sample`: a row is a pure function of its content key (`core.keys`), and throwing rows away costs a
-  night of rendering, so the code that decides pixels and statistics enters the key as versions that change
-  only with what is measured: the engine (butterchurn's version and the sampling page's files, hashed: the
-  page draws the pixels, so any edit of it renders again), `render.framestats.STATS_VERSION`,
-  `presets.hlsl.TRANSLATOR_VERSION` and `presets.conversion.CONVERTER_VERSION`. Bump the constant with a
-  change that alters what a row measures; a comment or a refactor of the sampler's Python keeps every row.
-  The same versions key the `.milk` conversion cache, so `convert`, rerun by its code, translates again
-  only when one of them changed.
+- `sample` and `fingerprint`: a row (a pair's, or a preset's alone) is a pure function of its content key
+  (`core.keys`), and throwing rows away costs a night of rendering, so the code that decides pixels and
+  statistics enters the key as versions that change only with what is measured: the engine (butterchurn's
+  version and the sampling page's files, hashed: the page draws the pixels, so any edit of it renders
+  again), `render.framestats.STATS_VERSION`, `presets.hlsl.TRANSLATOR_VERSION` and
+  `presets.conversion.CONVERTER_VERSION`. Bump the constant with a change that alters what a row
+  measures; a comment or a refactor of the sampler's Python keeps every row. The same versions key the
+  `.milk` conversion cache, so `convert`, rerun by its code, translates again only when one changed.
 - `web_deps`: its product is shared by every workspace and named by the npm lock; it is checked against
   what is installed, not against a workspace's record.
-- `filter`: runs exactly when asked and writes a new version each time; no version is ever rewritten.
+- `filter` and `discover`: run exactly when asked and write a new version each time; no version is ever
+  rewritten.
 
 A checkpoint records the hash of the feature and model code (`learn.inputs.CODE_VERSION`), so scoring
 refuses a checkpoint made by other feature code even outside doit.

@@ -300,14 +300,41 @@ def validate_eval_row(row: Any, where="eval row") -> dict:
     return row
 
 
-def read_rows(path: Path) -> tuple[list[dict], list[str]]:
-    """Valid eval rows of a shard or eval.jsonl, plus one warning per line that was skipped."""
+FINGERPRINT_ROW_FIELDS = {
+    "presetId": str,       # the file name it was rendered from (any file with the same content shares the row)
+    "presetHash": str,     # keys.preset_identity of the file
+    "contentKey": str,     # keys.fingerprint_key: preset, layer render settings, audio, engine, renderer
+    "status": str,         # ROW_STATUSES
+    "errors": list, "engine": str, "renderer": str, "render": dict, "timings": dict, "attempts": int,
+    "sampledAt": str, "node": str,
+    "thumb": str,          # PNG of the layer at the thumbnail frame, relative to the fingerprints dir ("" if none)
+    "fingerprint": dict,   # render.fingerprint's fields, empty unless status is ok
+}
+
+
+def validate_fingerprint_row(row: Any, where="fingerprint row") -> dict:
+    """Check one fingerprint row against the contract; return it unchanged."""
+    if not isinstance(row, dict):
+        raise ContractError(where, "a fingerprint row must be a JSON object")
+    for key, kind in FINGERPRINT_ROW_FIELDS.items():
+        _require(where, row, key, kind)
+    if row["status"] not in ROW_STATUSES:
+        raise ContractError(where, f"status {row['status']!r} is not one of {', '.join(ROW_STATUSES)}")
+    if row["status"] == "ok" and not all(isinstance(row["fingerprint"].get(name), list) for name in ("luma", "map")):
+        raise ContractError(where, "an ok fingerprint lacks its luma series or map")
+    return row
+
+
+def read_rows(path: Path, validate=validate_eval_row) -> tuple[list[dict], list[str]]:
+    """Valid rows of a shard or eval.jsonl (eval rows, or fingerprint rows with validate_fingerprint_row),
+    plus one warning per line that was skipped."""
     read = read_jsonl(path)
     warnings = [f"{path}:{line}: unreadable line skipped (torn write?)" for line in read.bad_lines]
     rows = []
-    for row in read.rows:
+    for number, row in enumerate(read.rows, start=1):
         try:
-            rows.append(validate_eval_row(row, f"{path} pair {row.get('pair')}"))
+            named = f"pair {row['pair']}" if isinstance(row, dict) and "pair" in row else f"row {number}"
+            rows.append(validate(row, f"{path} {named}"))
         except ContractError as error:
             warnings.append(f"{error} (row skipped)")
     return rows, warnings

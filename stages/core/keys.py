@@ -24,6 +24,7 @@ from ..core.settings import SampleSettings
 from ..core.workspace import NODE_MODULES_DIR, WEB_DIR, Workspace
 from ..presets.conversion import CONVERTER_VERSION
 from ..presets.hlsl import TRANSLATOR_VERSION
+from ..render.fingerprint import FINGERPRINT_VERSION
 from ..render.framestats import stats_key
 
 
@@ -110,3 +111,24 @@ def shard_key(settings: SampleSettings, pairs) -> str:
         "engine": engine_version(),
         "pairs": [[p.pair, p.fg_hash, p.bg_hash] for p in pairs],
     })
+
+
+def layer_render_key(settings: SampleSettings) -> dict:
+    """What decides one preset's frames when rendered alone (a pair's compositing settings do not)."""
+    return {"width": settings.width, "height": settings.height, "frames": settings.frames, "dt": settings.dt,
+            "seed": settings.seed, "warmup": settings.stats_warmup, "degraded": settings.allow_degraded,
+            "fingerprint": FINGERPRINT_VERSION}
+
+
+def fingerprint_key(preset_hash: str, settings: SampleSettings, audio_key: str, engine: str, renderer: str) -> str:
+    """A fingerprint's identity: the preset's content (`preset_identity`), how a layer is rendered and
+    measured, the audio, the engine and the renderer. Five packs sharing a preset share its fingerprint."""
+    return value_hash({"preset": preset_hash, "layer": layer_render_key(settings), "audio": audio_key,
+                       "engine": engine, "renderer": renderer})
+
+
+def fingerprint_shard_key(settings: SampleSettings, preset_hashes: list[str]) -> str:
+    """What decides a fingerprint shard's rows: its presets and every setting that changes a layer's frames."""
+    return value_hash({"layer": layer_render_key(settings), "audio": audio_identity(settings),
+                       "browser": [settings.gpu_mode, settings.chromium], "engine": engine_version(),
+                       "presets": sorted(preset_hashes)})

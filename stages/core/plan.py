@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..core.contracts import Manifest, load_manifest, resolve_url, value_hash
 from ..core.errors import ContractError
-from ..core.keys import preset_identity, shard_key
+from ..core.keys import fingerprint_shard_key, preset_identity, shard_key
 from ..core.settings import SampleSettings
 from ..core.workspace import Workspace
 
@@ -90,3 +90,46 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
     size = settings.shard_size
     shards = [chosen[i:i + size] for i in range(0, len(chosen), size)]
     return PackPlan(pack, manifest, planned, target, shards, settings)
+
+
+# ------------------------------------------------------------------------------------ fingerprints
+
+FINGERPRINT_SHARDS = 16  # fixed: a preset's shard is a function of its content alone, on every machine
+
+
+@dataclass(frozen=True)
+class PlannedPreset:
+    path: Path   # the first file found with this content
+    digest: str  # preset_identity
+
+
+@dataclass
+class FingerprintPlan:
+    """The distinct presets (by content) to fingerprint, each in the shard its identity falls in."""
+
+    presets: list[PlannedPreset]
+    shards: dict[int, list[PlannedPreset]]
+    unreadable: list[str]  # "path: reason" of files that could not be read to hash
+    settings: SampleSettings
+
+    def shard_key(self, shard: int) -> str:
+        return fingerprint_shard_key(self.settings, [p.digest for p in self.shards[shard]])
+
+
+def plan_fingerprints(paths, settings: SampleSettings) -> FingerprintPlan:
+    """Every distinct preset among `paths` (missing files are left to the pair sampler, which reports them)."""
+    seen: dict[str, PlannedPreset] = {}
+    unreadable = []
+    for path in paths:
+        try:
+            digest = preset_identity(path)
+        except OSError as error:
+            if Path(path).exists():
+                unreadable.append(f"{path}: {error.strerror or error}")
+            continue
+        seen.setdefault(digest, PlannedPreset(Path(path), digest))
+    presets = sorted(seen.values(), key=lambda preset: preset.digest)
+    shards: dict[int, list[PlannedPreset]] = {}
+    for preset in presets:
+        shards.setdefault(int(preset.digest[:8], 16) % FINGERPRINT_SHARDS, []).append(preset)
+    return FingerprintPlan(presets, dict(sorted(shards.items())), unreadable, settings)

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.contracts import dumps, read_json, read_rows, write_bytes_atomic
+from ..core.contracts import dumps, read_json, read_rows, validate_eval_row, validate_fingerprint_row, write_bytes_atomic
 from ..core.errors import ContractError
 from ..core.keys import content_key, engine_version
 from ..core.plan import PackPlan
@@ -62,7 +62,7 @@ class PackRows:
         return self.by_key.get(key)
 
 
-def _parse(path: Path, announce) -> tuple[list[dict], list[str]]:
+def _parse(path: Path, announce, validate=validate_eval_row) -> tuple[list[dict], list[str]]:
     try:
         stat = path.stat()
     except FileNotFoundError:
@@ -70,7 +70,7 @@ def _parse(path: Path, announce) -> tuple[list[dict], list[str]]:
     signature = (stat.st_mtime_ns, stat.st_size)
     cached = _PARSED.get(path)
     if cached is None or cached[0] != signature:
-        rows, warnings = read_rows(path)
+        rows, warnings = read_rows(path, validate)
         for warning in warnings:
             announce(warning)
         cached = _PARSED[path] = (signature, rows, warnings)
@@ -86,6 +86,36 @@ def read_pack_rows(workspace: Workspace, pack: str, announce=lambda warning: Non
         for row in shard_rows:
             rows.add(row)
     return rows
+
+
+def read_fingerprint_rows(workspace: Workspace, announce=lambda warning: None) -> PackRows:
+    """Every valid fingerprint row of the workspace, by content key, under the same rules as a pack's rows."""
+    rows = PackRows()
+    for shard_file in workspace.fingerprint_files():
+        shard_rows, warnings = _parse(shard_file, announce, validate_fingerprint_row)
+        rows.warnings += warnings
+        for row in shard_rows:
+            rows.add(row)
+    return rows
+
+
+def drop_torn_tail(path: Path) -> None:
+    """A writer killed mid-line leaves a partial last line: cut it so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data[: data.rfind(b"\n") + 1]
+        print(f"warning: {path}: dropped a torn last line from an interrupted run "
+              f"({len(data) - len(keep)} bytes); every complete row is kept", flush=True)
+        write_bytes_atomic(path, keep)
+
+
+def prepare_shard_file(path: Path) -> None:
+    """The shard's file exists and ends on a complete line, ready for appends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_tail(path)
+    path.touch()
 
 
 def labelled(row: dict, pair: int, fg_name: str, bg_name: str) -> dict:
@@ -128,4 +158,14 @@ def shard_covered(workspace: Workspace, pack: str, shard: int) -> bool:
     except (ContractError, KeyError, TypeError):
         return False
     rows = read_pack_rows(workspace, pack)
+    return all(key in rows.by_key and not rows.needs_render(key) for key in keys)
+
+
+def fingerprint_covered(workspace: Workspace, shard: int) -> bool:
+    """doit uptodate check: the fingerprint shard was marked done and every key it covered still has its row."""
+    try:
+        keys = read_json(workspace.fingerprint_done_path(shard))["keys"]
+    except (ContractError, KeyError, TypeError):
+        return False
+    rows = read_fingerprint_rows(workspace)
     return all(key in rows.by_key and not rows.needs_render(key) for key in keys)

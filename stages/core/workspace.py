@@ -172,6 +172,35 @@ class Workspace:
     def thumbs_dir(self, pack: str) -> Path:
         return self.eval_dir(pack) / "thumbs"
 
+    @property
+    def fingerprints_dir(self) -> Path:
+        """Every preset's fingerprint (`render.fingerprint`), shared by all packs: rows keyed by preset content."""
+        return self.root / "artifacts" / "fingerprints"
+
+    def fingerprint_shard_path(self, shard: int) -> Path:
+        return self.fingerprints_dir / "shards" / f"{shard:04d}.jsonl"
+
+    def fingerprint_done_path(self, shard: int) -> Path:
+        return self.fingerprints_dir / "shards" / f"{shard:04d}.done"
+
+    def fingerprint_files(self) -> list[Path]:
+        shards = self.fingerprints_dir / "shards"
+        return sorted(shards.glob("*.jsonl")) if shards.is_dir() else []
+
+    @property
+    def fingerprint_thumbs_dir(self) -> Path:
+        return self.fingerprints_dir / "thumbs"
+
+    @property
+    def discovered_versions_path(self) -> Path:
+        """The last discovered manifest version of each pack, so a deleted version's number is never reused."""
+        return self.state_dir / "discovered-versions.json"
+
+    @property
+    def fingerprint_meta_path(self) -> Path:
+        """Fingerprint coverage: presets wanted, fingerprinted, failed (`stages.fingerprint`)."""
+        return self.fingerprints_dir / "meta.json"
+
     def conversion_report_path(self, pack: str) -> Path:
         return self.eval_dir(pack) / "conversion.json"
 

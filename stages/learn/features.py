@@ -1,11 +1,16 @@
-"""Preset features: a fixed-length, named, normalised numeric vector per preset and per fg/bg pair.
+"""Features of presets and pairs: what the text says, what each layer draws, and their composite estimated.
 
-In: a butterchurn-3 preset object (from `presets.conversion.load_preset`, which reads butterchurn JSON and
-`.milk` alike) or a preset file path (`FeatureCache` reads each file once).
-Out: `preset_features(preset) -> np.ndarray` of `len(PRESET_FEATURES)` values in [0, 1], named by
-`PRESET_FEATURES`; `pair_features(fg, bg)` -> fg, bg, their difference and product, named by
-`PAIR_FEATURES`. Nothing here renders: features come from the preset text alone, so scoring never needs a
-browser.
+In: a butterchurn-3 preset object or file (`presets.conversion.load_preset` reads JSON and `.milk` alike)
+and the workspace's fingerprints (`learn.fingerprints`, each preset rendered alone).
+Out:
+- `preset_features(preset)`: the text vector, `len(PRESET_FEATURES)` values in [0, 1] from the preset's
+  parameters and equations;
+- `FeatureCache.get(path)`: a preset's whole vector, the text vector followed by its fingerprint vector
+  (zeros and `fingerprinted` 0 when it has none);
+- `pair_features(fg, bg, settings)`: the pair vector named by `PAIR_FEATURES`: the text vectors of fg and
+  bg, their difference and product; the same four of the fingerprints' scalars; and the composite of the two
+  fingerprints estimated (`learn.composite`: the pair's statistics, quality factors and estimated quality).
+Nothing here renders: scoring a pair needs its presets' fingerprints, never the pair itself.
 
 Base values absent from a preset take butterchurn's defaults (butterchurn fills them the same way when it
 loads a preset). Each value is clipped to a range that covers real presets and mapped to [0, 1], so one
@@ -18,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.contracts import value_hash
 from ..core.errors import CqError
+from ..core.keys import preset_identity
+from ..core.settings import SampleSettings
+from ..learn.composite import COMPOSITE_FEATURES, composite_features
+from ..learn.fingerprints import SCALARS, FingerprintStore, Layout, empty_vector
 from ..presets.conversion import load_preset
 
 # (name, butterchurn's default, low, high): the value is clipped to [low, high] and mapped to [0, 1].
@@ -71,7 +81,17 @@ PRESET_FEATURES: tuple[str, ...] = (
     + DERIVED
 )
 PAIR_PARTS = ("fg", "bg", "diff", "prod")
-PAIR_FEATURES: tuple[str, ...] = tuple(f"{part}.{name}" for part in PAIR_PARTS for name in PRESET_FEATURES)
+# the fingerprint scalars a pair vector carries per layer (the series, histogram and map feed the composite)
+LAYER_FEATURES = tuple(name for name in SCALARS if name != "fingerprinted")
+PAIR_FEATURES: tuple[str, ...] = (
+    tuple(f"{part}.{name}" for part in PAIR_PARTS for name in PRESET_FEATURES)
+    + tuple(f"layer.{part}.{name}" for part in PAIR_PARTS for name in LAYER_FEATURES)
+    + tuple(f"mix.{name}" for name in COMPOSITE_FEATURES)
+)
+TEXT_WIDTH = len(PRESET_FEATURES)
+# spread small positive values (motion, render cost) over their orders of magnitude
+LOGGED = {SCALARS.index(name): 1e-4 for name in ("motionMean", "motionP90")} | {SCALARS.index("frameMs"): 1.0}
+LAYER_COLUMNS = [SCALARS.index(name) for name in LAYER_FEATURES]
 
 
 def _number(value, default: float) -> float:
@@ -158,6 +178,22 @@ def preset_features(preset: dict) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+CODE_KEYS = ("init_eqs_eel", "frame_eqs_eel", "pixel_eqs_eel", "point_eqs_eel", "warp", "comp")
+
+
+def preset_family(preset: dict) -> str:
+    """A hash of what a preset does, leaving out its numbers: its equations, shaders and which shapes and
+    waves it draws. Variants of one preset (the same code under other parameters, as coupled packs are made)
+    share a family, so cross-validation "by preset" never tests a variant against its sibling."""
+    parts = [preset.get(key) for key in CODE_KEYS]
+    for kind in ("shapes", "waves"):
+        for part in preset.get(kind) or []:
+            if isinstance(part, dict):
+                enabled = _number((part.get("baseVals") or {}).get("enabled"), 0.0) != 0.0
+                parts.append([enabled] + ([part.get(key) for key in CODE_KEYS] if enabled else []))
+    return value_hash(parts)
+
+
 def file_features(path: Path, cache_dir: Path | None = None) -> np.ndarray:
     """Features of a preset file (`.json` or `.milk`); a file that cannot be read raises ContractError.
 
@@ -166,20 +202,59 @@ def file_features(path: Path, cache_dir: Path | None = None) -> np.ndarray:
     return preset_features(load_preset(Path(path), cache_dir=cache_dir, allow_degraded=True))
 
 
-def pair_features(fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """Pair vector(s) from fg and bg preset vectors (1-D, or 2-D with one row per pair)."""
-    fg = np.asarray(fg, dtype=np.float32)
-    bg = np.asarray(bg, dtype=np.float32)
-    return np.concatenate([fg, bg, fg - bg, fg * bg], axis=-1)
+def _read(path: Path, cache_dir: Path | None) -> tuple[np.ndarray, str]:
+    preset = load_preset(Path(path), cache_dir=cache_dir, allow_degraded=True)
+    return preset_features(preset), preset_family(preset)
+
+
+def _layer_scalars(vectors: np.ndarray) -> np.ndarray:
+    scalars = vectors[:, :len(SCALARS)].copy()
+    for column, floor in LOGGED.items():
+        scalars[:, column] = np.log10(np.maximum(scalars[:, column], 0.0) + floor)
+    return scalars[:, LAYER_COLUMNS]
+
+
+def pair_features(fg: np.ndarray, bg: np.ndarray, settings: SampleSettings = SampleSettings()) -> np.ndarray:
+    """Pair vector(s) from fg and bg preset vectors (1-D, or 2-D with one row per pair): text vectors alone
+    (`preset_features`) count as presets without a fingerprint. `settings` are the sampler's (blend, opacity,
+    thresholds), which the composite estimate follows."""
+    fg, bg = np.asarray(fg, dtype=np.float32), np.asarray(bg, dtype=np.float32)
+    single = fg.ndim == 1
+    fg, bg = np.atleast_2d(fg), np.atleast_2d(bg)
+    fg, bg = (_with_fingerprint(vectors, settings) for vectors in (fg, bg))
+    layout = Layout.of_width(fg.shape[1] - TEXT_WIDTH)
+    text_fg, text_bg = fg[:, :TEXT_WIDTH], bg[:, :TEXT_WIDTH]
+    layer_fg, layer_bg = _layer_scalars(fg[:, TEXT_WIDTH:]), _layer_scalars(bg[:, TEXT_WIDTH:])
+    pairs = np.concatenate([
+        text_fg, text_bg, text_fg - text_bg, text_fg * text_bg,
+        layer_fg, layer_bg, layer_fg - layer_bg, layer_fg * layer_bg,
+        composite_features(fg[:, TEXT_WIDTH:], bg[:, TEXT_WIDTH:], layout, settings),
+    ], axis=1).astype(np.float32)
+    return pairs[0] if single else pairs
+
+
+def _with_fingerprint(vectors: np.ndarray, settings: SampleSettings) -> np.ndarray:
+    if vectors.shape[1] != TEXT_WIDTH:
+        return vectors
+    empty = np.broadcast_to(empty_vector(Layout.of_settings(settings)), (len(vectors), Layout.of_settings(settings).width))
+    return np.concatenate([vectors, empty], axis=1)
 
 
 class FeatureCache:
-    """Preset vectors by file path, each read once per run; failures are remembered with their message."""
+    """Preset vectors (text + fingerprint) by file path, each file read once per run; failures are remembered
+    with their message. Without `fingerprints`, every preset counts as not fingerprinted."""
 
-    def __init__(self, cache_dir: Path | None = None):
+    def __init__(self, cache_dir: Path | None = None, fingerprints: FingerprintStore | None = None):
         self.cache_dir = cache_dir
+        self.fingerprints = fingerprints
         self.vectors: dict[Path, np.ndarray] = {}
+        self.families: dict[Path, str] = {}  # preset_family of each file read
         self.failures: dict[Path, str] = {}
+
+    @classmethod
+    def of_workspace(cls, workspace, settings: SampleSettings) -> "FeatureCache":
+        """The workspace's .milk conversion cache and fingerprints, under the sampler's settings."""
+        return cls(workspace.conversion_cache_dir, FingerprintStore(workspace, settings))
 
     def get(self, path: Path) -> np.ndarray | None:
         """The preset's vector, or None when the file is missing or unreadable (see `failures`)."""
@@ -189,9 +264,14 @@ class FeatureCache:
         if path in self.failures:
             return None
         try:
-            vector = file_features(path, self.cache_dir)
+            text, self.families[path] = _read(path, self.cache_dir)
+            fingerprint = self.fingerprints.vector(preset_identity(path)) if self.fingerprints else None
         except CqError as error:
             self.failures[path] = str(error)
             return None
+        except OSError as error:
+            self.failures[path] = f"{path}: {error.strerror or error}"
+            return None
+        vector = text if fingerprint is None else np.concatenate([text, fingerprint])
         self.vectors[path] = vector
         return vector

@@ -2,8 +2,9 @@
 starts fast).
 
 In: a `Workspace` and `TrainSettings`. Out: `inputs_digest` (everything training reads, by content),
-`pack_inputs_digest` (what scoring one pack reads besides the checkpoint), for `core.uptodate.InputsUnchanged`,
-and `CODE_VERSION`, the hash of the feature and model code (`core.code`) that a checkpoint records.
+`pack_inputs_digest` (what scoring one pack reads besides the checkpoint: its files and the
+fingerprints), for `core.uptodate.InputsUnchanged`, and `CODE_VERSION`, the hash of the feature and model
+code (`core.code`) that a checkpoint records.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from ..core.workspace import Workspace, settings_config
 _HERE = Path(__file__).resolve().parent
 # A checkpoint is only valid for the feature and model code it was trained with (named by path: importing
 # the model would import torch).
-CODE_VERSION = code_hash([_HERE / "features.py", _HERE / "model.py"])
+CODE_VERSION = code_hash([_HERE / name for name in ("features.py", "fingerprints.py", "composite.py", "quality.py",
+                                                    "model.py")])
 
 
 def _digest_files(paths) -> list:
@@ -36,12 +38,14 @@ def pack_inputs_digest(workspace: Workspace, pack: str) -> str:
     except ContractError:
         pass  # the train or score action reports the broken manifest; here it only makes the task stale
     return value_hash([_digest_files([manifest_path]), _digest_files(sorted(presets)),
-                       _digest_files(workspace.shard_files(pack) + [workspace.eval_path(pack)])])
+                       _digest_files(workspace.shard_files(pack) + [workspace.eval_path(pack)]),
+                       _digest_files(workspace.fingerprint_files())])
 
 
 def inputs_digest(workspace: Workspace, settings: TrainSettings) -> str:
     """Everything training reads, by content: each pack's inputs, the elite manifest, the ratings, and the
     sampler's thresholds (they define the measured quality)."""
     return value_hash({"packs": {pack: pack_inputs_digest(workspace, pack) for pack in workspace.packs()},
+                       "fingerprints": _digest_files(workspace.fingerprint_files()),
                        "elite": _digest_files([workspace.elite_path(settings.elite_path), workspace.ratings_path]),
                        "sample": settings_config(workspace).get("sample", {})})

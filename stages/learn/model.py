@@ -1,4 +1,9 @@
-"""The coupling net: a small MLP from standardised pair features to a quality logit.
+"""The coupling net: a linear model plus a small MLP, from standardised pair features to a quality logit.
+
+The linear part carries what is nearly linear (above all the composite estimate of the two fingerprints,
+`mix.estimate`, which alone ranks pairs well); the MLP learns what is not (where the estimate goes wrong,
+what the text adds). Wide and deep: with few sampled pairs, the linear path keeps the net from doing worse
+than ridge on the same features.
 
 In: a batch of pair vectors (`stages.features.PAIR_FEATURES`: fg, bg, fg-bg, fg*bg), standardised by
 `standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is the model's
@@ -45,9 +50,10 @@ class CouplingNet(nn.Module):
             width = config.hidden
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, 1)
+        self.linear = nn.Linear(config.features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).squeeze(-1)
+        return (self.head(self.body(x)) + self.linear(x)).squeeze(-1)
 
     def config_dict(self) -> dict:
         return asdict(self.config)

@@ -17,7 +17,7 @@ The rule (measured m, model p, rating r = (score - 1) / 4; s = model_share, w = 
                                                                  towards it
 
 A pair that failed to render or was cut as too heavy measures 0 and stays 0 unless rated; one flagged
-too-dark or low-motion measures at most its factor (about 0.25-0.3, `learn.sources.quality_factors`), so it stays
+too-dark or low-motion measures at most its factor (about 0.25-0.3, `learn.quality.quality_factors`), so it stays
 out of the top decile unless a person rated it well. Each entry says what it rests on (`basis`:
 measured | model) and carries `measured` and `rating` where they exist.
 
@@ -38,7 +38,8 @@ from ..learn.checkpoint import load_checkpoint
 from ..learn.features import FeatureCache, pair_features
 from ..learn.gates import gate_failures, quality_stats
 from ..learn.metrics import spearman
-from ..learn.sources import TOO_HEAVY, eval_pairs, measured_quality, quality_thresholds, ratings_by_urls, read_pack_presets
+from ..learn.quality import TOO_HEAVY, measured_quality
+from ..learn.sources import eval_pairs, quality_thresholds, ratings_by_urls, read_pack_presets
 
 FLAGS = ("too-dark", "low-motion", TOO_HEAVY)  # with a failed status: never in the top decile unless rated >= 4
 WELL_RATED = 0.75                                # rating 4 of 1..5 as a target
@@ -75,15 +76,15 @@ def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
     """Score `pack`, apply the gates, write the quality file (or the rejected one); return the scores."""
     scorer = load_checkpoint(workspace.checkpoint_path)
     manifest = load_manifest(workspace.manifest_path(pack))
-    presets = read_pack_presets(workspace, pack, FeatureCache(workspace.conversion_cache_dir))
+    thresholds = quality_thresholds(workspace)
+    presets = read_pack_presets(workspace, pack, FeatureCache.of_workspace(workspace, thresholds))
     if not presets.pairs:
         raise CqError(f"{workspace.manifest_path(pack)}: no pair of pack {pack!r} can be scored "
                       f"({len(presets.missing)} preset files missing, {len(presets.unreadable)} unreadable; "
                       f"first: {(presets.missing + presets.unreadable)[:1]}): fix the manifest's URLs or the files")
     settings = from_params(TrainSettings, scorer.checkpoint["config"]["settings"])
-    model = scorer.predict(pair_features(np.stack(presets.fg), np.stack(presets.bg)))
+    model = scorer.predict(pair_features(np.stack(presets.fg), np.stack(presets.bg), thresholds))
     sampled, _, _ = eval_pairs(workspace, presets)
-    thresholds = quality_thresholds(workspace)
     measured = np.array([measured_quality(sampled[pair], thresholds) if pair in sampled else np.nan
                          for pair in presets.pairs])
     ratings = ratings_by_urls(workspace, settings)

@@ -19,7 +19,6 @@ describe other pictures); of those, the latest `ok` row of a pair, else its late
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,61 +30,7 @@ from ..core.progress import Progress
 from ..core.settings import SampleSettings, TrainSettings, configured
 from ..core.workspace import Workspace
 from ..learn.features import FeatureCache, pair_features
-
-# ------------------------------------------------------------------------------- measured quality
-
-
-def _ramp(value: float, low: float, high: float) -> float:
-    """0 below `low`, 1 above `high`, linear in between."""
-    return float(min(max((value - low) / (high - low), 0.0), 1.0))
-
-
-def quality_factors(stats: dict, thresholds: SampleSettings = SampleSettings(),
-                    frame_ms: float | None = None) -> dict[str, float]:
-    """Each way a pair can look bad, as a factor in [0, 1] (1 = no problem), from a row's `stats` and its
-    render cost `frame_ms` (`timings.frameMs`: wall ms per frame, both layers, at the sampling size).
-
-    The hard problems (dark, washed out, flat, frozen, strobing) can take a pair to 0; the softer ones
-    (deaf to audio, one layer drowning the other, grey) cap it at 0.6, 0.3 and 0.8 of what it would be.
-    Thresholds are the sampler's okHeuristic settings, so "too dark" means the same thing in both places.
-    Render cost, judged only against the sampler's cap `max_frame_ms` (0: no cap, cost not judged; a wall
-    time means little without the budget it was measured for): a pair using up to half the budget is fine,
-    one closer to it keeps down to half its quality (a weaker machine would drop its frames), one over it was
-    cut as `too-heavy` and measures 0 (`measured_quality`).
-    """
-    luma, motion = stats["lumaMean"], max(stats["motionMean"], 1e-6)
-    weaker_layer = min(stats["fgShare"], stats["bgShare"])
-    return {
-        "dark": _ramp(luma, thresholds.min_luma * 0.5, thresholds.min_luma * 2.5)
-        * (1.0 - _ramp(stats["blackFrac"], 0.6, 0.95)),
-        "washedOut": (1.0 - _ramp(luma, thresholds.max_luma - 0.25, thresholds.max_luma))
-        * (1.0 - _ramp(stats["whiteFrac"], 0.3, 0.8)),
-        "flat": _ramp(stats["contrast"], 0.02, 0.10),
-        "frozen": _ramp(math.log10(motion), math.log10(thresholds.min_motion * 0.5),
-                        math.log10(thresholds.min_motion * 5)),
-        "strobing": 1.0 - _ramp(stats["flicker"], thresholds.max_flicker * 0.66, thresholds.max_flicker * 2),
-        "deaf": 0.6 + 0.4 * _ramp(stats["audioCorr"], thresholds.min_audio_corr, thresholds.min_audio_corr + 0.3),
-        "drowned": 0.3 + 0.7 * _ramp(weaker_layer, thresholds.min_layer_share * 0.5, thresholds.min_layer_share * 4),
-        "grey": 0.8 + 0.2 * _ramp(stats["colourfulness"], 0.02, 0.2),
-        "heavy": (1.0 - 0.5 * _ramp(frame_ms / thresholds.max_frame_ms, 0.5, 1.0)
-                  if frame_ms is not None and thresholds.max_frame_ms > 0 else 1.0),
-    }
-
-
-TOO_HEAVY = "too-heavy"  # the sampler's status (and reason) for a pair cut over the frame budget
-
-
-def measured_quality(row: dict, thresholds: SampleSettings = SampleSettings()) -> float:
-    """The quality in [0, 1] a row measured: the product of its `quality_factors`.
-
-    A row whose status is not `ok` is a pair that failed to load, link, draw or finish in time: it would
-    fail the same way on stage, so it measures 0. So does a pair the sampler cut as `too-heavy` (its
-    frames cost more than the live budget): a show cannot play it, however good its first frames looked.
-    """
-    if row["status"] != "ok" or TOO_HEAVY in row["reasons"]:
-        return 0.0
-    return float(np.prod(list(quality_factors(row["stats"], thresholds, row["timings"].get("frameMs")).values())))
-
+from ..learn.quality import measured_quality
 
 # ------------------------------------------------------------------------------------- pack presets
 
@@ -101,6 +46,7 @@ class PackPresets:
     fg: list[np.ndarray] = field(default_factory=list)
     bg: list[np.ndarray] = field(default_factory=list)
     hashes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    families: dict[int, tuple[str, str]] = field(default_factory=dict)  # features.preset_family of fg and bg
     urls: dict[int, tuple[str, str]] = field(default_factory=dict)    # (fgUrl, bgUrl) of every manifest pair
     missing: list[str] = field(default_factory=list)          # "pair N: path" of files that do not exist
     unreadable: list[str] = field(default_factory=list)       # "pair N: message" of files that failed to load
@@ -135,6 +81,7 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
         presets.fg.append(vectors[0])
         presets.bg.append(vectors[1])
         presets.hashes[entry.pair] = (preset_identity(paths[0]), preset_identity(paths[1]))
+        presets.families[entry.pair] = (cache.families[paths[0]], cache.families[paths[1]])
     if progress:
         progress.close()
     return presets
@@ -147,25 +94,36 @@ ENUMERATE_LIMIT = 4_000_000  # candidate pairs; above this, negatives are drawn 
 
 @dataclass
 class PairSet:
-    """Examples of one source: pair features, targets in [0, 1], a key naming each example and the groups
-    (`pack:pair` keys) each example is made of."""
+    """Examples of one source: pair features, targets in [0, 1], a key naming each example, the groups
+    (`pack:pair` keys) each example is made of, and the families of its fg and bg presets
+    (`features.preset_family`), for cross-validation by preset."""
 
     features: np.ndarray
     targets: np.ndarray
     keys: list[str]
     groups: list[tuple[str, ...]]
+    families: list[tuple[str, str]]
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def subset(self, mask: np.ndarray) -> "PairSet":
         return PairSet(self.features[mask], self.targets[mask], [k for k, keep in zip(self.keys, mask) if keep],
-                       [g for g, keep in zip(self.groups, mask) if keep])
+                       [g for g, keep in zip(self.groups, mask) if keep],
+                       [f for f, keep in zip(self.families, mask) if keep])
 
     def touches(self, fold: int, folds: int, seed: int) -> np.ndarray:
         """Mask of the examples made of at least one pair of `fold`."""
         return np.array([any(fold_of(group, folds, seed) == fold for group in groups) for groups in self.groups],
                         bool)
+
+    def fg_family_in(self, fold: int, folds: int, seed: int) -> np.ndarray:
+        """Mask of the examples whose fg preset's family falls in `fold` (the test pairs of a fold by preset)."""
+        return np.array([fold_of(fg, folds, seed) == fold for fg, _ in self.families], bool)
+
+    def uses_any(self, families: set[str]) -> np.ndarray:
+        """Mask of the examples with an fg or bg preset of one of `families`."""
+        return np.array([fg in families or bg in families for fg, bg in self.families], bool)
 
 
 def fold_of(key: str, folds: int, seed: int) -> int:
@@ -233,28 +191,30 @@ def _elite_entries(workspace: Workspace, settings: TrainSettings) -> tuple[list[
     return list(entries.values()), note, warnings
 
 
-def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache, pair_keys: dict[tuple[str, str], str]
-              ) -> tuple[PairSet | None, str, list[str]]:
+def elite_set(workspace: Workspace, settings: TrainSettings, cache: FeatureCache, pair_keys: dict[tuple[str, str], str],
+              thresholds: SampleSettings = SampleSettings()) -> tuple[PairSet | None, str, list[str]]:
     """The rated pairs; `pair_keys` maps (fgUrl, bgUrl) of manifest pairs to their `pack:pair` key."""
     entries, note, warnings = _elite_entries(workspace, settings)
-    features, targets, keys = [], [], []
+    features, targets, keys, families = [], [], [], []
     for entry in entries:
         where = f"elite entry {entry.fgUrl} + {entry.bgUrl}"
         try:
-            vectors = [cache.get(resolve_url(workspace.public, url, where)) for url in (entry.fgUrl, entry.bgUrl)]
+            paths = [resolve_url(workspace.public, url, where) for url in (entry.fgUrl, entry.bgUrl)]
         except ContractError as error:
             warnings.append(f"{error} (entry skipped)")
             continue
+        vectors = [cache.get(path) for path in paths]
         if any(vector is None for vector in vectors):
             warnings.append(f"{where}: a preset is missing or unreadable (entry skipped)")
             continue
-        features.append(pair_features(*vectors))
+        features.append(pair_features(*vectors, thresholds))
+        families.append((cache.families[paths[0]], cache.families[paths[1]]))
         targets.append((entry.score - 1.0) / 4.0)
         keys.append(f"{entry.fgUrl}|{entry.bgUrl}")
     if not keys:
         return None, note, warnings
     groups = [(pair_keys.get(tuple(key.split("|", 1)), f"elite:{key}"),) for key in keys]
-    return PairSet(np.stack(features), np.asarray(targets, np.float32), keys, groups), note, warnings
+    return PairSet(np.stack(features), np.asarray(targets, np.float32), keys, groups, families), note, warnings
 
 
 def ratings_by_urls(workspace: Workspace, settings: TrainSettings) -> dict[tuple[str, str], float]:
@@ -306,9 +266,9 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
     appeared only in negatives would teach the net "unsampled means bad". A negative belongs to the groups
     of both its pairs, so cross-validation drops it from training when either is held out. `thresholds`
     are the sampler's okHeuristic settings that `measured_quality` shares."""
-    cache = cache or FeatureCache(workspace.conversion_cache_dir)
+    cache = cache or FeatureCache.of_workspace(workspace, thresholds)
     rng = np.random.default_rng(settings.seed)
-    eval_features, eval_targets, eval_keys = [], [], []
+    eval_features, eval_targets, eval_keys, eval_families = [], [], [], []
     pack_presets, pack_report, warnings, pair_keys = [], {}, [], {}
     for pack in workspace.packs() if packs is None else packs:
         try:
@@ -323,14 +283,15 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
         position = {pair: index for index, pair in enumerate(presets.pairs)}
         for pair, row in sorted(chosen.items()):
             index = position[pair]
-            eval_features.append(pair_features(presets.fg[index], presets.bg[index]))
+            eval_features.append(pair_features(presets.fg[index], presets.bg[index], thresholds))
             eval_targets.append(measured_quality(row, thresholds))
             eval_keys.append(f"{pack}:{pair}")
+            eval_families.append(presets.families[pair])
         pack_presets.append(presets)
         pack_report[pack] = {**counts, "manifestPairs": presets.manifest_pairs, "readablePairs": len(presets.pairs),
                              "missingFiles": len(presets.missing), "unreadableFiles": len(presets.unreadable)}
     sampled = set(eval_keys)
-    neg_features, neg_keys, neg_groups, neg_notes = [], [], [], []
+    neg_features, neg_keys, neg_groups, neg_families, neg_notes = [], [], [], [], []
     for presets in pack_presets:
         pool = [i for i, pair in enumerate(presets.pairs) if f"{presets.pack}:{pair}" in sampled]
         pool_note = "from its eval pairs"
@@ -341,7 +302,9 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
         if len(indices):
             chosen = np.asarray(pool)[indices]
             fg, bg = np.stack(presets.fg), np.stack(presets.bg)
-            neg_features.append(pair_features(fg[chosen[:, 0]], bg[chosen[:, 1]]))
+            neg_features.append(pair_features(fg[chosen[:, 0]], bg[chosen[:, 1]], thresholds))
+            neg_families += [(presets.families[presets.pairs[i]][0], presets.families[presets.pairs[j]][1])
+                             for i, j in chosen]
             neg_keys += [f"{presets.pack}:{presets.pairs[i]}/{presets.pairs[j]}" for i, j in chosen]
             neg_groups += [(f"{presets.pack}:{presets.pairs[i]}", f"{presets.pack}:{presets.pairs[j]}")
                            for i, j in chosen]
@@ -350,18 +313,18 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
 
     sets: dict[str, PairSet] = {}
     notes: dict[str, str] = {}
-    elite, notes["elite"], elite_warnings = elite_set(workspace, settings, cache, pair_keys)
+    elite, notes["elite"], elite_warnings = elite_set(workspace, settings, cache, pair_keys, thresholds)
     warnings += elite_warnings
     if elite is not None:
         sets["elite"] = elite
     if eval_keys:
         sets["eval"] = PairSet(np.stack(eval_features), np.asarray(eval_targets, np.float32), eval_keys,
-                               [(key,) for key in eval_keys])
+                               [(key,) for key in eval_keys], eval_families)
         notes["eval"] = f"{len(eval_keys)} sampled pairs"
     else:
         notes["eval"] = "skipped: no eval rows yet (run `doit sample`)"
     if neg_keys:
         sets["neg"] = PairSet(np.concatenate(neg_features), np.zeros(len(neg_keys), np.float32), neg_keys,
-                              neg_groups)
+                              neg_groups, neg_families)
     notes["neg"] = "; ".join(neg_notes) if neg_notes else "skipped: no packs"
     return Sources(sets, notes, pack_report, warnings)

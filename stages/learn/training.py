@@ -41,6 +41,7 @@ from ..core.errors import CqError
 from ..core.settings import TrainSettings
 from ..core.workspace import Workspace
 from ..learn.checkpoint import save_checkpoint
+from ..learn.features import FeatureCache
 from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_predict, spearman, with_interval
 from ..learn.model import CouplingNet, NetConfig, feature_std, predict_quality, standardise
 from ..learn.sources import PairSet, Sources, gather_sources, quality_thresholds
@@ -193,28 +194,48 @@ def fit(train_sets: dict[str, PairSet], settings: TrainSettings, device: torch.d
 # ------------------------------------------------------------------------------- cross-validation
 
 
-def cross_validate(sources: Sources, settings: TrainSettings, device: torch.device, log=print) -> dict | None:
-    """k-fold cross-validation by pair (`sources.fold_of`): per-fold and pooled out-of-fold figures for the
-    net and the ridge baseline, elite AUC, and the epoch count with the lowest mean validation loss.
+def fold_split(sources: Sources, by: str, fold: int, k: int, seed: int) -> tuple[dict, dict]:
+    """(held, trained): per source, the masks of the examples a fold validates on and trains on.
+
+    by pair: a fold holds out whole pairs (`fold_of` their key): their row, rating and every negative
+    built from them. By preset: a fold tests the pairs whose fg preset's family falls in it, and trains
+    only on examples that use none of the presets (fg or bg) of those pairs, so every tested pair is made
+    of presets the model never saw."""
+    if by == "pair":
+        held = {name: pairs.touches(fold, k, seed) for name, pairs in sources.sets.items()}
+        return held, {name: ~mask for name, mask in held.items()}
+    held = {name: (pairs.fg_family_in(fold, k, seed) if name != "neg" else np.zeros(len(pairs), bool))
+            for name, pairs in sources.sets.items()}
+    unseen = {family for name, pairs in sources.sets.items()
+              for families, tested in zip(pairs.families, held[name]) if tested for family in families}
+    return held, {name: ~pairs.uses_any(unseen) for name, pairs in sources.sets.items()}
+
+
+def cross_validate(sources: Sources, settings: TrainSettings, device: torch.device, log=print, by: str = "pair",
+                   epochs: int | None = None) -> dict | None:
+    """k-fold cross-validation `by` pair or by preset (`fold_split`): per-fold and pooled out-of-fold figures
+    for the net and the ridge baseline, elite AUC, and the epoch count with the lowest mean validation loss
+    (or `epochs`, fixed, when given: the by-preset figure runs the count the by-pair folds chose).
 
     None when there are too few eval pairs (fewer than MIN_FOLD_PAIRS per fold) or folds < 2."""
     k, seed = settings.folds, settings.seed
     evals = sources.sets.get("eval")
     if k < 2 or evals is None or len(evals) < MIN_FOLD_PAIRS * k:
         return None
+    run_epochs = epochs or settings.epochs
     kinds = [name for name in ("eval", "elite") if name in sources.sets]
-    out_of_fold = {name: np.full((settings.epochs, len(sources.sets[name])), np.nan) for name in kinds}
+    out_of_fold = {name: np.full((run_epochs, len(sources.sets[name])), np.nan) for name in kinds}
     ridge_out = np.full(len(evals), np.nan)
     fold_of_pair = np.full(len(evals), -1)
     folds = []
     for fold in range(k):
-        held = {name: pairs.touches(fold, k, seed) for name, pairs in sources.sets.items()}
-        if not held["eval"].any():
+        held, trained = fold_split(sources, by, fold, k, seed)
+        if not held["eval"].any() or not trained["eval"].any():
             continue
-        train_sets = {name: pairs.subset(~held[name]) for name, pairs in sources.sets.items() if (~held[name]).any()}
+        train_sets = {name: pairs.subset(trained[name]) for name, pairs in sources.sets.items() if trained[name].any()}
         validation = {name: sources.sets[name].subset(held[name]) for name in kinds if held[name].any()}
         started = time.monotonic()
-        result = fit(train_sets, settings, device, settings.epochs, validation, log=lambda *_: None)
+        result = fit(train_sets, settings, device, run_epochs, validation, log=lambda *_: None)
         for name, predicted in result.validation.items():
             out_of_fold[name][:, held[name]] = predicted
         if "eval" in train_sets and len(train_sets["eval"]) >= MIN_RIDGE_PAIRS:
@@ -227,14 +248,19 @@ def cross_validate(sources: Sources, settings: TrainSettings, device: torch.devi
                       "validationLoss": [record["validationLoss"] for record in result.epochs],
                       "trainingLoss": [record["loss"]["total"] for record in result.epochs],
                       "seconds": round(time.monotonic() - started, 3)})
-        log(f"fold {fold + 1}/{k}: {folds[-1]['pairs']} eval pairs held out, best validation loss "
+        log(f"fold {fold + 1}/{k} by {by}: {folds[-1]['pairs']} eval pairs held out, best validation loss "
             f"{min(folds[-1]['validationLoss']):.4f} at epoch {int(np.argmin(folds[-1]['validationLoss'])) + 1} "
             f"({folds[-1]['seconds']:.1f} s)")
 
+    if not folds:
+        return None
     validation_loss = np.mean([f["validationLoss"] for f in folds], axis=0)
-    chosen = int(np.argmin(validation_loss)) + 1
-    measured = evals.targets.astype(np.float64)
-    net_out = out_of_fold["eval"][chosen - 1]
+    chosen = epochs or int(np.argmin(validation_loss)) + 1
+    tested = fold_of_pair >= 0  # by preset, a pair whose presets fall in two folds' tests is tested in one
+    measured = evals.targets.astype(np.float64)[tested]
+    net_out = out_of_fold["eval"][chosen - 1][tested]
+    ridge_out, fold_of_pair = ridge_out[tested], fold_of_pair[tested]
+    evals = evals.subset(tested)
     has_ridge = np.isfinite(ridge_out)
     for record in folds:
         mask = fold_of_pair == record["fold"]
@@ -255,7 +281,7 @@ def cross_validate(sources: Sources, settings: TrainSettings, device: torch.devi
                           held_out=True)
     order = np.argsort(-np.abs(net_out - measured), kind="stable")
     report = {
-        "folds": k, "seed": seed, "pairs": len(evals), "chosenEpochs": chosen,
+        "by": by, "folds": k, "seed": seed, "pairs": len(evals), "chosenEpochs": chosen,
         "validationLoss": [round(float(v), 5) for v in validation_loss],
         "trainingLoss": [round(float(v), 5) for v in np.mean([f["trainingLoss"] for f in folds], axis=0)],
         "perFold": folds,
@@ -268,7 +294,7 @@ def cross_validate(sources: Sources, settings: TrainSettings, device: torch.devi
                       for i, key in enumerate(evals.keys)],
         "disagreements": [evals.keys[i] for i in order[:DISAGREEMENTS]],
     }
-    log(f"{k}-fold cross-validation ({len(evals)} pairs): {chosen} epochs chosen; out-of-fold spearman "
+    log(f"{k}-fold cross-validation by {by} ({len(evals)} pairs): {chosen} epochs; out-of-fold spearman "
         f"net {report['net']['spearman']}, ridge {ridge_metrics['spearman']}, net - ridge {difference}; "
         f"elite AUC {elite}")
     return report
@@ -281,8 +307,9 @@ def _rounded(value: float) -> float | None:
 # ------------------------------------------------------------------------------------------ training
 
 
-def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
-    """Cross-validate, fit on everything, save the checkpoint and the report; return the report."""
+def train(workspace: Workspace, settings: TrainSettings, log=print, cache: FeatureCache | None = None) -> dict:
+    """Cross-validate, fit on everything, save the checkpoint and the report; return the report. `cache`
+    reads the presets' vectors (default: the workspace's, fingerprints included)."""
     started = time.monotonic()
     device = pick_device(settings.require_cuda)
     torch.set_num_threads(max(1, settings.threads))
@@ -293,7 +320,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
         log(f"device=cpu  (no CUDA GPU visible to torch {torch.__version__}; training on the CPU)")
 
     # 1. the sources
-    sources = gather_sources(workspace, settings, thresholds=quality_thresholds(workspace))
+    sources = gather_sources(workspace, settings, cache, thresholds=quality_thresholds(workspace))
     for warning in sources.warnings[:20]:
         log(f"warning: {warning}")
     for name in TRAIN_SOURCES:
@@ -305,6 +332,7 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
     # 2. k-fold cross-validation: the honest figure, and the epoch count
     validated = cross_validate(sources, settings, device, log)
     epochs = validated["chosenEpochs"] if validated else settings.epochs
+    by_preset = cross_validate(sources, settings, device, log, by="preset", epochs=epochs)
     if validated is None:
         log(f"cross-validation skipped (folds {settings.folds}, "
             f"{len(sources.sets['eval']) if 'eval' in sources.sets else 0} eval pairs): {epochs} epochs")
@@ -331,13 +359,15 @@ def train(workspace: Workspace, settings: TrainSettings, log=print) -> dict:
     report = {
         "kind": TRAIN_REPORT_KIND, "trainedAt": now_iso(), "trainSeconds": round(train_seconds, 3),
         "fitSeconds": round(sum(record["seconds"] for record in final.epochs), 3),
-        "crossValidationSeconds": round(sum(f["seconds"] for f in validated["perFold"]), 3) if validated else 0.0,
+        "crossValidationSeconds": round(sum(f["seconds"] for check in (validated, by_preset) if check
+                                            for f in check["perFold"]), 3),
         "device": device.type, "deviceSnapshot": snapshot, "settings": settings_record,
         "featureCount": int(final.mean.shape[0]),
         "sources": {name: {"count": len(sources.sets[name]) if name in sources.sets else 0,
                            "share": shares.get(name, 0.0), "lossWeight": weights[name],
                            "note": sources.notes.get(name, "")} for name in TRAIN_SOURCES},
-        "epochs": final.epochs, "crossValidation": validated, "eliteAuc": elite, "packs": sources.packs,
+        "epochs": final.epochs, "crossValidation": validated, "crossValidationByPreset": by_preset,
+        "eliteAuc": elite, "packs": sources.packs,
         "warnings": sources.warnings,
     }
     write_json(workspace.train_report_path, validate_train_report(report, workspace.train_report_path))

@@ -27,7 +27,7 @@ from ..presets.milk import MilkPreset, MilkReadError, decode_milk, parse_milk
 
 PRESET_SUFFIXES = (".json", ".milk")
 # Part of the conversion cache key, with the translator's version: bump when milk_to_butterchurn changes.
-CONVERTER_VERSION = "milk-2"
+CONVERTER_VERSION = "milk-3"
 
 
 class PresetError(ContractError):

@@ -110,8 +110,10 @@ def _number(text: str) -> float | None:
 
 
 def _code(lines: dict[int, str]) -> tuple[str, int, int]:
-    """Numbered code lines 1, 2, ... up to the first missing number, joined by newlines (as MilkDrop's ReadCode
-    and projectM do), that missing number, and how many numbered lines after it are left unread."""
+    """Numbered code lines 1, 2, ... up to the first missing number, joined by newlines, that missing number, and
+    how many numbered lines after it are left unread. MilkDrop's ReadCode joins the lines with nothing at all (a
+    name split over two lines is one name: `is_` + `beat`); butterchurn's EEL reader drops newlines the same way
+    after ending `//` and `\\` comments at them, so newlines give MilkDrop's program and keep shaders' lines."""
     out = []
     number = 1
     while number in lines:
@@ -175,9 +177,9 @@ def parse_milk(text: str, where="preset") -> MilkPreset:
                 section = ("wave", int(wave), wave_part)
             else:
                 section = ("shape", int(shape), shape_part)
-            if section[0] in ("warp", "comp"):
-                # MilkDrop prefixes every shader line with a backtick so leading spaces survive INI reading.
-                raw = raw[1:] if raw.startswith("`") else raw
+            # MilkDrop writes a backtick before each shader line so leading spaces survive INI reading, and its
+            # ReadCode drops one from every code line, equations too; butterchurn's EEL parser rejects it.
+            raw = raw[1:] if raw.startswith("`") else raw
             code.setdefault(section, {})[int(index)] = raw.rstrip()
             continue
         match = _OBJECT_KEY.match(key)

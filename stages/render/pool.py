@@ -43,6 +43,7 @@ from ..render.browser import (
     launch_args,
     new_owner_mark,
 )
+from ..render.fingerprint import FRAME_SIZE
 
 ORIGIN = "https://cq-sampler.invalid"
 PAGE_URL = f"{ORIGIN}/sampler.html"
@@ -57,11 +58,18 @@ CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/j
 
 @dataclass
 class PairJob:
+    """A pair to render, or one preset alone (a fingerprint) when `bg` is None: then the result's `series`
+    is the page's `renderLayer` output, `{frames: base64 RGBA, size, count}`, not per-frame statistics."""
+
     pair: int
     fg: dict
-    bg: dict
+    bg: dict | None
     fg_id: str
     bg_id: str
+
+    @property
+    def is_layer(self) -> bool:
+        return self.bg is None
 
 
 @dataclass
@@ -244,11 +252,15 @@ class _Worker:
     async def attempt(self, job: PairJob) -> _Outcome:
         """Render a pair once; a timeout or a dead page becomes an outcome, never a hang."""
         settings = self.pool._render_settings
-        payload = {"fg": job.fg, "bg": job.bg, "settings": settings, "budget": self.pool._budget}
+        if job.is_layer:
+            call = "(layer) => window.cq.renderLayer(layer)"
+            payload = {"preset": job.fg, "settings": settings, "size": FRAME_SIZE, "budget": self.pool._budget}
+        else:
+            call = "(pair) => window.cq.renderPair(pair)"
+            payload = {"fg": job.fg, "bg": job.bg, "settings": settings, "budget": self.pool._budget}
         timeout = self.pool.settings.pair_timeout_s
         try:
-            raw = await asyncio.wait_for(
-                self.page.evaluate("(pair) => window.cq.renderPair(pair)", payload), timeout)
+            raw = await asyncio.wait_for(self.page.evaluate(call, payload), timeout)
         except TimeoutError:
             # A closed page's renderer can go on spinning in a shader or an EEL loop: end the whole browser.
             await self.close_browser(kill=True)
@@ -262,8 +274,9 @@ class _Worker:
                     or _looks_crashed(error):
                 raise _BrowserLost(_first_line(error)) from None
             return _Outcome("load-failed", [f"page: {_first_line(error)}"])
-        return _Outcome(raw["status"], list(raw["errors"]), dict(raw["timings"]), raw["series"],
-                        raw.get("thumb") or "")
+        series = raw["series"] if not job.is_layer else (
+            {"frames": raw["frames"], "size": raw["size"], "count": raw["count"]} if raw["status"] == "ok" else None)
+        return _Outcome(raw["status"], list(raw["errors"]), dict(raw["timings"]), series, raw.get("thumb") or "")
 
 
 def _looks_crashed(error: Exception) -> bool:

@@ -1,0 +1,103 @@
+"""A preset's fingerprint: what one layer draws, rendered alone, as numbers a pair can be estimated from.
+
+In: what the sampling page's `renderLayer` returns for one preset (its frames reduced on the GPU to
+FRAME_SIZE x FRAME_SIZE RGBA, every frame, under the same render settings and audio as a pair), the audio's
+energy per frame (`AudioTrack.energy`) and the statistics warm-up (`SampleSettings.stats_warmup`).
+Out: `fingerprint_fields(...) -> dict`, stored in the fingerprint row (`contracts.validate_fingerprint_row`).
+
+Why frames and not a pair's statistics: a pair's row is computed from its two layers, each rendered by its
+own visualizer and reduced to a small image per frame, then composited per pixel (web/sampler.js). So what
+decides a coupled picture is in each layer's frames, and the composite of two fingerprints can be estimated
+without rendering the pair (`learn.composite`). The fields keep exactly what that estimate needs, plus the
+layer's own look. Luma is Rec.709 of the encoded values, as the page's; frames before the warm-up (the fade
+in from black every preset starts with) are left out, as a pair's statistics leave them out.
+
+Fields (W = the frames after the warm-up; every value in [0, 1] unless said):
+    luma[W]         mean luma per frame
+    lumaVar[W]      spatial variance of luma per frame (how much structure the layer shows)
+    motion[W]       mean per-pixel |luma_t - luma_t-1| per frame (how fast it changes)
+    energy[W]       the audio's energy per frame (the same for every preset under one audio; kept so a
+                    composite's audio correlation needs no audio file)
+    lumaMean, lumaMin, contrast (2 x mean spatial std), motionMean, motionP90, flicker, blackFrac,
+    whiteFrac, colourfulness, audioCorr (motion against energy, [-1, 1]): the layer alone, defined as a
+                    pair's statistics are (`render.framestats`)
+    coverage        fraction of pixel-frames the layer visibly draws (luma > 0.1): how much of the frame it covers
+    edges           mean |difference| of horizontally and vertically neighbouring pixels' luma: spatial frequency
+    rgMean, ybMean  mean opponent chroma (red-green, yellow-blue), in [-1, 1]
+    rgVar, ybVar    their spatial variance, averaged over frames (a composite's colourfulness is built from them)
+    histogram[40]   share of pixel-frames per luma bin of width 0.025 (black and white fractions of a composite)
+    map[256]        mean luma per pixel over the frames, 16 x 16 (where on the frame the layer draws; the
+                    overlap of two layers' maps is the spatial covariance of a composite)
+    frameMs         wall ms per frame of the layer at the sampling size (its share of a pair's render cost)
+
+Changing what is computed here changes stored fingerprints: bump FINGERPRINT_VERSION (part of their key).
+"""
+from __future__ import annotations
+
+import base64
+import math
+
+import numpy as np
+
+from ..core.errors import CqError
+from ..render.framestats import correlation, flicker, warmup_frames
+
+FINGERPRINT_VERSION = 1
+FRAME_SIZE = 16           # frames are reduced to 16 x 16: 128 -> 64 -> 32 -> 16, exact 2x2 box averages
+HISTOGRAM_BINS = 40       # 0.05 and 0.95 (black and white, as the page counts them) fall on bin edges
+COVERED_LUMA = 0.1
+DIGITS = 6
+SERIES = ("luma", "lumaVar", "motion", "energy")
+SCALARS = ("lumaMean", "lumaMin", "contrast", "motionMean", "motionP90", "flicker", "blackFrac", "whiteFrac",
+           "colourfulness", "audioCorr", "coverage", "edges", "rgMean", "ybMean", "rgVar", "ybVar", "frameMs")
+BLACK_LUMA, WHITE_LUMA = 0.05, 0.95
+
+
+def decode_frames(frames_base64: str, size: int, count: int) -> np.ndarray:
+    """The page's frames as float RGB in [0, 1], shape (count, size, size, 3)."""
+    raw = np.frombuffer(base64.b64decode(frames_base64), dtype=np.uint8)
+    if raw.size != count * size * size * 4:
+        raise CqError(f"a layer's frames hold {raw.size} bytes, expected {count} frames of {size}x{size} RGBA "
+                      "(the sampling page and stages/render/fingerprint.py disagree)")
+    return raw.reshape(count, size, size, 4)[..., :3].astype(np.float64) / 255.0
+
+
+def fingerprint_fields(rgb: np.ndarray, energy: np.ndarray, warmup: float, frame_ms: float) -> dict:
+    """The documented fields of one layer from its frames `rgb` (F, S, S, 3) and the audio energy (>= F)."""
+    count = rgb.shape[0]
+    if count < 3:
+        raise CqError(f"a fingerprint needs 3 or more frames, got {count}")
+    luma_all = 0.2126 * rgb[..., 0] + 0.7152 * rgb[..., 1] + 0.0722 * rgb[..., 2]
+    skip = warmup_frames(count, warmup)
+    motion_all = np.zeros(count)
+    motion_all[1:] = np.abs(np.diff(luma_all, axis=0)).mean(axis=(1, 2))
+    luma_frames = luma_all[skip:]
+    kept = rgb[skip:]
+    luma = luma_frames.mean(axis=(1, 2))
+    luma_var = luma_frames.var(axis=(1, 2))
+    motion = motion_all[skip:]
+    energy = np.asarray(energy, dtype=np.float64).reshape(-1)[:count][skip:]
+    rg = kept[..., 0] - kept[..., 1]
+    yb = 0.5 * (kept[..., 0] + kept[..., 1]) - kept[..., 2]
+    rg_var, yb_var = rg.var(axis=(1, 2)), yb.var(axis=(1, 2))
+    rg_mean, yb_mean = rg.mean(axis=(1, 2)), yb.mean(axis=(1, 2))
+    colour = np.sqrt(rg_var + yb_var) + 0.3 * np.sqrt(rg_mean ** 2 + yb_mean ** 2)
+    edges = 0.5 * (np.abs(np.diff(luma_frames, axis=1)).mean() + np.abs(np.diff(luma_frames, axis=2)).mean())
+    histogram = np.histogram(np.clip(luma_frames, 0.0, 1.0), bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+    fields = {
+        "luma": luma, "lumaVar": luma_var, "motion": motion, "energy": energy,
+        "lumaMean": float(luma.mean()), "lumaMin": float(luma.min()),
+        "contrast": min(1.0, 2.0 * float(np.sqrt(luma_var).mean())),
+        "motionMean": float(motion.mean()), "motionP90": float(np.percentile(motion, 90)),
+        "flicker": flicker(luma),
+        "blackFrac": float((luma_frames < BLACK_LUMA).mean()), "whiteFrac": float((luma_frames > WHITE_LUMA).mean()),
+        "colourfulness": float(colour.mean()), "audioCorr": correlation(motion, energy),
+        "coverage": float((luma_frames > COVERED_LUMA).mean()), "edges": float(edges),
+        "rgMean": float(rg_mean.mean()), "ybMean": float(yb_mean.mean()),
+        "rgVar": float(rg_var.mean()), "ybVar": float(yb_var.mean()),
+        "frameMs": float(frame_ms) if frame_ms and math.isfinite(frame_ms) else 0.0,
+        "histogram": histogram / max(1, histogram.sum()),
+        "map": luma_frames.mean(axis=0).reshape(-1),
+    }
+    return {name: (np.round(value, DIGITS).tolist() if isinstance(value, np.ndarray) else round(value, DIGITS))
+            for name, value in fields.items()}
