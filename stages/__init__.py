@@ -21,7 +21,8 @@ Libraries, by concept (lower layers never import higher ones):
 
     core/      errors, contracts (every file format), workspace (every path), settings, progress,
                keys (a row's identity: content key and all its parts), plan (pairs -> ordered shards),
-               rows (the rows a pack already has)
+               rows (the rows a pack already has), code (code is an input: when an edit rebuilds what),
+               uptodate (doit's up-to-date checks, named)
     presets/   milk (.milk reader), hlsl (HLSL -> GLSL translator), conversion (preset files -> butterchurn
                presets, cached), manifests (a pack's manifest from its folders)
     render/    browser (find/launch/end Chromium), pool (pairs rendered by a pool of pages), audio,

@@ -140,8 +140,9 @@ def demo_pack_outputs(workspace: Workspace, count: int = DEFAULT_COUNT) -> list[
 
 
 def demo_pack_inputs() -> list[Path]:
-    """What the pack is built from (the doit task's file_dep): the base list, this module, the presets."""
-    return [BASES_PATH, Path(__file__).resolve(), NODE_MODULES_DIR / ".package-lock.json"]
+    """What the pack is built from (the doit task's file_dep): the base list and the presets (its code is
+    an input as every task's is: `core.code`)."""
+    return [BASES_PATH, NODE_MODULES_DIR / ".package-lock.json"]
 
 
 def run(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,

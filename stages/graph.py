@@ -22,10 +22,10 @@ from .core.lock import hold_workspace
 from .core.plan import plan_fingerprints, plan_pack
 from .core.rows import fingerprint_covered, shard_covered
 from .core.settings import SampleSettings, TaskParams, TrainSettings, VerifySettings, artifact_key, configured
-from .core.uptodate import Holds, InputsUnchanged, KeyUnchanged
+from .core.uptodate import CodeUnchanged, Holds, InputsUnchanged, KeyUnchanged
 from .core.workspace import Workspace
 from .learn.discovery import DiscoverSettings
-from .learn.inputs import TRAINING_CODE_VERSION, inputs_digest, pack_inputs_digest
+from .learn.inputs import inputs_digest, pack_inputs_digest
 from .presets import filtering
 from .presets.manifests import pack_preset_paths
 
@@ -61,6 +61,7 @@ def task_demo_pack():
     return {
         "actions": [(report_errors(demopack.run), [WS])],
         "file_dep": demopack.demo_pack_inputs(),
+        "uptodate": [CodeUnchanged(demopack)],
         "targets": demopack.demo_pack_outputs(WS),
         "clean": True,
     }
@@ -78,6 +79,7 @@ def task_convert():
                 "name": pack,
                 "actions": [(report_errors(convert.run), [WS, pack])],
                 "file_dep": [WS.manifest_path(pack), *presets],
+                "uptodate": [CodeUnchanged(convert)],
                 "targets": [WS.conversion_report_path(pack)],
                 "clean": True,
             }
@@ -168,7 +170,8 @@ def task_merge(**params):
             "actions": [(report_errors(merge.run), [WS, pack, settings])],
             "file_dep": [WS.manifest_path(pack)] + [WS.shard_path(pack, i) for i in range(len(plan.shards))],
             "targets": [WS.eval_path(pack), WS.meta_path(pack)],
-            "uptodate": [KeyUnchanged(plan.key(), "the pack's sampling plan (its shards' content keys)")],
+            "uptodate": [KeyUnchanged(plan.key(), "the pack's sampling plan (its shards' content keys)"),
+                         CodeUnchanged(merge)],
             "clean": True,
         }
 
@@ -182,8 +185,7 @@ def task_train(**params):
         "name": "model",
         "actions": [(report_errors(train.run), [WS, settings])],
         "targets": [WS.checkpoint_path, WS.train_report_path],
-        "uptodate": [KeyUnchanged({"settings": settings.key(), "code": TRAINING_CODE_VERSION},
-                                  "the trainer's settings or code"),
+        "uptodate": [KeyUnchanged(settings.key(), "the trainer's settings"), CodeUnchanged(train),
                      InputsUnchanged(lambda: inputs_digest(WS, settings), "what training reads (manifests, "
                                      "presets, eval rows, elite, ratings, sample thresholds)")],
         "clean": True,
@@ -200,7 +202,8 @@ def task_score():
             "file_dep": [WS.checkpoint_path],
             "targets": [WS.quality_path(pack)],
             "uptodate": [InputsUnchanged(lambda pack=pack: pack_inputs_digest(WS, pack),
-                                         f"what scoring {pack} reads (manifest, presets, eval rows)")],
+                                         f"what scoring {pack} reads (manifest, presets, eval rows)"),
+                         CodeUnchanged(score)],
             "clean": [clean_targets, (WS.rejected_quality_path(pack).unlink, [], {"missing_ok": True})],
         }
 
@@ -214,9 +217,10 @@ def task_verify(**params):
         yield {
             "name": pack,
             "actions": [(report_errors(verify.run), [WS, pack, settings])],
-            "file_dep": [WS.manifest_path(pack), WS.quality_path(pack), *verify.PLAYER_FILES],
+            "file_dep": [WS.manifest_path(pack), WS.quality_path(pack)],
             "targets": [WS.verify_report_path(pack)],
-            "uptodate": [KeyUnchanged(artifact_key(settings), "the verify settings")],
+            "uptodate": [KeyUnchanged(artifact_key(settings), "the verify settings"),
+                         CodeUnchanged(verify, verify.PLAYER_PAGES)],
             "clean": True,
         }
 
@@ -228,7 +232,8 @@ def task_report():
         yield {
             "name": pack,
             "actions": [(report_errors(report.run), [WS, pack])],
-            "uptodate": [KeyUnchanged(report.inputs_signature(WS, pack), f"what the report of {pack} shows")],
+            "uptodate": [KeyUnchanged(report.inputs_signature(WS, pack), f"what the report of {pack} shows"),
+                         CodeUnchanged(report)],
             "targets": [WS.report_index_path(pack)],
             "clean": True,
         }

@@ -34,6 +34,7 @@ from .core.contracts import (
 from .core.errors import ContractError, CqError
 from .core.settings import TrainSettings
 from .core.workspace import Workspace
+from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
 from .learn.history import changes, read_history, varying_settings
 
 GALLERY_SIZE = 24
@@ -207,9 +208,6 @@ def badge(passed: bool | None) -> str:
 # ------------------------------------------------------------------------------------------ sections
 
 def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | None, str]]:
-    # imported here: stages.score loads torch, which a report of a pack without scores does not need
-    from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
-
     rows: list[tuple[str, bool | None, str]] = []
     if data.quality is None:
         rows.append(("scores written", None, "no quality file yet: run `doit score`"))
@@ -571,7 +569,7 @@ def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
     """Every file the page is made from (those that exist are read; the others are shown as missing)."""
     return [workspace.manifest_path(pack), workspace.quality_path(pack), workspace.rejected_quality_path(pack),
             workspace.eval_path(pack), workspace.meta_path(pack), workspace.train_report_path,
-            workspace.verify_report_path(pack), workspace.train_history_path, Path(__file__)]
+            workspace.verify_report_path(pack), workspace.train_history_path]
 
 
 def inputs_signature(workspace: Workspace, pack: str) -> dict:

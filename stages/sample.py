@@ -5,7 +5,7 @@ Out: rows appended to `shards/NNNN.jsonl` (flushed and fsynced one by one), thum
 `NNNN.done` (the shard key and the content keys it covers) once every pair of the shard has a current row
 (`stages.core.rows` decides which rows are current: a passing failure is tried again, a missing preset file
 is a row with its reason). What the run learned
-about its renderer and audio goes to the identity cache (`stages.identity`) for later runs and the merge.
+about its renderer and audio goes to the identity cache (`core.keys`) for later runs and the merge.
 
 A row is current when its `contentKey` matches the pair's key now. Rows are looked up in every shard of
 the pack, so a resumed, reshuffled or re-planned shard never renders a pair twice, and a killed run loses

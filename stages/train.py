@@ -6,11 +6,13 @@ Never starts a browser. torch is imported when the task runs, not when doit read
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
+from .core.code import code_hash
 from .core.settings import TrainSettings
 from .core.workspace import Workspace
 from .learn.history import append_run
-from .learn.inputs import TRAINING_CODE_VERSION, inputs_digest
+from .learn.inputs import inputs_digest
 
 
 def run(workspace: Workspace, settings: TrainSettings) -> None:
@@ -20,4 +22,5 @@ def run(workspace: Workspace, settings: TrainSettings) -> None:
         warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
         from .learn.training import train
     report = train(workspace, settings)
-    append_run(workspace, report, inputs_digest(workspace, settings), TRAINING_CODE_VERSION)
+    # the hash the task's CodeUnchanged compares: "code changed" between two runs in the report is what retrained
+    append_run(workspace, report, inputs_digest(workspace, settings), code_hash([Path(__file__)]))

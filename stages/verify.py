@@ -55,8 +55,7 @@ class Check:
     detail: str
 
 
-PLAYER_FILES = [WEB_DIR / "player.html", WEB_DIR / "player.js", WEB_DIR / "player.css", WEB_DIR / "sampler.dots.js",
-                Path(__file__)]
+PLAYER_PAGES = [WEB_DIR / "player.html", WEB_DIR / "player.js", WEB_DIR / "player.css", WEB_DIR / "sampler.dots.js"]
 
 
 def quartile_pick_ratio(scores: dict[int, float], counts: dict[int, float]) -> tuple[float, float, float]:

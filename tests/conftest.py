@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -42,14 +43,16 @@ class DoitRun:
 @pytest.fixture(scope="session")
 def doit():
     """Run real `doit` on this checkout's dodo.py for a workspace: `doit(workspace, "merge", ...)`; unless
-    `check=False`, a failed run fails the test with doit's output. `env` adds environment variables; `prefix`
-    is a command the run goes through (e.g. setpriv, to run as another user)."""
+    `check=False`, a failed run fails the test with doit's output. `env` adds environment variables (a
+    PYTHONPATH goes before the checkout's); `prefix` is a command the run goes through (e.g. setpriv, to run
+    as another user); `checkout` another checkout to run (a `checkout_copy`)."""
     def run(workspace: Workspace, *args: str, check: bool = True, env: dict | None = None,
-            prefix: list[str] = (), timeout: float = 600) -> DoitRun:
-        done = subprocess.run([*prefix, sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *args],
-                              cwd=CHECKOUT, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "CQ_WORKSPACE": str(workspace.root), "PYTHONPATH": str(CHECKOUT),
-                                   **(env or {})})
+            prefix: list[str] = (), timeout: float = 600, checkout: Path = CHECKOUT) -> DoitRun:
+        env = dict(env or {})
+        path = os.pathsep.join([*filter(None, [env.pop("PYTHONPATH", "")]), str(checkout)])
+        done = subprocess.run([*prefix, sys.executable, "-m", "doit", "-f", str(checkout / "dodo.py"), *args],
+                              cwd=checkout, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "CQ_WORKSPACE": str(workspace.root), "PYTHONPATH": path, **env})
         if check and done.returncode != 0:
             raise AssertionError(f"doit {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return DoitRun(done.returncode, done.stdout, done.stderr)
@@ -62,7 +65,24 @@ def no_browser(tmp_path) -> dict:
     site = tmp_path / "no-browser-site"
     (site / "playwright").mkdir(parents=True)
     (site / "playwright" / "__init__.py").write_text("raise ImportError('this run must not start a browser')\n")
-    return {"PYTHONPATH": os.pathsep.join([str(site), str(CHECKOUT)])}
+    return {"PYTHONPATH": str(site)}
+
+
+@pytest.fixture
+def checkout_copy(tmp_path) -> Path:
+    """A copy of the checkout's code to edit: dodo.py, pyproject.toml, stages/ and the browser pages (dodo.py
+    makes it a checkout, whose web/ is its own); the npm packages and data/ are links to this checkout's."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for name in ("dodo.py", "pyproject.toml"):
+        shutil.copyfile(CHECKOUT / name, copy / name)
+    shutil.copytree(CHECKOUT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "web").mkdir()
+    for path in (CHECKOUT / "web").glob("*.*"):
+        shutil.copyfile(path, copy / "web" / path.name)
+    (copy / "web" / "node_modules").symlink_to(CHECKOUT / "web" / "node_modules", target_is_directory=True)
+    (copy / "data").symlink_to(CHECKOUT / "data", target_is_directory=True)
+    return copy
 
 
 @pytest.fixture(scope="module")

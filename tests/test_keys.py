@@ -19,7 +19,6 @@ from stages.core.contracts import file_hash, write_json
 from stages.core.keys import audio_identity, content_key, preset_identity, shard_key
 from stages.core.plan import PlannedPair
 from stages.core.settings import RenderSettings, SampleSettings
-from stages.core.workspace import CHECKOUT
 
 # Every sample setting, by what it does to a row's identity.
 PIXELS = {item.name for item in dataclasses.fields(RenderSettings)} | {
@@ -145,24 +144,6 @@ def test_preset_identity_of_json_is_its_bytes_and_of_milk_more(tmp_path):
 # ------------------------------------------------------------------ versions, in a copy of the repo
 
 
-@pytest.fixture
-def repo_copy(tmp_path) -> Path:
-    """The parts of the checkout that decide identities: stages/, the sampling page and butterchurn's version
-    (dodo.py makes the copy a checkout, whose web/ is its own)."""
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    shutil.copyfile(CHECKOUT / "dodo.py", copy / "dodo.py")
-    shutil.copytree(CHECKOUT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "web").mkdir()
-    for path in (CHECKOUT / "web").glob("*.*"):
-        shutil.copyfile(path, copy / "web" / path.name)
-    package = Path("node_modules") / "butterchurn" / "package.json"
-    if (CHECKOUT / "web" / package).is_file():
-        (copy / "web" / package).parent.mkdir(parents=True)
-        shutil.copyfile(CHECKOUT / "web" / package, copy / "web" / package)
-    return copy
-
-
 def ask(repo: Path, expression: str, *files: Path) -> str:
     """Evaluate `expression` (with stages.core.keys imported as `keys`) in a fresh interpreter using `repo`."""
     code = f"import sys; from pathlib import Path; from stages.core import keys; print({expression})"
@@ -180,31 +161,31 @@ def bump(path: Path, constant: str) -> None:
 
 
 @pytest.mark.parametrize("module, constant", [("hlsl/__init__.py", "TRANSLATOR_VERSION"), ("conversion.py", "CONVERTER_VERSION")])
-def test_milk_identity_includes_the_translator_version(repo_copy, tmp_path, module, constant):
+def test_milk_identity_includes_the_translator_version(checkout_copy, tmp_path, module, constant):
     milk, json_preset = tmp_path / "a.milk", tmp_path / "a.json"
     milk.write_text("[preset00]\nfDecay=0.9\nwarp_1=`shader_body { ret = 1; }\n")
     write_json(json_preset, {"baseVals": {"decay": 0.9}})
     identities = "keys.preset_identity(Path(sys.argv[1])), keys.preset_identity(Path(sys.argv[2]))"
-    milk_before, json_before = ask(repo_copy, identities, milk, json_preset).split()
+    milk_before, json_before = ask(checkout_copy, identities, milk, json_preset).split()
     assert milk_before == preset_identity(milk), "the copy computes what the repo does"
-    bump(repo_copy / "stages" / "presets" / module, constant)
-    milk_after, json_after = ask(repo_copy, identities, milk, json_preset).split()
+    bump(checkout_copy / "stages" / "presets" / module, constant)
+    milk_after, json_after = ask(checkout_copy, identities, milk, json_preset).split()
     assert milk_after != milk_before
     assert json_after == json_before, "a butterchurn JSON preset is not translated"
 
 
-def test_engine_version_changes_when_the_sampling_page_changes(repo_copy):
-    web = repo_copy / "web"
-    before = ask(repo_copy, "keys.engine_version()")
+def test_engine_version_changes_when_the_sampling_page_changes(checkout_copy):
+    web = checkout_copy / "web"
+    before = ask(checkout_copy, "keys.engine_version()")
     assert before.startswith("butterchurn-")
     with (web / "player.js").open("a") as player:
         player.write("\n// the player is not the sampler\n")
-    assert ask(repo_copy, "keys.engine_version()") == before
+    assert ask(checkout_copy, "keys.engine_version()") == before
     for page in sorted(web.glob("sampler.*")):
         original = page.read_bytes()
         page.write_bytes(original + b"\n")
-        assert ask(repo_copy, "keys.engine_version()") != before, page.name
+        assert ask(checkout_copy, "keys.engine_version()") != before, page.name
         page.write_bytes(original)
-    assert ask(repo_copy, "keys.engine_version()") == before
+    assert ask(checkout_copy, "keys.engine_version()") == before
     (web / "sampler.extra.js").write_text("export const frames = 1;\n")  # a new file of the page
-    assert ask(repo_copy, "keys.engine_version()") != before
+    assert ask(checkout_copy, "keys.engine_version()") != before

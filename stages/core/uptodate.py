@@ -5,11 +5,17 @@
 - `InputsUnchanged(digest, what)`: true while `digest()`, computed when doit checks the task, equals its
   value at the last successful run. Used instead of `file_dep` on files that are targets of other tasks,
   where a file_dep would make doit run those tasks (train must never start a browser);
+- `CodeUnchanged(stage, pages)`: true while the code that produces the task's artifact is what it was at
+  the last successful run (the rule, and the tasks it does not apply to: `core.code`);
 - `Holds(predicate, what)`: a plain check, `what` saying what is wrong when it is false.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from doit.tools import config_changed
+
+from ..core.code import code_hash
 
 
 class KeyUnchanged(config_changed):
@@ -34,6 +40,13 @@ class InputsUnchanged:
 
     def __str__(self) -> str:
         return f"{self.what} changed since the last successful run (or it never ran)"
+
+
+class CodeUnchanged(InputsUnchanged):
+    # saved under its own name, beside the task's KeyUnchanged and InputsUnchanged
+    def __init__(self, stage, pages=()):
+        super().__init__(lambda: code_hash([Path(stage.__file__)], pages),
+                         f"the code of stage {stage.__name__.rpartition('.')[2]} (or a module it imports)", "_code")
 
 
 class Holds:

@@ -3,25 +3,24 @@ starts fast).
 
 In: a `Workspace` and `TrainSettings`. Out: `inputs_digest` (everything training reads, by content),
 `pack_inputs_digest` (what scoring one pack reads besides the checkpoint: its files and the
-fingerprints), `CODE_VERSION` (the feature and
-model code) and `TRAINING_CODE_VERSION` (that plus the trainer's), for `core.uptodate.InputsUnchanged`.
+fingerprints), for `core.uptodate.InputsUnchanged`, and `CODE_VERSION`, the hash of the feature and model
+code (`core.code`) that a checkpoint records.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.code import code_hash
 from ..core.contracts import file_hash, load_manifest, resolve_url, value_hash
 from ..core.errors import ContractError
 from ..core.settings import TrainSettings
 from ..core.workspace import Workspace, settings_config
 
 _HERE = Path(__file__).resolve().parent
-# A checkpoint is only valid for the feature and model code it was trained with.
-CODE_VERSION = value_hash([(_HERE / name).read_text() for name in ("features.py", "fingerprints.py", "composite.py",
-                                                                      "quality.py", "model.py")])
-# Code that changes what training produces: a change retrains.
-TRAINING_CODE_VERSION = value_hash([CODE_VERSION] + [(_HERE / name).read_text()
-                                                     for name in ("sources.py", "training.py", "metrics.py")])
+# A checkpoint is only valid for the feature and model code it was trained with (named by path: importing
+# the model would import torch).
+CODE_VERSION = code_hash([_HERE / name for name in ("features.py", "fingerprints.py", "composite.py", "quality.py",
+                                                    "model.py")])
 
 
 def _digest_files(paths) -> list:

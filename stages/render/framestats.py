@@ -145,7 +145,7 @@ def _checked_series(series: dict, audio_energy) -> dict[str, np.ndarray]:
                       "(the sampling page returned something unexpected)")
     missing = [name for name in SERIES_FIELDS if name not in series]
     if missing:
-        raise CqError(f"frame series lack {', '.join(missing)} (the sampling page and stages/framestats.py "
+        raise CqError(f"frame series lack {', '.join(missing)} (the sampling page and render/framestats.py "
                       "disagree on the fields: update one of them)")
     arrays = {}
     for name in SERIES_FIELDS:
