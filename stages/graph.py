@@ -16,7 +16,7 @@ from doit.exceptions import InvalidDodoFile, InvalidTask
 from doit.task import clean_targets
 
 from . import convert, demopack, discover, filter, fingerprint, merge, report, sample, score, train, verify, webdeps
-from .core.doit_state import keep_doit_state_current, sigterm_like_ctrl_c
+from .core.doit_state import READ_ONLY_COMMANDS, doit_command, keep_doit_state_current, sigterm_like_ctrl_c
 from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
 from .core.plan import plan_fingerprints, plan_pack
@@ -32,9 +32,13 @@ from .presets.manifests import pack_preset_paths
 WS = Workspace.from_environment()
 try:
     WS.prepare_state_dir()
-except CqError as error:  # a read-only or full workspace: one line, even for `doit list`
+    # One run per workspace, held from here to the end, so a refused run saves no knob and `doit clean` or
+    # `forget` never deletes under a running sampler; `doit list` and `info` need no lock.
+    if doit_command(sys.argv[1:]) not in READ_ONLY_COMMANDS:
+        hold_workspace(WS)
+except CqError as error:  # a read-only or full workspace, a held lock: one line, even for `doit list`
     raise InvalidDodoFile(str(error)) from None
-before_each_action(lambda: hold_workspace(WS))  # one run per workspace; `doit list` needs no lock
+before_each_action(lambda: hold_workspace(WS))  # also for a graph loaded by an argv it was not given
 before_each_action(keep_doit_state_current)      # a killed run remembers the tasks it finished
 sigterm_like_ctrl_c()
 sys.excepthook = one_line_interrupt

@@ -108,6 +108,40 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     assert read_json(workspace.state_dir / "run.owner.json")["pid"] == os.getpid()
 
 
+def test_a_refused_run_saves_no_knob(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text("[train]\nepochs = 30\n")
+    holder = start_holder(workspace)  # the first run, sampling
+    try:  # train's knobs are read when doit loads the graph, before any action
+        line = single_error_line(doit(workspace, "train", "--epochs", "8", check=False))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "in use by another run" in line
+    assert workspace.config_path.read_text() == "[train]\nepochs = 30\n", "the first run's epochs are kept"
+
+
+@pytest.mark.parametrize("command", [["clean"], ["forget"], ["clean", "report"]])
+def test_clean_and_forget_wait_for_the_running_run(tmp_path, doit, command):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "demo", 4, rows="eval", quality=True)
+    doit(workspace, "-s", "report")  # the report alone: nothing renders
+    index = workspace.report_index_path("demo")
+    with sqlite3.connect(workspace.doit_db) as db:
+        before = sorted(db.execute("select task_id, task_data from doit"))
+    holder = start_holder(workspace)
+    try:
+        line = single_error_line(doit(workspace, *command, check=False))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "in use by another run" in line
+    assert index.is_file(), "nothing was cleaned under the running run"
+    with sqlite3.connect(workspace.doit_db) as db:
+        assert sorted(db.execute("select task_id, task_data from doit")) == before, "nothing was forgotten"
+
+
 def test_doit_list_needs_no_lock(tmp_path, doit):
     workspace = Workspace(tmp_path / "ws")
     holder = start_holder(workspace)

@@ -9,13 +9,23 @@ run to prove the records survive.)
 
 A SIGTERM (a service stop, `kill`, a closing terminal session) raises KeyboardInterrupt, so it ends the run
 the way Ctrl-C does: the pair in flight is stopped, browsers are closed, and doit writes its state.
+
+`doit_command(argv)` is the doit command a command line runs (`run`, `clean`, `list`, ...), found as
+`DoitMain.run` finds it, so the task graph knows when it is loaded whether this process will change the
+workspace (and must hold its lock from the start).
 """
 from __future__ import annotations
 
 import signal
 
 from doit import Globals
+from doit.cmd_base import opt_cwd, opt_dodo, opt_seek_file
+from doit.cmdparse import CmdOption, CmdParse, CmdParseError
 from doit.dependency import SqliteDB
+
+# doit's commands that only read the workspace and doit's state
+READ_ONLY_COMMANDS = frozenset({"list", "info", "help", "dumpdb", "tabcompletion"})
+DOIT_COMMANDS = READ_ONLY_COMMANDS | {"run", "clean", "forget", "ignore", "reset-dep", "strace"}
 
 _INSTALLED: set[int] = set()
 
@@ -45,3 +55,14 @@ def _terminate(signum, frame):
 
 def sigterm_like_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+
+
+def doit_command(argv: list[str]) -> str:
+    """The doit command `argv` (doit's arguments) runs: as `DoitMain.run` reads it, the loader's options
+    (`-f dodo.py`) and `name=value` variables are skipped, and a first word that is no command means `run`."""
+    try:
+        _, args = CmdParse([CmdOption(opt) for opt in (opt_dodo, opt_cwd, opt_seek_file)]).parse_only(argv)
+    except CmdParseError:
+        args = argv
+    args = [arg for arg in args if arg.startswith("-") or "=" not in arg]
+    return args[0] if args and args[0] in DOIT_COMMANDS else "run"

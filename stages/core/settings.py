@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 
 from ..core.contracts import value_hash
 from ..core.errors import CqError
+from ..core.lock import hold_workspace
 from ..core.workspace import Workspace, save_settings, settings_config
 
 GPU_MODES = ("off", "safe", "require")
@@ -227,6 +228,7 @@ class TaskParams:
         per_run = {item.name for item in fields(self.cls) if item.metadata.get("per_run")}
         changed = {name: value for name, value in given.items() if name not in per_run and current[name] != value}
         if changed:
+            hold_workspace(self.workspace)  # a run another run refuses must not change that run's knobs
             save_settings(self.workspace, self.section, changed)
             listed = ", ".join(f"{name} = {value!r}" for name, value in changed.items())
             print(f"saved {listed} to [{self.section}] in {self.workspace.config_path}: every task uses it "
