@@ -310,6 +310,17 @@ def test_odd_requests_get_an_answer(scored, raw):
     assert send_raw(server, raw).startswith(b"HTTP/1.1 400")
 
 
+LONG_NAME = "a" * 300  # a file name over the file system's 255 bytes
+
+
+@pytest.mark.parametrize("path", [f"/presets/demo/{LONG_NAME}.json", f"/web/{LONG_NAME}.js",
+                                  f"/node_modules/{LONG_NAME}.js", f"/artifacts/demo/thumbs/{LONG_NAME}.png",
+                                  f"/api/preset?url=/presets/demo/fg/{LONG_NAME}.json"])
+def test_a_file_name_over_255_bytes_gets_an_answer(scored, path):
+    _, server = scored
+    assert send_raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()).startswith(b"HTTP/1.1 404")
+
+
 # ------------------------------------------------------------------------ 9.4, 9.12: presets and files
 
 
