@@ -246,6 +246,18 @@ def test_a_full_disk_is_one_line_and_names_the_file():
     assert text.count("\n") == 0 and "0000.jsonl" in text and "disk is full" in text
 
 
+def test_a_folder_where_a_file_belongs_is_one_line(tmp_path):
+    shard = tmp_path / "0000.jsonl"
+    shard.mkdir()  # e.g. a shard path that is a directory
+
+    def append_a_row():
+        with shard.open("ab") as handle:
+            handle.write(b"{}\n")
+
+    text = str(report_errors(append_a_row)().get_msg()).strip()
+    assert text.count("\n") == 0 and "0000.jsonl" in text and "a folder is where this file belongs" in text
+
+
 # --------------------------------------------------------------------------- 9.5, 9.12: the server
 
 
