@@ -12,12 +12,12 @@ import dataclasses
 import sys
 
 from doit import create_after, task_params
-from doit.exceptions import InvalidDodoFile, InvalidTask
+from doit.exceptions import InvalidTask
 from doit.task import clean_targets
 
 from . import convert, demopack, discover, filter, fingerprint, merge, report, sample, score, train, verify, webdeps
 from .core.doit_state import READ_ONLY_COMMANDS, doit_command, keep_doit_state_current, sigterm_like_ctrl_c
-from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
+from .core.errors import CqError, GraphLoadError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
 from .core.plan import plan_fingerprints, plan_pack
 from .core.rows import fingerprint_covered, shard_covered
@@ -36,13 +36,13 @@ try:
     # `forget` never deletes under a running sampler; `doit list` and `info` need no lock.
     if doit_command(sys.argv[1:]) not in READ_ONLY_COMMANDS:
         hold_workspace(WS)
-except CqError as error:  # a read-only or full workspace, a held lock: one line, even for `doit list`
-    raise InvalidDodoFile(str(error)) from None
+    SAMPLE, TRAIN, VERIFY = (TaskParams(settings, WS) for settings in (SampleSettings, TrainSettings, VerifySettings))
+except CqError as error:  # a read-only or full workspace, a held lock, a bad settings file: one line, even
+    raise GraphLoadError(str(error)) from None  # for `doit list`
 before_each_action(lambda: hold_workspace(WS))  # also for a graph loaded by an argv it was not given
 before_each_action(keep_doit_state_current)      # a killed run remembers the tasks it finished
 sigterm_like_ctrl_c()
 sys.excepthook = one_line_interrupt
-SAMPLE, TRAIN, VERIFY = (TaskParams(settings, WS) for settings in (SampleSettings, TrainSettings, VerifySettings))
 
 DOIT_CONFIG = {
     "dep_file": str(WS.doit_db),

@@ -10,7 +10,7 @@ import errno
 import functools
 import sys
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import InvalidDodoFile, TaskFailed
 
 
 class CqError(Exception):
@@ -28,6 +28,11 @@ class ContractError(CqError):
         if advice:
             text += f" ({advice})"
         super().__init__(text)
+
+
+class GraphLoadError(CqError, InvalidDodoFile):
+    """A CqError found while the task graph loads: doit prints it as one line (`ERROR: ...`), and so does
+    the installed command, which imports the graph before doit runs."""
 
 
 # errno -> what the user does about it: problems of the disk, not of the program

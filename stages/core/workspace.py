@@ -61,16 +61,24 @@ def settings_config(workspace: "Workspace") -> dict:
     """Settings defaults by section (`sample`, `train`): the repo's `[tool.coupled-quality.<section>]`,
     overridden by `<workspace>/coupled-quality.toml` so each workspace can carry its own knobs."""
     config = {section: dict(values) for section, values in project_config().items() if isinstance(values, dict)}
-    local = workspace.config_path
-    if local.is_file():
-        try:
-            with local.open("rb") as handle:
-                overrides = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as error:
-            raise ContractError(local, f"not valid TOML: {error}") from None
-        for section, values in overrides.items():
-            config.setdefault(section, {}).update(values)
+    for section, values in workspace_config(workspace).items():
+        config.setdefault(section, {}).update(values)
     return config
+
+
+def workspace_config(workspace: "Workspace") -> dict:
+    """`<workspace>/coupled-quality.toml` as it is written (empty when absent); ContractError, one line, when
+    it cannot be read as TOML."""
+    path = workspace.config_path
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ContractError(path, f"not valid TOML: {str(error).splitlines()[0]}", "fix that line") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ContractError(path, f"cannot be read: {getattr(error, 'strerror', None) or error}") from None
 
 
 def _toml_value(value) -> str:
