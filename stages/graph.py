@@ -16,7 +16,13 @@ from doit.exceptions import InvalidTask
 from doit.task import clean_targets
 
 from . import convert, demopack, discover, filter, fingerprint, merge, report, sample, score, train, verify, webdeps
-from .core.doit_state import READ_ONLY_COMMANDS, doit_command, keep_doit_state_current, sigterm_like_ctrl_c
+from .core.doit_state import (
+    READ_ONLY_COMMANDS,
+    doit_command,
+    follow_moved_workspace,
+    keep_doit_state_current,
+    sigterm_like_ctrl_c,
+)
 from .core.errors import CqError, GraphLoadError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
 from .core.plan import plan_fingerprints, plan_pack
@@ -36,6 +42,7 @@ try:
     # `forget` never deletes under a running sampler; `doit list` and `info` need no lock.
     if doit_command(sys.argv[1:]) not in READ_ONLY_COMMANDS:
         hold_workspace(WS)
+        follow_moved_workspace(WS)  # a moved or copied workspace redoes nothing
     SAMPLE, TRAIN, VERIFY = (TaskParams(settings, WS) for settings in (SampleSettings, TrainSettings, VerifySettings))
 except CqError as error:  # a read-only or full workspace, a held lock, a bad settings file: one line, even
     raise GraphLoadError(str(error)) from None  # for `doit list`

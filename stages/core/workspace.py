@@ -283,6 +283,11 @@ class Workspace:
     def doit_db(self) -> Path:
         return self.state_dir / "doit.sqlite3"
 
+    @property
+    def root_record_path(self) -> Path:
+        """Where the workspace was when doit last ran (`core.doit_state.follow_moved_workspace`)."""
+        return self.state_dir / "root.json"
+
     def packs(self) -> list[str]:
         """Packs with a manifest, one level under public/presets (sorted; no recursion)."""
         presets = self.public / "presets"
