@@ -19,8 +19,10 @@ from stages.core.contracts import append_jsonl, read_json, read_ratings, write_j
 from stages.core.errors import CqError, report_errors
 from stages.core.lock import hold_workspace
 from stages.core.rows import TRANSIENT_TRIES, PackRows, labelled
+from stages.core.settings import SampleSettings
 from stages.core.workspace import CHECKOUT, Workspace
 from stages.presets.conversion import MAX_PRESET_BYTES, PresetError, load_preset
+from stages.render.live import LiveStatus
 from stages.render.server import serving
 from stages.report import run as report_action
 
@@ -244,6 +246,65 @@ def test_a_full_disk_is_one_line_and_names_the_file():
     failure = report_errors(write_on_a_full_disk)()
     text = str(failure.get_msg()).strip()
     assert text.count("\n") == 0 and "0000.jsonl" in text and "disk is full" in text
+
+
+def test_a_knob_given_on_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text("[train]\nepochs = 30\n")
+    partial = workspace.config_path.with_name(workspace.config_path.name + ".partial")
+    partial.symlink_to("/dev/full")  # every write there fails as on a full disk (ENOSPC)
+    line = single_error_line(doit(workspace, "train", "--epochs", "8", check=False))
+    assert "coupled-quality.toml" in line and "disk is full" in line
+    assert workspace.config_path.read_text() == "[train]\nepochs = 30\n" and not partial.is_symlink()
+
+
+def test_a_folder_where_the_run_lock_belongs_is_one_line(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    (workspace.state_dir / "run.lock").mkdir(parents=True)
+    line = single_error_line(doit(workspace, "train", check=False))
+    assert "run.lock" in line and "a folder is where this file belongs" in line
+
+
+FULL_DB_DODO = """
+from pathlib import Path
+from doit import Globals
+from doit.tools import config_changed
+from stages.core.doit_state import keep_doit_state_current
+from stages.core.errors import before_each_action, report_errors
+DOIT_CONFIG = {"dep_file": "state.sqlite3", "backend": "sqlite3", "verbosity": 2}
+before_each_action(keep_doit_state_current)
+
+def fill_the_disk(name):
+    # sqlite's own limit on the file's size: it fails with the error a full disk gives (SQLITE_FULL)
+    Globals.dep_manager.backend._conn.execute("PRAGMA max_page_count = 1")
+    Path(name).write_text("done")
+
+def task_big():
+    return {"actions": [(report_errors(fill_the_disk), ["big"])], "targets": ["big"],
+            "uptodate": [config_changed("x" * 200000)]}
+"""
+
+
+def test_doit_state_on_a_full_disk_is_one_line(tmp_path):
+    (tmp_path / "dodo.py").write_text(FULL_DB_DODO)
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert "state.sqlite3" in line and "full" in line and "free some space" in line
+    assert (tmp_path / "big").read_text() == "done", "what the task wrote is kept"
+
+
+def test_the_live_status_never_stops_sampling(tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.state_dir.mkdir(parents=True)
+    workspace.live_dir.write_text("")  # a file where its folder belongs: every write fails
+    live = LiveStatus(workspace, SampleSettings())
+    live.pair_started(0, "demo", 1, "a_fg.json", "a_bg.json")
+    live.close()
+    assert workspace.live_dir.read_text() == ""
 
 
 def test_a_folder_where_a_file_belongs_is_one_line(tmp_path):

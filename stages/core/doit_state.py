@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 
 from doit import Globals
 from doit.cmd_base import opt_cwd, opt_dodo, opt_seek_file
@@ -48,17 +49,30 @@ def keep_doit_state_current() -> None:
     manager = Globals.dep_manager
     if manager is None or id(manager) in _INSTALLED or not isinstance(manager.backend, SqliteDB):
         return
-    backend, save = manager.backend, manager._set
+    backend, save, dump = manager.backend, manager._set, manager.backend.dump
 
     def save_and_commit(task_id, dependency, value):
         save(task_id, dependency, value)
         if dependency == "deps:":  # the last entry save_success writes: the task's record is whole
-            backend._conn.execute("insert or replace into doit values (?,?)",
-                                  (task_id, backend.codec.encode(backend._cache[task_id])))
-            backend._conn.commit()
+            try:
+                backend._conn.execute("insert or replace into doit values (?,?)",
+                                      (task_id, backend.codec.encode(backend._cache[task_id])))
+                backend._conn.commit()
+            except sqlite3.Error:  # a full disk: the record stays pending, and the save at exit says so
+                backend._conn.rollback()
+                return
             backend._dirty.discard(task_id)
 
+    def dump_or_say_why():
+        try:
+            dump()
+        except sqlite3.Error as error:
+            print(f"error: {backend.name}: doit could not record the tasks this run finished ({error}); free "
+                  "some space: every row written is kept, and the next run checks those tasks again",
+                  file=sys.stderr, flush=True)
+
     manager._set = save_and_commit
+    backend.dump = dump_or_say_why
     _INSTALLED.add(id(manager))
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
-from ..core.errors import ContractError, CqError, disk_error
+from ..core.errors import ContractError, CqError, disk_error, file_error
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # A checkout has the task graph's entry beside the package; an installed wheel has none.
@@ -115,10 +115,14 @@ def save_settings(workspace: "Workspace", section: str, values: dict) -> None:
     if any(saved.get(name) != value for name, value in values.items()):
         raise ContractError(path, f"could not set {', '.join(values)} in [{section}] automatically",
                             f"set them there yourself: {'; '.join(f'{n} = {_toml_value(v)}' for n, v in values.items())}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:  # a full disk: the file keeps its old content, and no partial copy stays
+        partial.unlink(missing_ok=True)
+        raise file_error(error, path) from None
 
 
 @dataclass(frozen=True)
