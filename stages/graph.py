@@ -19,6 +19,7 @@ from . import convert, demopack, discover, filter, fingerprint, merge, report, s
 from .core.doit_state import (
     READ_ONLY_COMMANDS,
     doit_command,
+    doit_variables,
     follow_moved_workspace,
     keep_doit_state_current,
     sigterm_like_ctrl_c,
@@ -37,6 +38,10 @@ from .presets.manifests import pack_preset_paths
 
 WS = Workspace.from_environment()
 try:
+    for value in doit_variables(sys.argv[1:]):  # the graph reads no variables: doit took an option's value
+        raise CqError(f"doit takes {value!r} for a NAME=VALUE variable (it does so with every argument that "
+                      f"holds `=`), so its option got nothing; join the value to its option with `=`, as in "
+                      f"--rule=\"{value}\"")
     WS.prepare_state_dir()
     # One run per workspace, held from here to the end, so a refused run saves no knob and `doit clean` or
     # `forget` never deletes under a running sampler; `doit list` and `info` need no lock.
@@ -254,7 +259,7 @@ def discovery_params() -> list[dict]:
 
 @task_params(filtering.task_params())
 def task_filter(**params):
-    """Write the next filtered manifest of each pack from a rule: `doit filter --rule "quality01 >= 0.6" --current`
+    """Write the next filtered manifest of each pack from a rule: `doit filter --rule="quality01 >= 0.6" --current`
     (without --rule or --top there is nothing to do, so a plain `doit` never filters)."""
     settings = filtering.FilterSettings(**params)
     return {

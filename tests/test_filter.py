@@ -188,3 +188,15 @@ def test_the_filter_command_and_the_doit_task(workspace, doit):
     result = doit(workspace, "filter", "--rule", "quality01 >", check=False)
     assert result.returncode != 0 and "does not parse" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_rule_given_apart_from_its_option_is_one_line_naming_the_form_that_works(workspace, doit):
+    result = doit(workspace, "filter", "--rule", "quality01 >= 0.8", "--top", "2", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.strip()]
+    assert "--rule=\"quality01 >= 0.8\"" in line and "variable" in line
+    assert not list(workspace.pack_dir("demo").glob("pairs-manifest.filtered.*")), "nothing written"
+    doit(workspace, "filter", "--rule=quality01 >= 0.8", "--top", "2")
+    assert [item["pair"] for item in read_json(workspace.pack_dir("demo") / "pairs-manifest.filtered.v1.json")[
+        "pairs"]] == [6, 7]

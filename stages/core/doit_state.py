@@ -115,3 +115,9 @@ def follow_moved_workspace(workspace: Workspace) -> None:
                 db.executemany("update doit set task_data = ? where task_id = ?",
                                [(data.replace(old, new), task) for task, data in rows if old in data])
     write_json(record, {"root": root})
+
+
+def doit_variables(argv: list[str]) -> list[str]:
+    """The arguments doit takes as `NAME=VALUE` variables (any one with `=` that does not start with `-`),
+    as `DoitMain.process_args` does: a rule like `quality01 >= 0.6` given as `--rule "quality01 >= 0.6"`."""
+    return [arg for arg in argv if not arg.startswith("-") and "=" in arg]

@@ -65,7 +65,7 @@ COMPARISONS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, a
 
 @dataclass(frozen=True)
 class FilterSettings:
-    """The filter's knobs (`doit filter --rule "quality01 >= 0.6" --top 200 --current`)."""
+    """The filter's knobs (`doit filter --rule="quality01 >= 0.6" --top 200 --current`)."""
 
     packs: str = _param("", "comma-separated packs to filter (empty: every pack in the workspace)")
     rule: str = _param("", "which pairs to keep, e.g. \"quality01 >= 0.6 and luma >= 0.1\"")
@@ -223,7 +223,7 @@ def filtered_manifest(workspace: Workspace, pack: str, settings: FilterSettings,
     if not 0 <= settings.top <= MAX_TOP:
         raise CqError(f"top {settings.top} must be a number of pairs from 0 (no limit) to {MAX_TOP}")
     if not settings.rule.strip() and settings.top <= 0:
-        raise CqError("give a rule (--rule \"quality01 >= 0.6\") or a count (--top 200): without one every "
+        raise CqError("give a rule (--rule=\"quality01 >= 0.6\") or a count (--top 200): without one every "
                       "pair would be kept")
     rule = Rule(settings.rule)
     manifest = load_manifest(workspace.manifest_path(pack))
