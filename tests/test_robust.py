@@ -307,16 +307,13 @@ def test_the_live_status_never_stops_sampling(tmp_path):
     assert workspace.live_dir.read_text() == ""
 
 
-def test_a_folder_where_a_file_belongs_is_one_line(tmp_path):
-    shard = tmp_path / "0000.jsonl"
-    shard.mkdir()  # e.g. a shard path that is a directory
-
-    def append_a_row():
-        with shard.open("ab") as handle:
-            handle.write(b"{}\n")
-
-    text = str(report_errors(append_a_row)().get_msg()).strip()
-    assert text.count("\n") == 0 and "0000.jsonl" in text and "a folder is where this file belongs" in text
+def test_a_shard_path_that_is_a_folder_is_one_line(tmp_path, doit, no_browser):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 3)
+    workspace.config_path.write_text('[sample]\npacks = "tiny"\n')
+    workspace.shard_path("tiny", 0).mkdir(parents=True)
+    line = single_error_line(doit(workspace, "merge", check=False, env=no_browser))
+    assert "0000.jsonl" in line and "a folder is where this file belongs" in line
 
 
 # --------------------------------------------------------------------------- 9.5, 9.12: the server
