@@ -1,6 +1,7 @@
 """Stage `filter`: the next `pairs-manifest.filtered.vN.json` of each pack from a rule (`presets.filtering`).
 
-`doit filter --rule "quality01 >= 0.6 and luma >= 0.1" --top 200 --current`, or
+`doit filter --rule="quality01 >= 0.6 and luma >= 0.1" --top 200 --current` (the value joined to its option:
+doit takes any other argument holding `=` for a variable), or
 `python -m stages.cli filter ...`. Every pack is filtered in memory first; if any pack's input or rule is
 wrong, or a pack would keep nothing, nothing at all is written.
 """

@@ -12,12 +12,19 @@ import dataclasses
 import sys
 
 from doit import create_after, task_params
-from doit.exceptions import InvalidDodoFile, InvalidTask
+from doit.exceptions import InvalidTask
 from doit.task import clean_targets
 
 from . import convert, demopack, discover, filter, fingerprint, merge, report, sample, score, train, verify, webdeps
-from .core.doit_state import keep_doit_state_current, sigterm_like_ctrl_c
-from .core.errors import CqError, before_each_action, one_line_interrupt, report_errors
+from .core.doit_state import (
+    READ_ONLY_COMMANDS,
+    doit_command,
+    doit_variables,
+    follow_moved_workspace,
+    keep_doit_state_current,
+    sigterm_like_ctrl_c,
+)
+from .core.errors import CqError, GraphLoadError, before_each_action, one_line_interrupt, report_errors
 from .core.lock import hold_workspace
 from .core.plan import plan_fingerprints, plan_pack
 from .core.rows import fingerprint_covered, shard_covered
@@ -31,14 +38,23 @@ from .presets.manifests import pack_preset_paths
 
 WS = Workspace.from_environment()
 try:
+    for value in doit_variables(sys.argv[1:]):  # the graph reads no variables: doit took an option's value
+        raise CqError(f"doit takes {value!r} for a NAME=VALUE variable (it does so with every argument that "
+                      f"holds `=`), so its option got nothing; join the value to its option with `=`, as in "
+                      f"--rule=\"{value}\"")
     WS.prepare_state_dir()
-except CqError as error:  # a read-only or full workspace: one line, even for `doit list`
-    raise InvalidDodoFile(str(error)) from None
-before_each_action(lambda: hold_workspace(WS))  # one run per workspace; `doit list` needs no lock
+    # One run per workspace, held from here to the end, so a refused run saves no knob and `doit clean` or
+    # `forget` never deletes under a running sampler; `doit list` and `info` need no lock.
+    if doit_command(sys.argv[1:]) not in READ_ONLY_COMMANDS:
+        hold_workspace(WS)
+        follow_moved_workspace(WS)  # a moved or copied workspace redoes nothing
+    SAMPLE, TRAIN, VERIFY = (TaskParams(settings, WS) for settings in (SampleSettings, TrainSettings, VerifySettings))
+except CqError as error:  # a read-only or full workspace, a held lock, a bad settings file: one line, even
+    raise GraphLoadError(str(error)) from None  # for `doit list`
+before_each_action(lambda: hold_workspace(WS))  # also for a graph loaded by an argv it was not given
 before_each_action(keep_doit_state_current)      # a killed run remembers the tasks it finished
 sigterm_like_ctrl_c()
 sys.excepthook = one_line_interrupt
-SAMPLE, TRAIN, VERIFY = (TaskParams(settings, WS) for settings in (SampleSettings, TrainSettings, VerifySettings))
 
 DOIT_CONFIG = {
     "dep_file": str(WS.doit_db),
@@ -248,7 +264,7 @@ def discovery_params() -> list[dict]:
 
 @task_params(filtering.task_params())
 def task_filter(**params):
-    """Write the next filtered manifest of each pack from a rule: `doit filter --rule "quality01 >= 0.6" --current`
+    """Write the next filtered manifest of each pack from a rule: `doit filter --rule="quality01 >= 0.6" --current`
     (without --rule or --top there is nothing to do, so a plain `doit` never filters)."""
     settings = filtering.FilterSettings(**params)
     return {

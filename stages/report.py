@@ -573,12 +573,14 @@ def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
 
 
 def inputs_signature(workspace: Workspace, pack: str) -> dict:
-    """Size and modification time of each input that exists, for doit's `config_changed`."""
+    """Size and modification time of each input that exists, for doit's `config_changed` (by the path
+    relative to the workspace root, so a moved workspace's report is current)."""
     signature = {}
     for path in report_inputs(workspace, pack):
         if path.exists():
             info = path.stat()
-            signature[str(path)] = [info.st_size, info.st_mtime_ns]
+            name = path.relative_to(workspace.root).as_posix() if path.is_relative_to(workspace.root) else str(path)
+            signature[name] = [info.st_size, info.st_mtime_ns]
     return signature
 
 

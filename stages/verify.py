@@ -20,6 +20,8 @@ picked pair in real time while sampling the composite. The checks:
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -159,9 +161,46 @@ def _await_result(page, pack: str, settings: VerifySettings, page_errors: list[s
                   f"(page errors: {'; '.join(page_errors) or 'none'})")
 
 
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".pfb", ".pfa", ".pcf", ".pcf.gz", ".woff", ".woff2")
+
+
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path("~/.fonts"), Path("~/.local/share/fonts"))
+
+
+def font_problem(environ=os.environ, platform: str = sys.platform, font_dirs=FONT_DIRS) -> str:
+    """Why headless Chromium on this Linux machine dies on the first page that draws text ('' when it
+    will not): no fontconfig file, or no font where it or the usual folders say. Containers and headless
+    GPU servers often have neither (../shared/RENDERING.md); the sampler draws no text, the player does."""
+    if platform != "linux":
+        return ""
+    folder = Path(environ.get("FONTCONFIG_PATH") or "/etc/fonts")
+    config = Path(environ.get("FONTCONFIG_FILE") or folder / "fonts.conf")
+    if not config.is_file():
+        return f"no fontconfig file ({config})"
+    listed = re.findall(r"<dir[^>]*>\s*([^<]+?)\s*</dir>", config.read_text(encoding="utf-8", errors="replace"))
+    places = sorted({Path(name).expanduser() for name in [*listed, *map(str, font_dirs)]
+                     if name.startswith(("/", "~"))})
+    if not any(_holds_a_font(place) for place in places):
+        return f"no font in {', '.join(map(str, places))}"
+    return ""
+
+
+def _holds_a_font(folder: Path) -> bool:
+    """Whether a font folder (a system's, not a user's data) holds a font file: stops at the first one."""
+    for _, _, names in os.walk(folder):
+        if any(name.lower().endswith(FONT_SUFFIXES) for name in names):
+            return True
+    return False
+
+
 def run_player(workspace: Workspace, pack: str, settings: VerifySettings,
                web_dir: Path = WEB_DIR) -> tuple[dict, list[str], list[str]]:
     """Run the player's verify mode headless; (its result, page errors, console errors)."""
+    missing = font_problem()
+    if missing:
+        raise CqError(f"{missing}: headless Chromium dies on the player page, which draws text; install a "
+                      "fontconfig file and a font (Debian/Ubuntu: `apt-get install fontconfig-config "
+                      "fonts-dejavu-core`) and run again (sampling draws no text and works without)")
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from packs import make_pack
@@ -80,6 +83,9 @@ def test_top_n_versions_and_the_current_copy(workspace):
     (FilterSettings(rule="quality01 > 2"), "keeps none of 8 pairs"),
     (FilterSettings(rule="quality01 > 0.5", top=-1), "top -1"),
     (FilterSettings(), "give a rule"),
+    (FilterSettings(top=10**23), "top 100000000000000000000000 must be a number of pairs"),
+    (FilterSettings(top=-5), "top -5 must be a number of pairs"),
+    (FilterSettings(rule="not " * 3000 + "quality01 > 0.5"), "nests not / and / or / parentheses more than"),
 ])
 def test_bad_input_is_one_clear_error_and_writes_nothing(workspace, settings, message):
     before = pack_files(workspace)
@@ -87,6 +93,35 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(workspace, settings, me
         filter_stage.run(workspace, settings, quiet)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert pack_files(workspace) == before
+
+
+def test_a_deleted_version_number_is_never_given_again(workspace):
+    first, = filter_stage.run(workspace, FilterSettings(packs="demo", top=3), quiet)
+    second, = filter_stage.run(workspace, FilterSettings(packs="demo", top=2, current=True), quiet)
+    second.unlink()  # the newest version, the one the stamp names
+    third, = filter_stage.run(workspace, FilterSettings(packs="demo", top=1), quiet)
+    assert third.name == "pairs-manifest.filtered.v3.json"
+    stamp = read_json(workspace.pack_dir("demo") / STAMP_NAME)
+    assert stamp["version"] == "v2" and stamp["sha256"] != hashlib.sha256(third.read_bytes()).hexdigest()
+    third.unlink()
+    first.unlink()  # every version gone: the record still counts on
+    fourth, = filter_stage.run(workspace, FilterSettings(packs="demo", top=1), quiet)
+    assert fourth.name == "pairs-manifest.filtered.v4.json"
+
+
+def test_a_file_whose_number_is_no_ascii_digit_is_no_version(workspace):
+    odd = workspace.pack_dir("demo") / "pairs-manifest.filtered.v\u00b2.json"
+    odd.write_text("{}")
+    path, = filter_stage.run(workspace, FilterSettings(packs="demo", top=1), quiet)
+    assert path.name == "pairs-manifest.filtered.v1.json" and odd.read_text() == "{}"
+
+
+def test_a_folder_where_the_current_copy_belongs_is_one_line(workspace):
+    (workspace.pack_dir("demo") / CURRENT_NAME).mkdir()
+    with pytest.raises(CqError) as error:
+        filter_stage.run(workspace, FilterSettings(packs="demo", top=1, current=True), quiet)
+    assert CURRENT_NAME in str(error.value) and "a folder is where this file belongs" in str(error.value)
+    assert (workspace.pack_dir("demo") / "pairs-manifest.filtered.v1.json").is_file(), "the version is kept"
 
 
 def test_a_pack_that_keeps_nothing_stops_every_pack(workspace):
@@ -108,9 +143,33 @@ def test_rules_are_parsed_not_run():
             Rule(text)
 
 
-def run_cli(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.cli", "filter", *args], cwd=CHECKOUT, capture_output=True,
-                          text=True, env={**os.environ, "CQ_WORKSPACE": str(workspace.root)}, timeout=120)
+def run_cli(workspace: Workspace, *args: str, prefix: list[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-m", "stages.cli", "filter", *args], cwd=CHECKOUT,
+                          capture_output=True, text=True, env={**os.environ, "CQ_WORKSPACE": str(workspace.root)},
+                          timeout=120)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_the_filter_command_on_a_read_only_workspace_is_one_line(workspace):
+    with tempfile.TemporaryDirectory() as folder:  # pytest's own temp folders are closed to other users
+        readable = Workspace(Path(folder) / "ws")
+        shutil.copytree(workspace.root, readable.root)
+        folders = [Path(folder), readable.root, *(path for path in readable.root.rglob("*") if path.is_dir())]
+        for path in folders:
+            os.chmod(path, 0o755 if path == Path(folder) else 0o555)
+        for path in readable.root.rglob("*"):
+            if path.is_file():
+                os.chmod(path, 0o444)
+        # root writes anywhere; run as nobody then, which may read the repo and the workspace but not write it
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        try:
+            result = run_cli(readable, "--packs", "demo", "--top", "2", prefix=user)
+        finally:
+            for path in folders:
+                os.chmod(path, 0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "permission denied" in result.stderr
 
 
 def test_the_filter_command_and_the_doit_task(workspace, doit):
@@ -129,3 +188,15 @@ def test_the_filter_command_and_the_doit_task(workspace, doit):
     result = doit(workspace, "filter", "--rule", "quality01 >", check=False)
     assert result.returncode != 0 and "does not parse" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_rule_given_apart_from_its_option_is_one_line_naming_the_form_that_works(workspace, doit):
+    result = doit(workspace, "filter", "--rule", "quality01 >= 0.8", "--top", "2", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.strip()]
+    assert "--rule=\"quality01 >= 0.8\"" in line and "variable" in line
+    assert not list(workspace.pack_dir("demo").glob("pairs-manifest.filtered.*")), "nothing written"
+    doit(workspace, "filter", "--rule=quality01 >= 0.8", "--top", "2")
+    assert [item["pair"] for item in read_json(workspace.pack_dir("demo") / "pairs-manifest.filtered.v1.json")[
+        "pairs"]] == [6, 7]

@@ -181,6 +181,20 @@ def test_url_escaping_public_is_refused(workspace, doit):
     assert "escapes public/" in line and "pairs-manifest.v0.json" in line
 
 
+def test_a_moved_workspace_renders_merges_and_verifies_nothing_again(workspace, doit, tmp_path):
+    make_pack(workspace, "tiny", 3)
+    doit(workspace, "merge")
+    make_pack(workspace, "scored", 8, quality=True)
+    workspace.config_path.write_text(SETTINGS + "[verify]\nseconds = 2.0\nwidth = 240\nheight = 160\n")
+    doit(workspace, "-s", "verify:scored")
+    elsewhere = Workspace(tmp_path / "bigger-machine" / "ws")
+    elsewhere.root.parent.mkdir()
+    shutil.move(workspace.root, elsewhere.root)
+    again = doit(elsewhere, "merge")
+    assert again.executed == [], again.stdout
+    assert doit(elsewhere, "-s", "verify:scored").executed == []
+
+
 def test_clean_keeps_the_users_pack(workspace, doit):
     make_pack(workspace, "tiny", 2)
     user_files = sorted(path for path in workspace.pack_dir("tiny").rglob("*") if path.is_file())

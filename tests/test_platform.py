@@ -83,9 +83,10 @@ def test_cache_dir_per_platform(tmp_path):
     assert user_cache_dir("linux", {"XDG_CACHE_HOME": "/xdg"}, tmp_path) == Path("/xdg") / "coupled-quality"
 
 
-def test_no_module_imports_fcntl():
+def test_no_module_imports_fcntl(tmp_path):
     """Every module of the package imports with `fcntl` unavailable, as on Windows. Except render.cluster:
-    it imports Dask, whose `locket` takes msvcrt where there is no fcntl, which Linux does not have either."""
+    it imports Dask, whose `locket` takes msvcrt where there is no fcntl, which Linux does not have either.
+    The task graph prepares and locks its workspace when imported: a temp one, not the checkout's."""
     script = ("import sys, pkgutil, importlib\n"
               "sys.modules['fcntl'] = None\n"
               "import stages\n"
@@ -95,7 +96,8 @@ def test_no_module_imports_fcntl():
               "    importlib.import_module(name)\n"
               "print(len(names))\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=CHECKOUT, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(CHECKOUT),
+                                              "CQ_WORKSPACE": str(tmp_path / "ws")})
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 30
 

@@ -19,8 +19,10 @@ from stages.core.contracts import append_jsonl, read_json, read_ratings, write_j
 from stages.core.errors import CqError, report_errors
 from stages.core.lock import hold_workspace
 from stages.core.rows import TRANSIENT_TRIES, PackRows, labelled
+from stages.core.settings import SampleSettings
 from stages.core.workspace import CHECKOUT, Workspace
 from stages.presets.conversion import MAX_PRESET_BYTES, PresetError, load_preset
+from stages.render.live import LiveStatus
 from stages.render.server import serving
 from stages.report import run as report_action
 
@@ -106,6 +108,40 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     holder.wait()
     hold_workspace(workspace)  # raises if the dead run's lock were still honoured
     assert read_json(workspace.state_dir / "run.owner.json")["pid"] == os.getpid()
+
+
+def test_a_refused_run_saves_no_knob(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text("[train]\nepochs = 30\n")
+    holder = start_holder(workspace)  # the first run, sampling
+    try:  # train's knobs are read when doit loads the graph, before any action
+        line = single_error_line(doit(workspace, "train", "--epochs", "8", check=False))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "in use by another run" in line
+    assert workspace.config_path.read_text() == "[train]\nepochs = 30\n", "the first run's epochs are kept"
+
+
+@pytest.mark.parametrize("command", [["clean"], ["forget"], ["clean", "report"]])
+def test_clean_and_forget_wait_for_the_running_run(tmp_path, doit, command):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "demo", 4, rows="eval", quality=True)
+    doit(workspace, "-s", "report")  # the report alone: nothing renders
+    index = workspace.report_index_path("demo")
+    with sqlite3.connect(workspace.doit_db) as db:
+        before = sorted(db.execute("select task_id, task_data from doit"))
+    holder = start_holder(workspace)
+    try:
+        line = single_error_line(doit(workspace, *command, check=False))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "in use by another run" in line
+    assert index.is_file(), "nothing was cleaned under the running run"
+    with sqlite3.connect(workspace.doit_db) as db:
+        assert sorted(db.execute("select task_id, task_data from doit")) == before, "nothing was forgotten"
 
 
 def test_doit_list_needs_no_lock(tmp_path, doit):
@@ -212,6 +248,74 @@ def test_a_full_disk_is_one_line_and_names_the_file():
     assert text.count("\n") == 0 and "0000.jsonl" in text and "disk is full" in text
 
 
+def test_a_knob_given_on_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text("[train]\nepochs = 30\n")
+    partial = workspace.config_path.with_name(workspace.config_path.name + ".partial")
+    partial.symlink_to("/dev/full")  # every write there fails as on a full disk (ENOSPC)
+    line = single_error_line(doit(workspace, "train", "--epochs", "8", check=False))
+    assert "coupled-quality.toml" in line and "disk is full" in line
+    assert workspace.config_path.read_text() == "[train]\nepochs = 30\n" and not partial.is_symlink()
+
+
+def test_a_folder_where_the_run_lock_belongs_is_one_line(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    (workspace.state_dir / "run.lock").mkdir(parents=True)
+    line = single_error_line(doit(workspace, "train", check=False))
+    assert "run.lock" in line and "a folder is where this file belongs" in line
+
+
+FULL_DB_DODO = """
+from pathlib import Path
+from doit import Globals
+from doit.tools import config_changed
+from stages.core.doit_state import keep_doit_state_current
+from stages.core.errors import before_each_action, report_errors
+DOIT_CONFIG = {"dep_file": "state.sqlite3", "backend": "sqlite3", "verbosity": 2}
+before_each_action(keep_doit_state_current)
+
+def fill_the_disk(name):
+    # sqlite's own limit on the file's size: it fails with the error a full disk gives (SQLITE_FULL)
+    Globals.dep_manager.backend._conn.execute("PRAGMA max_page_count = 1")
+    Path(name).write_text("done")
+
+def task_big():
+    return {"actions": [(report_errors(fill_the_disk), ["big"])], "targets": ["big"],
+            "uptodate": [config_changed("x" * 200000)]}
+"""
+
+
+def test_doit_state_on_a_full_disk_is_one_line(tmp_path):
+    (tmp_path / "dodo.py").write_text(FULL_DB_DODO)
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert "state.sqlite3" in line and "full" in line and "free some space" in line
+    assert (tmp_path / "big").read_text() == "done", "what the task wrote is kept"
+
+
+def test_the_live_status_never_stops_sampling(tmp_path):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.state_dir.mkdir(parents=True)
+    workspace.live_dir.write_text("")  # a file where its folder belongs: every write fails
+    live = LiveStatus(workspace, SampleSettings())
+    live.pair_started(0, "demo", 1, "a_fg.json", "a_bg.json")
+    live.close()
+    assert workspace.live_dir.read_text() == ""
+
+
+def test_a_shard_path_that_is_a_folder_is_one_line(tmp_path, doit, no_browser):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 3)
+    workspace.config_path.write_text('[sample]\npacks = "tiny"\n')
+    workspace.shard_path("tiny", 0).mkdir(parents=True)
+    line = single_error_line(doit(workspace, "merge", check=False, env=no_browser))
+    assert "0000.jsonl" in line and "a folder is where this file belongs" in line
+
+
 # --------------------------------------------------------------------------- 9.5, 9.12: the server
 
 
@@ -274,6 +378,17 @@ def test_pair_true_is_not_pair_one(scored):
 def test_odd_requests_get_an_answer(scored, raw):
     _, server = scored
     assert send_raw(server, raw).startswith(b"HTTP/1.1 400")
+
+
+LONG_NAME = "a" * 300  # a file name over the file system's 255 bytes
+
+
+@pytest.mark.parametrize("path", [f"/presets/demo/{LONG_NAME}.json", f"/web/{LONG_NAME}.js",
+                                  f"/node_modules/{LONG_NAME}.js", f"/artifacts/demo/thumbs/{LONG_NAME}.png",
+                                  f"/api/preset?url=/presets/demo/fg/{LONG_NAME}.json"])
+def test_a_file_name_over_255_bytes_gets_an_answer(scored, path):
+    _, server = scored
+    assert send_raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()).startswith(b"HTTP/1.1 404")
 
 
 # ------------------------------------------------------------------------ 9.4, 9.12: presets and files

@@ -1,6 +1,8 @@
 """Scoring behind the gates (every sampled pair by its measurement, the rest by the model, ratings on top),
 and the train/score tasks run by real doit without a browser."""
 
+import shutil
+
 import numpy as np
 import pytest
 from packs import make_pack
@@ -142,6 +144,21 @@ def test_doit_train_runs_without_a_browser_retrains_on_a_changed_knob_and_fails_
     assert "fail the gate" in output and "more negatives" in output and "Traceback" not in output
     assert workspace.quality_path("tiny").read_bytes() == good
     assert workspace.rejected_quality_path("tiny").is_file()
+
+
+@pytest.mark.parametrize("how", ["move", "copy"])
+def test_a_moved_or_copied_workspace_does_not_retrain(tmp_path, doit, no_browser, how):
+    workspace = Workspace(tmp_path / "night")
+    make_pack(workspace, "tiny", 120, seed=4, presets=None, rows="shard")
+    knobs = ["--epochs", "6", "--neg-samples", "400", "--neg-min-pair-distance", "10"]
+    doit(workspace, "train", *knobs, env=no_browser)
+    doit(workspace, "-s", "report", env=no_browser)
+    elsewhere = Workspace(tmp_path / "bigger-machine" / "night")
+    elsewhere.root.parent.mkdir()
+    (shutil.move if how == "move" else shutil.copytree)(workspace.root, elsewhere.root)
+    again = doit(elsewhere, "train", env=no_browser)
+    assert again.executed == [], again.stdout
+    assert doit(elsewhere, "-s", "report", env=no_browser).executed == []
 
 
 def rewrite_rows(workspace, pack, change):

@@ -80,3 +80,31 @@ def test_doit_help_shows_the_workspace_defaults_and_info_says_why(tmp_path, doit
     assert "the trainer's settings or code changed" in info.stdout
     assert "what training reads (manifests" in info.stdout
     assert "object at 0x" not in info.stdout
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[sample]\nframs = 8\n", "unknown setting 'frams' in [sample] (did you mean 'frames'?)"),
+    ("[trian]\nepochs = 3\n", "unknown section [trian] (did you mean 'train'?)"),
+    ("[sample]\nworkers = \"two\"\n", "[sample] workers = 'two': must be a whole number"),
+    ("[sample]\ntarget_coverage = \"all\"\n", "[sample] target_coverage = 'all': must be a number"),
+    ("[train]\nepochs = \"six\"\n", "[train] epochs = 'six': must be a whole number"),
+    ("sample = 5\n", "sample = 5: [sample] is a section of settings"),
+    ("[verify]\nwidth = \"wide\"\n", "[verify] width = 'wide': must be a whole number"),
+    ("[sample]\nframes = 16.5\n", "[sample] frames = 16.5: must be a whole number"),
+    ("[sample]\nheaded = 1\n", "[sample] headed = 1: must be true or false"),
+    ("[sample]\ntarget_coverage = 1.5\n", "--target-coverage 1.5 must be in (0, 1]"),
+    ("[train]\ndropout = 1.0\n", "--dropout 1 must be below 1"),
+    ("[verify]\npicks = 0\n", "--picks 0 must be >= 1"),
+    ("[sample\nframes = 8\n", "not valid TOML: Expected ']'"),
+])
+def test_the_settings_file_is_checked_like_any_input(tmp_path, doit, text, words):
+    workspace = Workspace(tmp_path / "ws")
+    workspace.root.mkdir()
+    workspace.config_path.write_text(text)
+    for command in (["list"], ["train"]):
+        result = doit(workspace, *command, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output, output
+        [line] = [line for line in output.splitlines() if line.strip()]
+        assert line.startswith("ERROR: ") and str(workspace.config_path) in line and words in line, line
+    assert workspace.config_path.read_text() == text, "the file is left as the user wrote it"

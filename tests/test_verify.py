@@ -13,6 +13,7 @@ from stages.verify import (
     VerifySettings,
     check_result,
     expected_pick_ratio,
+    font_problem,
     quartile_pick_ratio,
     required_pick_ratio,
     verify_pack,
@@ -122,3 +123,25 @@ def test_quartile_ratio_uses_the_scores_not_the_pair_numbers():
     scores = {10: 0.9, 11: 0.1, 12: 0.5, 13: 0.6}
     assert quartile_pick_ratio(scores, {10: 30, 11: 10, 12: 1, 13: 1}) == (3.0, 30, 10)
     assert quartile_pick_ratio(scores, {11: 5}) == (0.0, 0, 5)
+
+
+def test_no_fontconfig_file_is_one_line_saying_what_to_install(workspace, doit, no_browser):
+    make_pack(workspace, "demo", 8, quality=True)
+    result = doit(workspace, "-s", "verify:demo", check=False,
+                  env={**no_browser, "FONTCONFIG_FILE": str(workspace.root / "no-fonts.conf")})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert "no fontconfig file" in line and "fonts-dejavu-core" in line and "no-fonts.conf" in line
+
+
+def test_a_fontconfig_file_without_a_font_is_found(tmp_path):
+    fonts = tmp_path / "fonts"
+    (fonts / "truetype").mkdir(parents=True)
+    config = tmp_path / "fonts.conf"
+    config.write_text(f"<fontconfig><dir>{fonts}</dir><dir prefix='xdg'>fonts</dir></fontconfig>")
+    environ = {"FONTCONFIG_FILE": str(config)}
+    assert font_problem(environ, "linux", font_dirs=()) == f"no font in {fonts}"
+    (fonts / "truetype" / "DejaVuSans.ttf").write_bytes(b"")
+    assert font_problem(environ, "linux", font_dirs=()) == ""
+    assert font_problem({"FONTCONFIG_FILE": str(tmp_path / "none.conf")}, "win32") == "", "Linux only"

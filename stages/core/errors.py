@@ -10,7 +10,7 @@ import errno
 import functools
 import sys
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import InvalidDodoFile, TaskFailed
 
 
 class CqError(Exception):
@@ -30,6 +30,11 @@ class ContractError(CqError):
         super().__init__(text)
 
 
+class GraphLoadError(CqError, InvalidDodoFile):
+    """A CqError found while the task graph loads: doit prints it as one line (`ERROR: ...`), and so does
+    the installed command, which imports the graph before doit runs."""
+
+
 # errno -> what the user does about it: problems of the disk, not of the program
 DISK_ADVICE = {
     errno.ENOSPC: "the disk is full; free some space and run again",
@@ -37,6 +42,12 @@ DISK_ADVICE = {
     errno.EROFS: "the file system is read-only; point CQ_WORKSPACE at a writable folder",
     errno.EACCES: "permission denied; make the workspace writable or point CQ_WORKSPACE elsewhere",
     errno.EPERM: "permission denied; make the workspace writable or point CQ_WORKSPACE elsewhere",
+}
+# errno -> what the user does about a path that is not what the tool expects there
+PATH_ADVICE = {
+    errno.EISDIR: "a folder is where this file belongs; move the folder away and run again",
+    errno.ENOTDIR: "a file is where a folder belongs; move the file away and run again",
+    errno.ENAMETOOLONG: "the name is too long for the file system; use a shorter one",
 }
 _BEFORE_EACH_ACTION: list = []
 
@@ -47,6 +58,12 @@ def disk_error(error: OSError) -> CqError | None:
     if advice is None:
         return None
     return CqError(f"{error.filename or 'the workspace'}: {advice} (every row written so far is kept)")
+
+
+def file_error(error: OSError, path=None) -> CqError:
+    """The one-line CqError for any OSError about a file: what is wrong with which file, and what to do."""
+    advice = DISK_ADVICE.get(error.errno) or PATH_ADVICE.get(error.errno) or error.strerror or str(error)
+    return CqError(f"{error.filename or path or 'the workspace'}: {advice}")
 
 
 def before_each_action(hook) -> None:
@@ -64,7 +81,8 @@ def one_line_interrupt(kind, value, traceback) -> None:
 
 
 def report_errors(action):
-    """Wrap a doit python-action: a CqError (or a full or read-only disk) fails the task with one line."""
+    """Wrap a doit python-action: a CqError (or an OSError: a full or read-only disk, a folder where a file
+    belongs) fails the task with one line."""
 
     @functools.wraps(action)
     def wrapped(*args, **kwargs):
@@ -75,10 +93,7 @@ def report_errors(action):
         except CqError as error:
             return TaskFailed(f"error: {error}")
         except OSError as error:
-            problem = disk_error(error)
-            if problem is None:
-                raise
-            return TaskFailed(f"error: {problem}")
+            return TaskFailed(f"error: {disk_error(error) or file_error(error)}")
         # doit accepts only these from an action; a stage's other return values are for its callers
         return result if isinstance(result, (bool, str, dict)) else None
 

@@ -15,7 +15,7 @@ import time
 from filelock import FileLock, Timeout
 
 from ..core.contracts import read_json, write_json
-from ..core.errors import ContractError, CqError
+from ..core.errors import ContractError, CqError, file_error
 from ..core.workspace import Workspace
 
 _HELD: dict[str, FileLock] = {}  # workspace root -> the lock this process holds until it exits
@@ -40,6 +40,8 @@ def hold_workspace(workspace: Workspace) -> None:
             who = "a process that is still starting"
         raise CqError(f"workspace {workspace.root} is in use by another run ({who}); wait for it to finish "
                       f"or stop it, then run again") from None
+    except OSError as error:  # after Timeout, which is one: e.g. a folder where the lock file belongs
+        raise file_error(error, lock.lock_file) from None
     _HELD[key] = lock
     write_json(owner_path, {"pid": os.getpid(), "startedAt": time.strftime("%Y-%m-%d %H:%M:%S"),
                             "command": " ".join(os.path.basename(arg) if i == 0 else arg

@@ -12,19 +12,38 @@ Out: frozen settings objects the stages take, plus `key()` hashes of the parts t
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field, fields
 
 from ..core.contracts import value_hash
 from ..core.errors import CqError
-from ..core.workspace import Workspace, save_settings, settings_config
+from ..core.lock import hold_workspace
+from ..core.workspace import Workspace, save_settings, settings_config, workspace_config
 
 GPU_MODES = ("off", "safe", "require")
 EXECUTORS = ("local", "dask")
 
 
 def _param(default, help_text: str, **extra):
+    """A knob; `at_least` / `below` / `at_most` bound its value (checked by `check_ranges`)."""
     return field(default=default, metadata={"help": help_text, **extra})
+
+
+def check_ranges(settings):
+    """CqError (one line) for the first knob outside the bounds its field declares; else `settings`."""
+    for item in fields(settings):
+        value, bounds = getattr(settings, item.name), item.metadata
+        if not bounds.keys() & {"at_least", "below", "at_most"}:
+            continue
+        option = f"--{item.name.replace('_', '-')} {value:g}"
+        if "at_least" in bounds and value < bounds["at_least"]:
+            raise CqError(f"{option} must be >= {bounds['at_least']:g}")
+        if "below" in bounds and value >= bounds["below"]:
+            raise CqError(f"{option} must be below {bounds['below']:g}")
+        if "at_most" in bounds and value > bounds["at_most"]:
+            raise CqError(f"{option} must be <= {bounds['at_most']:g}")
+    return settings
 
 
 @dataclass(frozen=True)
@@ -126,29 +145,38 @@ class SampleSettings(RenderSettings):
 class TrainSettings:
     """The trainer's and scorer's knobs (changing one retrains and rescores, never resamples)."""
 
-    epochs: int = _param(20, "most training epochs (Epochs); k-fold validation picks how many the final fit runs")
-    batch_size: int = _param(256, "batch size (BatchSize)")
-    learning_rate: float = _param(2e-3, "AdamW learning rate (LearningRate)")
-    extra_eval_weight: float = _param(0.35, "loss weight of eval rows (ExtraEvalWeight)")
-    neg_samples: int = _param(50000, "mismatched negative pairs per pack (NegSamples)")
-    neg_weight: float = _param(0.20, "loss weight of negatives (NegWeight)")
-    neg_min_pair_distance: int = _param(50, "negatives pair fg_i with bg_j, |i-j| >= this (NegMinPairDistance)")
+    epochs: int = _param(20, "most training epochs (Epochs); k-fold validation picks how many the final fit runs",
+                         at_least=1)
+    batch_size: int = _param(256, "batch size (BatchSize)", at_least=1)
+    learning_rate: float = _param(2e-3, "AdamW learning rate (LearningRate)", at_least=0)
+    extra_eval_weight: float = _param(0.35, "loss weight of eval rows (ExtraEvalWeight)", at_least=0)
+    neg_samples: int = _param(50000, "mismatched negative pairs per pack (NegSamples)", at_least=0)
+    neg_weight: float = _param(0.20, "loss weight of negatives (NegWeight)", at_least=0)
+    neg_min_pair_distance: int = _param(50, "negatives pair fg_i with bg_j, |i-j| >= this (NegMinPairDistance)",
+                                        at_least=0)
     elite_path: str = _param("", "elite manifest, relative to the workspace (empty: elite.json there, skipped if absent)")
-    folds: int = _param(5, "k of the k-fold cross-validation by pair (folds below 2 skip it)")
-    hidden: int = _param(32, "hidden units per layer of the coupling net")
-    layers: int = _param(2, "hidden layers of the coupling net")
-    dropout: float = _param(0.2, "dropout after each hidden layer")
-    weight_decay: float = _param(0.05, "AdamW weight decay (strong: eval sets are small and must not be memorised)")
+    folds: int = _param(5, "k of the k-fold cross-validation by pair (folds below 2 skip it)", at_least=0)
+    hidden: int = _param(32, "hidden units per layer of the coupling net", at_least=1)
+    layers: int = _param(2, "hidden layers of the coupling net", at_least=1)
+    dropout: float = _param(0.2, "dropout after each hidden layer", at_least=0, below=1)
+    weight_decay: float = _param(0.05, "AdamW weight decay (strong: eval sets are small and must not be memorised)",
+                                 at_least=0)
     share_elite: float = _param(0.25, "share of drawn examples from elite pairs (shares are renormalised over "
-                                      "the sources present)")
-    share_eval: float = _param(0.25, "share of drawn examples from eval rows")
-    share_neg: float = _param(0.50, "share of drawn examples from mismatched negatives")
-    model_share: float = _param(0.2, "score of a sampled pair: measured x (1 - s + s x model), s = this share")
-    rating_share: float = _param(0.5, "score of a rated pair: moved this share of the way to its rating")
+                                      "the sources present)", at_least=0)
+    share_eval: float = _param(0.25, "share of drawn examples from eval rows", at_least=0)
+    share_neg: float = _param(0.50, "share of drawn examples from mismatched negatives", at_least=0)
+    model_share: float = _param(0.2, "score of a sampled pair: measured x (1 - s + s x model), s = this share",
+                                at_least=0, at_most=1)
+    rating_share: float = _param(0.5, "score of a rated pair: moved this share of the way to its rating",
+                                 at_least=0, at_most=1)
     seed: int = _param(0, "training seed")
     require_cuda: bool = _param(False, "fail fast when no CUDA GPU is present", per_run=True)
-    min_quality_std: float = _param(0.03, "gate: qualityStats.std must reach this (MinQualityStd)")
-    threads: int = _param(1, "CPU threads for training (a small net trains fastest on one, and shares the CPU)")
+    min_quality_std: float = _param(0.03, "gate: qualityStats.std must reach this (MinQualityStd)", at_least=0)
+    threads: int = _param(1, "CPU threads for training (a small net trains fastest on one, and shares the CPU)",
+                          at_least=1)
+
+    def validate(self) -> "TrainSettings":
+        return check_ranges(self)
 
     def key(self) -> str:
         return artifact_key(self)
@@ -158,17 +186,20 @@ class TrainSettings:
 class VerifySettings:
     """The gate's knobs (`doit verify --picks N --seconds S ...`)."""
 
-    picks: int = _param(5000, "fast picks the page makes by the quality rule (cheap: no rendering)")
-    seconds: float = _param(4.0, "real-time playback sampled for non-blank, changing frames")
-    min_pick_ratio: float = _param(1.5, "the most the top/bottom-quartile pick ratio is asked to reach")
+    picks: int = _param(5000, "fast picks the page makes by the quality rule (cheap: no rendering)", at_least=1)
+    seconds: float = _param(4.0, "real-time playback sampled for non-blank, changing frames", at_least=0.1)
+    min_pick_ratio: float = _param(1.5, "the most the top/bottom-quartile pick ratio is asked to reach", at_least=0)
     seed: int = _param(1, "seed of the page's pick RNG, so a verify run is reproducible")
-    width: int = _param(320, "player viewport width in pixels")
-    height: int = _param(240, "player viewport height in pixels")
-    timeout_s: float = _param(120.0, "time limit for the whole player run, seconds", per_run=True)
+    width: int = _param(320, "player viewport width in pixels", at_least=16)
+    height: int = _param(240, "player viewport height in pixels", at_least=16)
+    timeout_s: float = _param(120.0, "time limit for the whole player run, seconds", per_run=True, at_least=1)
     chromium: str = _param("", "Chromium executable (empty: the sampler's, then $CQ_CHROMIUM, Playwright's, "
                                "the system's)")
     gpu: bool = _param(False, "hardware WebGL flags ($CQ_CHROMIUM_GPU_ARGS or ANGLE on Vulkan); on by itself "
                               "when the sampler's gpu_mode is safe or require")
+
+    def validate(self) -> "VerifySettings":
+        return check_ranges(self)
 
     def with_browser_of(self, sample: "SampleSettings") -> "VerifySettings":
         """The player runs in the browser the sampler uses (same executable, same WebGL flags), so verify
@@ -184,6 +215,47 @@ def artifact_key(settings) -> str:
 
 
 CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train", "VerifySettings": "verify"}
+SECTION_CLASSES = {"sample": SampleSettings, "train": TrainSettings, "verify": VerifySettings}
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a quoted string"}
+
+
+def _closest(name: str, known) -> str:
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f"did you mean {match[0]!r}?" if match else f"known: {', '.join(known)}"
+
+
+def _fits(value, kind) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def check_config(config: dict, where) -> None:
+    """Check a settings file like any input: every section and key known (an unknown one named with the
+    closest valid name), every value of its knob's type and in its range. CqError (one line) on the first
+    problem, naming the file."""
+    for section, values in config.items():
+        if section not in SECTION_CLASSES:
+            raise CqError(f"{where}: unknown section [{section}] ({_closest(section, SECTION_CLASSES)})")
+        if not isinstance(values, dict):
+            raise CqError(f"{where}: {section} = {values!r}: [{section}] is a section of settings, not a value")
+        cls = SECTION_CLASSES[section]
+        kinds = {item.name: type(item.default) for item in fields(cls)}
+        for name, value in values.items():
+            if name not in kinds:
+                raise CqError(f"{where}: unknown setting {name!r} in [{section}] ({_closest(name, kinds)})")
+            if not _fits(value, kinds[name]):
+                raise CqError(f"{where}: [{section}] {name} = {value!r}: must be {KINDS[kinds[name]]}")
+        try:
+            cls(**values).validate()
+        except CqError as error:
+            raise CqError(f"{where}: [{section}]: {error}") from None
+
+
+def checked_config(workspace: Workspace) -> dict:
+    """`settings_config` after `check_config` of the workspace's own file."""
+    check_config(workspace_config(workspace), workspace.config_path)
+    return settings_config(workspace)
 
 
 class TaskParams:
@@ -200,7 +272,7 @@ class TaskParams:
         self.loaded = self._configured()
 
     def _configured(self) -> dict:
-        config = settings_config(self.workspace).get(self.section, {})
+        config = checked_config(self.workspace).get(self.section, {})
         return {item.name: config.get(item.name, item.default) for item in fields(self.cls)}
 
     def specs(self) -> list[dict]:
@@ -222,11 +294,11 @@ class TaskParams:
                  if name in self.loaded and value != self.loaded[name]}
         current = self._configured()
         chosen = self.cls(**{**current, **given})
-        if hasattr(chosen, "validate"):
-            chosen.validate()
+        chosen.validate()
         per_run = {item.name for item in fields(self.cls) if item.metadata.get("per_run")}
         changed = {name: value for name, value in given.items() if name not in per_run and current[name] != value}
         if changed:
+            hold_workspace(self.workspace)  # a run another run refuses must not change that run's knobs
             save_settings(self.workspace, self.section, changed)
             listed = ", ".join(f"{name} = {value!r}" for name, value in changed.items())
             print(f"saved {listed} to [{self.section}] in {self.workspace.config_path}: every task uses it "
@@ -236,7 +308,7 @@ class TaskParams:
 
 def configured(cls, workspace: Workspace):
     """A settings object with a workspace's configured values (pyproject, workspace toml), no command line."""
-    return from_params(cls, settings_config(workspace).get(CONFIG_SECTIONS[cls.__name__], {}))
+    return from_params(cls, checked_config(workspace).get(CONFIG_SECTIONS[cls.__name__], {}))
 
 
 def from_params(cls, params: dict):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
-from ..core.errors import ContractError, CqError, disk_error
+from ..core.errors import ContractError, CqError, disk_error, file_error
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # A checkout has the task graph's entry beside the package; an installed wheel has none.
@@ -61,16 +61,24 @@ def settings_config(workspace: "Workspace") -> dict:
     """Settings defaults by section (`sample`, `train`): the repo's `[tool.coupled-quality.<section>]`,
     overridden by `<workspace>/coupled-quality.toml` so each workspace can carry its own knobs."""
     config = {section: dict(values) for section, values in project_config().items() if isinstance(values, dict)}
-    local = workspace.config_path
-    if local.is_file():
-        try:
-            with local.open("rb") as handle:
-                overrides = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as error:
-            raise ContractError(local, f"not valid TOML: {error}") from None
-        for section, values in overrides.items():
-            config.setdefault(section, {}).update(values)
+    for section, values in workspace_config(workspace).items():
+        config.setdefault(section, {}).update(values)
     return config
+
+
+def workspace_config(workspace: "Workspace") -> dict:
+    """`<workspace>/coupled-quality.toml` as it is written (empty when absent); ContractError, one line, when
+    it cannot be read as TOML."""
+    path = workspace.config_path
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ContractError(path, f"not valid TOML: {str(error).splitlines()[0]}", "fix that line") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ContractError(path, f"cannot be read: {getattr(error, 'strerror', None) or error}") from None
 
 
 def _toml_value(value) -> str:
@@ -107,10 +115,14 @@ def save_settings(workspace: "Workspace", section: str, values: dict) -> None:
     if any(saved.get(name) != value for name, value in values.items()):
         raise ContractError(path, f"could not set {', '.join(values)} in [{section}] automatically",
                             f"set them there yourself: {'; '.join(f'{n} = {_toml_value(v)}' for n, v in values.items())}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:  # a full disk: the file keeps its old content, and no partial copy stays
+        partial.unlink(missing_ok=True)
+        raise file_error(error, path) from None
 
 
 @dataclass(frozen=True)
@@ -274,6 +286,11 @@ class Workspace:
     @property
     def doit_db(self) -> Path:
         return self.state_dir / "doit.sqlite3"
+
+    @property
+    def root_record_path(self) -> Path:
+        """Where the workspace was when doit last ran (`core.doit_state.follow_moved_workspace`)."""
+        return self.state_dir / "root.json"
 
     def packs(self) -> list[str]:
         """Packs with a manifest, one level under public/presets (sorted; no recursion)."""

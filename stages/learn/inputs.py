@@ -23,8 +23,14 @@ CODE_VERSION = code_hash([_HERE / name for name in ("features.py", "fingerprints
                                                     "model.py")])
 
 
-def _digest_files(paths) -> list:
-    return [[str(path), file_hash(path)] for path in paths if Path(path).is_file()]
+def _digest_files(workspace: Workspace, paths) -> list:
+    """Each file by its path relative to the workspace root and its content: a moved or copied workspace
+    has the same digest, so it does not retrain."""
+    return [[_relative(workspace, Path(path)), file_hash(path)] for path in paths if Path(path).is_file()]
+
+
+def _relative(workspace: Workspace, path: Path) -> str:
+    return path.relative_to(workspace.root).as_posix() if path.is_relative_to(workspace.root) else str(path)
 
 
 def pack_inputs_digest(workspace: Workspace, pack: str) -> str:
@@ -37,15 +43,16 @@ def pack_inputs_digest(workspace: Workspace, pack: str) -> str:
                    for url in (entry.fgUrl, entry.bgUrl)}
     except ContractError:
         pass  # the train or score action reports the broken manifest; here it only makes the task stale
-    return value_hash([_digest_files([manifest_path]), _digest_files(sorted(presets)),
-                       _digest_files(workspace.shard_files(pack) + [workspace.eval_path(pack)]),
-                       _digest_files(workspace.fingerprint_files())])
+    return value_hash([_digest_files(workspace, [manifest_path]), _digest_files(workspace, sorted(presets)),
+                       _digest_files(workspace, workspace.shard_files(pack) + [workspace.eval_path(pack)]),
+                       _digest_files(workspace, workspace.fingerprint_files())])
 
 
 def inputs_digest(workspace: Workspace, settings: TrainSettings) -> str:
     """Everything training reads, by content: each pack's inputs, the elite manifest, the ratings, and the
     sampler's thresholds (they define the measured quality)."""
     return value_hash({"packs": {pack: pack_inputs_digest(workspace, pack) for pack in workspace.packs()},
-                       "fingerprints": _digest_files(workspace.fingerprint_files()),
-                       "elite": _digest_files([workspace.elite_path(settings.elite_path), workspace.ratings_path]),
+                       "fingerprints": _digest_files(workspace, workspace.fingerprint_files()),
+                       "elite": _digest_files(workspace, [workspace.elite_path(settings.elite_path),
+                                                          workspace.ratings_path]),
                        "sample": settings_config(workspace).get("sample", {})})

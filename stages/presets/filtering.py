@@ -4,8 +4,9 @@ In: a pack's manifest, its `pairs-quality.v0.json` and its merged eval rows (`ev
 `quality01 >= 0.6 and luma >= 0.1` over the fields below, and/or `top` N (best by quality01 after the rule).
 Out: `public/presets/<pack>/pairs-manifest.filtered.v<N>.json` =
 `{version:"v0", generatedAt, pack, pairs:[manifest entries kept, in manifest order], keptPairs, totalPairs,
-generatedFrom:{manifest, quality, qualityGeneratedAt, rule, top}}`, N one above the highest existing
-version (an earlier version is never overwritten). With `current`, also the copy the runtime reads,
+generatedFrom:{manifest, quality, qualityGeneratedAt, rule, top}}`, N one above the highest version ever
+written (recorded in `pairs-manifest.filtered.issued.json`): an earlier version is never overwritten and a
+deleted one's number is never given again. With `current`, also the copy the runtime reads,
 `pairs-manifest.filtered.current.json`, and `pairs-manifest.filtered.current.stamp.json` saying which
 version and content it came from.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import operator
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -32,12 +34,18 @@ from ..core.contracts import (
     write_bytes_atomic,
     write_bytes_new,
 )
-from ..core.errors import ContractError, CqError
+from ..core.errors import ContractError, CqError, file_error
 from ..core.workspace import Workspace
 
 FILTERED_PREFIX = "pairs-manifest.filtered."
 CURRENT_NAME = f"{FILTERED_PREFIX}current.json"
 STAMP_NAME = f"{FILTERED_PREFIX}current.stamp.json"
+# The highest version number ever written, so a deleted newest version's number is never given again (a
+# stamp or a runtime that named it would then name other content).
+ISSUED_NAME = f"{FILTERED_PREFIX}issued.json"
+VERSION_NAME = re.compile(rf"{re.escape(FILTERED_PREFIX)}v([0-9]+)\.json")
+MAX_TOP = 10**9  # more pairs than any pack has; a bigger count is a typo
+MAX_RULE_DEPTH = 100  # nesting of not / and / or / parentheses; deeper is no rule a person writes
 # Row fields a rule can name, besides quality01 and the statistics (STAT_FIELDS) of the row.
 ROW_FIELDS = ("vizAvgLuma", "vizAvgFrameDelta", "pmAvgLumaFg", "pmAvgLumaBg", "audioRms", "audioPeak",
               "okHeuristic", "status")
@@ -57,7 +65,7 @@ COMPARISONS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, a
 
 @dataclass(frozen=True)
 class FilterSettings:
-    """The filter's knobs (`doit filter --rule "quality01 >= 0.6" --top 200 --current`)."""
+    """The filter's knobs (`doit filter --rule="quality01 >= 0.6" --top 200 --current`)."""
 
     packs: str = _param("", "comma-separated packs to filter (empty: every pack in the workspace)")
     rule: str = _param("", "which pairs to keep, e.g. \"quality01 >= 0.6 and luma >= 0.1\"")
@@ -91,22 +99,28 @@ class Rule:
         if not self.text:
             self.tree = None
             return
+        too_deep = CqError(f"rule {self.text[:40]!r}... nests not / and / or / parentheses more than "
+                           f"{MAX_RULE_DEPTH} deep: write it flatter")
         try:
             self.tree = ast.parse(self.text, mode="eval").body
         except SyntaxError as error:
             raise CqError(f"rule {self.text!r} does not parse at column {error.offset}: use comparisons like "
                           "quality01 >= 0.6 joined by and / or / not") from None
-        self._check(self.tree)
+        except (RecursionError, MemoryError):  # Python's parser gives up on deep nesting
+            raise too_deep from None
+        self._check(self.tree, 0, too_deep)
 
-    def _check(self, node) -> None:
+    def _check(self, node, depth: int, too_deep: CqError) -> None:
+        if depth > MAX_RULE_DEPTH:
+            raise too_deep
         if isinstance(node, ast.BoolOp) or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
             for child in getattr(node, "values", None) or [node.operand]:
-                self._check(child)
+                self._check(child, depth + 1, too_deep)
         elif isinstance(node, ast.Compare):
             if not all(type(op) in COMPARISONS for op in node.ops):
                 raise CqError(f"rule {self.text!r}: only <, <=, >, >=, ==, != compare values")
             for child in (node.left, *node.comparators):
-                self._check(child)
+                self._check(child, depth + 1, too_deep)
         elif isinstance(node, ast.Name):
             name = ALIASES.get(node.id, node.id)
             if name not in FIELDS:
@@ -164,18 +178,40 @@ def version_paths(workspace: Workspace, pack: str) -> dict[int, Path]:
     """Existing filtered versions of a pack by number (one folder listing, no recursion)."""
     found = {}
     for path in workspace.pack_dir(pack).glob(f"{FILTERED_PREFIX}v*.json"):
-        number = path.name[len(FILTERED_PREFIX) + 1:-len(".json")]
-        if number.isdigit():
-            found[int(number)] = path
+        match = VERSION_NAME.fullmatch(path.name)  # ASCII digits only: `v².json` is no version
+        if match:
+            found[int(match.group(1))] = path
     return found
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Create `path` with `data` atomically; refuse if it exists (never overwrite a version)."""
+def next_version(workspace: Workspace, pack: str) -> int:
+    """One above the highest version that exists, was ever issued, or the current stamp names."""
+    pack_dir = workspace.pack_dir(pack)
+    issued = _recorded_version(pack_dir / ISSUED_NAME, "lastVersion")
+    stamped = _recorded_version(pack_dir / STAMP_NAME, "version")
+    return max([*version_paths(workspace, pack), issued, stamped]) + 1
+
+
+def _recorded_version(path: Path, key: str) -> int:
+    if not path.exists():
+        return 0
+    value = read_json(path).get(key) if path.is_file() else None
+    match = re.fullmatch(r"v?([0-9]+)", str(value))
+    if match is None:
+        raise ContractError(path, f"{key} {value!r} is not a version number",
+                            "restore it or delete it if no other filtered version was ever written")
+    return int(match.group(1))
+
+
+def _write(path: Path, data: bytes, new: bool = False) -> None:
+    """Write `path` atomically, one line on any failure; with `new`, refuse if it exists (never overwrite a
+    version)."""
     try:
-        write_bytes_new(path, data)
+        (write_bytes_new if new else write_bytes_atomic)(path, data)
     except FileExistsError:
         raise CqError(f"{path} appeared while it was being written (another filter run?); run it again") from None
+    except OSError as error:
+        raise file_error(error, path) from None
 
 
 def filtered_manifest(workspace: Workspace, pack: str, settings: FilterSettings, log=print) -> dict:
@@ -184,11 +220,11 @@ def filtered_manifest(workspace: Workspace, pack: str, settings: FilterSettings,
     if pack not in workspace.packs():
         known = ", ".join(workspace.packs()) or "none"
         raise CqError(f"there is no pack {pack!r} in {workspace.public / 'presets'} (packs: {known})")
+    if not 0 <= settings.top <= MAX_TOP:
+        raise CqError(f"top {settings.top} must be a number of pairs from 0 (no limit) to {MAX_TOP}")
     if not settings.rule.strip() and settings.top <= 0:
-        raise CqError("give a rule (--rule \"quality01 >= 0.6\") or a count (--top 200): without one every "
+        raise CqError("give a rule (--rule=\"quality01 >= 0.6\") or a count (--top 200): without one every "
                       "pair would be kept")
-    if settings.top < 0:
-        raise CqError(f"top {settings.top} must be >= 0")
     rule = Rule(settings.rule)
     manifest = load_manifest(workspace.manifest_path(pack))
     quality_path = workspace.quality_path(pack)
@@ -224,9 +260,11 @@ def filtered_manifest(workspace: Workspace, pack: str, settings: FilterSettings,
 
 def write_version(workspace: Workspace, pack: str, document: dict, current: bool, log=print) -> Path:
     """Write a filtered manifest as the pack's next version (and the current copy when asked)."""
-    number = max(version_paths(workspace, pack), default=0) + 1
+    number = next_version(workspace, pack)
     path = workspace.pack_dir(pack) / f"{FILTERED_PREFIX}v{number}.json"
-    _write_new(path, dumps(document, pretty=True) + b"\n")
+    # issued before written: a run stopped between the two leaves a gap, never a number given twice
+    _write(workspace.pack_dir(pack) / ISSUED_NAME, dumps({"lastVersion": number}, pretty=True) + b"\n")
+    _write(path, dumps(document, pretty=True) + b"\n", new=True)
     log(f"filter {pack}: kept {document['keptPairs']} of {document['totalPairs']} pairs -> {path.name}")
     if current:
         set_current(workspace, pack, number, log)
@@ -240,9 +278,9 @@ def set_current(workspace: Workspace, pack: str, number: int, log=print) -> Path
         raise CqError(f"pack {pack} has no {FILTERED_PREFIX}v{number}.json")
     data = source.read_bytes()
     current = workspace.pack_dir(pack) / CURRENT_NAME
-    write_bytes_atomic(current, data)
+    _write(current, data)
     stamp = {"version": f"v{number}", "file": source.name, "sha256": hashlib.sha256(data).hexdigest(),
              "setAt": now_iso()}
-    write_bytes_atomic(workspace.pack_dir(pack) / STAMP_NAME, dumps(stamp, pretty=True) + b"\n")
+    _write(workspace.pack_dir(pack) / STAMP_NAME, dumps(stamp, pretty=True) + b"\n")
     log(f"filter {pack}: {CURRENT_NAME} is now v{number}")
     return current

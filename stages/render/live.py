@@ -59,13 +59,20 @@ class LiveStatus:
                 path.unlink(missing_ok=True)
 
     def _write(self) -> None:
+        """Replace the file; a failed write (a full disk) is skipped: the watch page shows the last state a
+        little longer, and sampling, which the file only reports on, goes on."""
         self.state["updatedAtMs"] = _now_ms()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError:
+            return
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(dumps(self.state))
             os.replace(tmp, self.path)
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

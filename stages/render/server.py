@@ -97,8 +97,11 @@ def _static_file(base: Path, relative: str) -> Path | None:
     parts = PurePosixPath(relative).parts
     if not parts or any(part in ("..", "") or "\\" in part for part in parts):
         return None
-    target = base.joinpath(*parts).resolve()
-    if base not in target.parents or not target.is_file():
+    try:
+        target = base.joinpath(*parts).resolve()
+        if base not in target.parents or not target.is_file():
+            return None
+    except OSError:  # a name the file system refuses (over 255 bytes) names no file
         return None
     return target
 
@@ -181,6 +184,9 @@ class PlayerHandler(BaseHTTPRequestHandler):
             body = dumps(load_preset(path, cache_dir=self.server.workspace.conversion_cache_dir))
         except CqError as error:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
+            return
+        except OSError as error:  # a name the file system refuses (over 255 bytes), an unreadable file
+            self._error(HTTPStatus.NOT_FOUND, f"preset file not readable: {url} ({error.strerror})")
             return
         self._send(HTTPStatus.OK, body, "application/json")
 
