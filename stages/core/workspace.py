@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
+from ..core.contracts import MANIFEST_NAME, QUALITY_NAME, write_bytes_atomic
 from ..core.errors import ContractError, CqError, disk_error
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -107,10 +107,7 @@ def save_settings(workspace: "Workspace", section: str, values: dict) -> None:
     if any(saved.get(name) != value for name, value in values.items()):
         raise ContractError(path, f"could not set {', '.join(values)} in [{section}] automatically",
                             f"set them there yourself: {'; '.join(f'{n} = {_toml_value(v)}' for n, v in values.items())}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from ..core.contracts import dumps
+from ..core.contracts import dumps, write_bytes_atomic
 from ..core.workspace import Workspace
 
 LIVE_KIND = "cq_live.v0"
@@ -60,15 +58,7 @@ class LiveStatus:
 
     def _write(self) -> None:
         self.state["updatedAtMs"] = _now_ms()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(dumps(self.state))
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(self.path, dumps(self.state), fsync=False)
 
     def _worker(self, index: int) -> dict:
         return self.state["workers"].setdefault(str(index), {"pack": "", "pair": None, "fg": "", "bg": "",
