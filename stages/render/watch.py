@@ -13,12 +13,12 @@ polling a long run stays cheap; a shard that shrank (its torn tail was cut) is r
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
 import orjson
+import psutil
 
 from ..core.contracts import read_json, validate_eval_row, value_hash
 from ..core.errors import ContractError, CqError
@@ -53,16 +53,6 @@ class _PackState:
     problem: str = ""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Watcher:
     """Keeps what was read between snapshots; safe to call from several server threads."""
 
@@ -84,7 +74,7 @@ class Watcher:
                 continue  # replaced atomically, so only a foreign file gets here
             if not isinstance(run, dict) or run.get("kind") != LIVE_KIND:
                 continue
-            run["alive"] = not run.get("finished") and _pid_alive(int(run.get("pid", 0)))
+            run["alive"] = not run.get("finished") and psutil.pid_exists(int(run.get("pid", 0)))
             runs.append(run)
         return sorted(runs, key=lambda run: run.get("startedAtMs", 0), reverse=True)[:RUNS_SHOWN]
 
