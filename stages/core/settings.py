@@ -67,7 +67,7 @@ class SampleSettings(RenderSettings):
     gpu_mode: str = _param("off", "WebGL: off (software) | safe (try hardware) | require (fail on software)")
     chromium: str = _param("", "path of a Chromium to use (empty: Playwright's, then the system's)")
     headed: bool = _param(False, "show the browser window", per_run=True)
-    audio_file: str = _param("", "WAV/FLAC/OGG file the visuals react to (empty: built-in click track)")
+    audio_file: str = _param("", "audio file the visuals react to (WAV, AIFF, FLAC, OGG, MP3, ...; empty: built-in click track)")
     allow_degraded: bool = _param(False, "sample .milk presets whose shader failed to translate, with "
                                          "butterchurn's default shader instead (rows say 'degraded')")
     min_luma: float = _param(0.06, "okHeuristic: mean luma below this is too-dark")
