@@ -2,6 +2,7 @@
 count, `doit help` shows defaults and `doit info` says in words why a task is stale. Real doit, no browser."""
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import fields
 
@@ -11,7 +12,7 @@ from packs import make_pack
 from stages.core.errors import CqError
 from stages.core.plan import plan_pack
 from stages.core.settings import SampleSettings, TaskParams, TrainSettings
-from stages.core.workspace import Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 
 
 def given(params: TaskParams, **values) -> dict:
@@ -80,3 +81,30 @@ def test_doit_help_shows_the_workspace_defaults_and_info_says_why(tmp_path, doit
     assert "the trainer's settings or code changed" in info.stdout
     assert "what training reads (manifests" in info.stdout
     assert "object at 0x" not in info.stdout
+
+
+def test_the_executor_and_its_address_shape_one_run_and_are_not_saved(tmp_path, capsys):
+    workspace = Workspace(tmp_path)
+    params = TaskParams(SampleSettings, workspace)
+    used = params.settings(given(params, executor="dask", address="tcp://10.0.0.5:8786", target_coverage=0.5))
+    assert (used.executor, used.address) == ("dask", "tcp://10.0.0.5:8786")
+    assert tomllib.loads(workspace.config_path.read_text())["sample"] == {"target_coverage": 0.5}
+    later = TaskParams(SampleSettings, workspace)
+    assert later.settings(given(later)).executor == "local"
+
+
+def test_a_missing_cluster_extra_is_one_line_naming_the_install(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 4)
+    site = tmp_path / "no-cluster-site"  # as where the extra is not installed: importing distributed fails
+    (site / "distributed").mkdir(parents=True)
+    (site / "distributed" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'distributed'\", name='distributed')\n")
+    result = doit(workspace, "sample", "--executor", "dask", "--address", "tcp://127.0.0.1:1", check=False,
+                  env={"PYTHONPATH": os.pathsep.join([str(site), str(CHECKOUT)])})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert line == ("error: executor dask needs the cluster extra (distributed is not installed): "
+                    "pip install 'coupled-quality[cluster]'")
+    assert not workspace.config_path.exists()

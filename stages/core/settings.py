@@ -78,8 +78,9 @@ class SampleSettings(RenderSettings):
     min_layer_share: float = _param(0.05, "okHeuristic: a layer showing less than this share is drowned")
     stats_warmup: float = _param(0.1, "fraction of the first frames left out of the statistics (fade-in from black)")
     executor: str = _param("local", "where pairs are rendered: local (this machine's browsers) | dask (the "
-                                    "workers of a Dask cluster at --address; install the `cluster` extra)")
-    address: str = _param("", "the Dask scheduler for executor dask, HOST:PORT or tcp://HOST:PORT")
+                                    "workers of a Dask cluster at --address; install the `cluster` extra)",
+                             per_run=True)
+    address: str = _param("", "the Dask scheduler for executor dask, HOST:PORT or tcp://HOST:PORT", per_run=True)
 
     def validate(self) -> "SampleSettings":
         if self.gpu_mode not in GPU_MODES:

@@ -33,13 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
-with warnings.catch_warnings():  # distributed imports pynvml, which warns about its own name
-    warnings.filterwarnings("ignore", "The pynvml package is deprecated", FutureWarning)
-    from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
-    from distributed import TimeoutError as DaskTimeoutError
-
 from ..core.contracts import value_hash
 from ..core.errors import CqError
+
+try:
+    with warnings.catch_warnings():  # distributed imports pynvml, which warns about its own name
+        warnings.filterwarnings("ignore", "The pynvml package is deprecated", FutureWarning)
+        from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
+        from distributed import TimeoutError as DaskTimeoutError
+except ModuleNotFoundError as missing:
+    raise CqError(f"executor dask needs the cluster extra ({missing.name} is not installed): "
+                  f"pip install 'coupled-quality[cluster]'") from None
+
 from ..core.keys import engine_version
 from ..core.settings import SampleSettings
 from ..render.browser import is_software_renderer, kill_leftovers
