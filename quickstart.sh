@@ -3,7 +3,8 @@
 #   ./quickstart.sh            set up, then `doit`: the bundled demo pack end to end
 #   ./quickstart.sh test       set up, then run the test suite
 #   ./quickstart.sh doit ARGS  set up, then `doit ARGS`
-# Needs Python >= 3.11 and Node >= 20 (npm). Installs Debian's chromium when no Chromium is found.
+# Needs Python >= 3.11 (no Node: the pages' npm packages are fetched by Python). Installs Debian's chromium
+# when no Chromium is found.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,8 +21,6 @@ if ! have_chromium; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
 
-command -v npm >/dev/null || { echo "quickstart: npm not found: install Node.js 20 or newer" >&2; exit 1; }
-
 # Python deps in a project venv; reinstalled only when pyproject.toml changes.
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=.venv/.cq-installed
@@ -34,7 +33,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 
-doit web_deps >/dev/null   # npm ci of the pinned renderer, only when the lock file changed
+doit web_deps >/dev/null   # the pinned renderer from the npm registry, only when the lock file changed
 
 case "${1:-}" in
     test) shift; exec python -m pytest "$@" ;;

@@ -43,7 +43,7 @@ def user_cache_dir(platform: str, environ: Mapping[str, str], home: Path) -> Pat
     return Path(environ.get("XDG_CACHE_HOME") or home / ".cache") / "coupled-quality"
 
 
-# Where `npm ci` installs the pages' renderer: beside the pages in a checkout, else in the user's cache.
+# Where `webdeps` unpacks the pages' renderer: beside the pages in a checkout, else in the user's cache.
 WEB_DEPS_DIR = WEB_DIR if CHECKOUT else user_cache_dir(sys.platform, os.environ, Path.home()) / "web-deps"
 NODE_MODULES_DIR = WEB_DEPS_DIR / "node_modules"
 
