@@ -108,3 +108,21 @@ def test_a_missing_cluster_extra_is_one_line_naming_the_install(tmp_path, doit):
     assert line == ("error: executor dask needs the cluster extra (distributed is not installed): "
                     "pip install 'coupled-quality[cluster]'")
     assert not workspace.config_path.exists()
+
+
+def test_info_names_the_knob_that_changed_and_each_stale_sub_task(tmp_path, doit, no_browser):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 40, seed=4, presets=None, rows="shard")
+    workspace.config_path.write_text("[train]\nepochs = 2\nneg_samples = 100\nneg_min_pair_distance = 5\n")
+    doit(workspace, "train", env=no_browser)
+    workspace.config_path.write_text("[train]\nepochs = 3\nneg_samples = 100\nneg_min_pair_distance = 5\n")
+
+    info = doit(workspace, "info", "train:model", check=False, env=no_browser)
+    assert info.returncode == 1, info.stderr
+    assert "the trainer's settings or code changed: epochs 2 -> 3\n" in info.stdout
+    assert "(args=[], kwargs={})" not in info.stdout
+
+    group = doit(workspace, "info", "merge", check=False, env=no_browser)
+    assert group.returncode == 1, group.stderr
+    assert "merge:tiny: run" in group.stdout and "1 of 1 sub-tasks would run" in group.stdout
+    assert str(workspace.manifest_path("tiny")) in group.stdout  # the file that changed, by name

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 
 from ..core.contracts import value_hash
 from ..core.errors import CqError
+from ..core.uptodate import described
 from ..core.workspace import Workspace, save_settings, settings_config
 
 GPU_MODES = ("off", "safe", "require")
@@ -179,9 +180,10 @@ class VerifySettings:
 
 
 def artifact_key(settings) -> str:
-    """A hash of the knobs that decide what a task makes (not those that only shape one run)."""
-    return value_hash({item.name: getattr(settings, item.name) for item in fields(settings)
-                       if not item.metadata.get("per_run")})
+    """A hash of the knobs that decide what a task makes (not those that only shape one run), which names
+    them for `info`."""
+    knobs = {item.name: getattr(settings, item.name) for item in fields(settings) if not item.metadata.get("per_run")}
+    return described(value_hash(knobs), knobs)
 
 
 CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train", "VerifySettings": "verify"}

@@ -48,6 +48,26 @@ WEB_DEPS_DIR = WEB_DIR if CHECKOUT else user_cache_dir(sys.platform, os.environ,
 NODE_MODULES_DIR = WEB_DEPS_DIR / "node_modules"
 
 
+# The command the user runs, for messages: set by `cli.main` (`coupled-quality`, or `python -m stages.cli`);
+# unset, the graph runs under `doit` in a checkout. An environment variable, so that doit's parallel
+# workers (spawned processes on Windows and macOS) say the same.
+COMMAND_ENV = "CQ_COMMAND"
+
+
+def command(words: str = "") -> str:
+    """`words` as the user types them to run the task graph: `command("train")` is `doit train` under doit
+    in a checkout, `coupled-quality train` through the installed command."""
+    name = os.environ.get(COMMAND_ENV) or ("doit" if CHECKOUT else "coupled-quality")
+    return f"{name} {words}".strip()
+
+
+def tool_command(words: str) -> str:
+    """`words` as the user types them to run a tool (serve, demo-bases, ...), which doit does not have:
+    `python -m stages.cli serve` in a checkout, `coupled-quality serve` installed."""
+    name = os.environ.get(COMMAND_ENV) or ("python -m stages.cli" if CHECKOUT else "coupled-quality")
+    return f"{name} {words}"
+
+
 def project_config() -> dict:
     """`[tool.coupled-quality]` of the checkout's pyproject.toml (empty when absent or installed)."""
     path = CHECKOUT / "pyproject.toml" if CHECKOUT else None

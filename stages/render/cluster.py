@@ -47,6 +47,7 @@ except ModuleNotFoundError as missing:
 
 from ..core.keys import engine_version
 from ..core.settings import SampleSettings
+from ..core.workspace import command
 from ..render.browser import is_software_renderer, kill_leftovers
 from ..render.pool import PairJob, PairResult, RenderPool
 
@@ -137,7 +138,7 @@ def _open_node(worker, settings_fields: dict, audio_frames: np.ndarray, self_tes
     mine = engine_version()
     if mine != engine:
         raise NodeRefused(f"{where} has the sampling page {mine}, this workspace {engine}: install the same "
-                          "coupled-quality version (and `doit web_deps`) on every worker")
+                          f"coupled-quality version (and `{command('web_deps')}`) on every worker")
     try:
         settings = SampleSettings(**settings_fields)
     except TypeError as error:
