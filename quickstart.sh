@@ -28,6 +28,10 @@ want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "quickstart: installing Python packages into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
+    # torch first, one pinned CPU build, so CI and a fresh checkout stay light (pyproject accepts torch>=2.4,
+    # for which PyPI's Linux wheel brings GBs of CUDA packages): a local wheel where pip's config has one,
+    # else PyTorch's CPU index
+    .venv/bin/python -m pip install -q "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
     .venv/bin/python -m pip install -q -e ".[test]"
     echo "$want" > "$stamp"
 fi
