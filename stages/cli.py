@@ -23,6 +23,7 @@ non-zero exit.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib.metadata
 import os
@@ -134,6 +135,14 @@ def _cluster_check(args) -> int:
     return 0
 
 
+def task_names() -> list[str]:
+    """The task graph's tasks, in its order, read from graph.py's source: importing it would prepare the
+    workspace, which help should not."""
+    tree = ast.parse(Path(__file__).with_name("graph.py").read_text(encoding="utf-8"))
+    return [node.name[len("task_"):] for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("task_")]
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
         description=f"{PROG} {version()}: scores pairs of MilkDrop presets for coupled mode.\n"
                     f"workspace: {Workspace.from_environment().root} (from $CQ_WORKSPACE; when installed, "
                     f"the current directory)\n\n"
-                    f"tasks: web_deps, demo_pack, convert, sample, merge, train, score, verify, report, filter\n"
+                    f"tasks: {', '.join(task_names())}\n"
                     f"  ({PROG} with no TASK builds every stale one; `{PROG} list` shows them with their docs)\n\n"
                     f"commands on the task graph:\n"
                     f"  list [--status]    the tasks (and which would run)\n"

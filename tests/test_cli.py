@@ -28,6 +28,7 @@ def test_version_and_help_are_the_tools_own(workspace):
         for tool in ("serve", "watch", "screen", "manifest", "filter", "install-chromium"):
             assert f"\n    {tool}" in shown.stdout, (asked, tool)
         assert "info TASK" in shown.stdout and "dumpdb" not in shown.stdout and "strace" not in shown.stdout
+        assert "tasks: web_deps, demo_pack, convert, sample," in shown.stdout
 
     tool = cli(workspace, "help", "serve")
     assert tool.returncode == 0 and "--port PORT" in tool.stdout
