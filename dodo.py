@@ -6,6 +6,7 @@
 
 The task graph itself is `stages/graph.py`, so the installed `coupled-quality` command runs the same graph.
 """
+from stages.core.progress import lines_in_order
 from stages.graph import (
     DOIT_CONFIG,
     task_convert,
@@ -21,6 +22,8 @@ from stages.graph import (
     task_verify,
     task_web_deps,
 )
+
+lines_in_order()
 
 __all__ = ["DOIT_CONFIG", "task_web_deps", "task_demo_pack", "task_convert", "task_sample", "task_fingerprint", "task_merge",
            "task_train", "task_score", "task_verify", "task_report", "task_filter", "task_discover"]

@@ -3,7 +3,8 @@
 #   ./quickstart.sh            set up, then `doit`: the bundled demo pack end to end
 #   ./quickstart.sh test       set up, then run the test suite
 #   ./quickstart.sh doit ARGS  set up, then `doit ARGS`
-# Needs Python >= 3.11 and Node >= 20 (npm). Installs Debian's chromium when no Chromium is found.
+# Needs Python >= 3.11 (no Node: the pages' npm packages are fetched by Python). Installs Debian's chromium
+# when no Chromium is found.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,8 +21,6 @@ if ! have_chromium; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
 
-command -v npm >/dev/null || { echo "quickstart: npm not found: install Node.js 20 or newer" >&2; exit 1; }
-
 # Python deps in a project venv; reinstalled only when pyproject.toml changes.
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=.venv/.cq-installed
@@ -29,12 +28,16 @@ want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "quickstart: installing Python packages into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
+    # torch first, one pinned CPU build, so CI and a fresh checkout stay light (pyproject accepts torch>=2.4,
+    # for which PyPI's Linux wheel brings GBs of CUDA packages): a local wheel where pip's config has one,
+    # else PyTorch's CPU index
+    .venv/bin/python -m pip install -q "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
     .venv/bin/python -m pip install -q -e ".[test]"
     echo "$want" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 
-doit web_deps >/dev/null   # npm ci of the pinned renderer, only when the lock file changed
+doit web_deps >/dev/null   # the pinned renderer from the npm registry, only when the lock file changed
 
 case "${1:-}" in
     test) shift; exec python -m pytest "$@" ;;

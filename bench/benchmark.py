@@ -30,6 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stages import demopack  # noqa: E402
@@ -47,7 +49,7 @@ def doit(workspace: Workspace, *args: str, capture: bool = False) -> tuple[float
 
 
 class Monitor:
-    """Samples the machine while a run goes on: CPU busy fraction (/proc/stat) and, when pynvml sees a GPU,
+    """Samples the machine while a run goes on: CPU busy fraction (psutil) and, when NVML sees a GPU,
     its utilisation, power and memory (every `period` seconds, in a background thread)."""
 
     def __init__(self, period: float = 0.5):
@@ -65,16 +67,14 @@ class Monitor:
             self._nvml = None
 
     def __enter__(self) -> "Monitor":
-        self._cpu0 = _cpu_times()
+        psutil.cpu_percent(interval=None)  # starts the interval that __exit__ reads
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        busy0, total0 = self._cpu0
-        busy1, total1 = _cpu_times()
-        self.cpu_busy = (busy1 - busy0) / max(1, total1 - total0)
+        self.cpu_busy = psutil.cpu_percent(interval=None) / 100
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
@@ -99,12 +99,6 @@ class Monitor:
         else:
             lines.append("  GPU: none seen by pynvml")
         return lines
-
-
-def _cpu_times() -> tuple[int, int]:
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
 
 
 def sampled_rows(workspace: Workspace, pack: str) -> list[dict]:

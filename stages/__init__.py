@@ -3,7 +3,7 @@
 Stages (one module each, entry function `run`; `graph.py` wires them into the task graph; no stage imports
 another stage):
 
-    webdeps    npm ci of the pinned renderer for the browser pages
+    webdeps    the pinned renderer for the browser pages, fetched from the npm registry (no Node)
     demopack   the bundled demo pack: coupled fg/bg variants of presets that screen clean
     convert    a pack's .milk presets converted to butterchurn presets, through the cache
     sample     one shard of a pack's pairs rendered in headless Chromium -> rows (`shards/NNNN.jsonl`)

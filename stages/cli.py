@@ -23,7 +23,11 @@ non-zero exit.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import importlib.metadata
+import os
+import platform
 import subprocess
 import sys
 import threading
@@ -32,7 +36,8 @@ from pathlib import Path
 from . import demopack, discover, filter, screen
 from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
-from .core.workspace import Workspace
+from .core.progress import lines_in_order
+from .core.workspace import COMMAND_ENV, Workspace, command
 from .presets.filtering import FilterSettings
 from .presets.manifests import write_manifest_from_folder
 from .render.server import PLAYER_PATH, WATCH_PATH, serving
@@ -130,15 +135,34 @@ def _cluster_check(args) -> int:
     return 0
 
 
+def task_names() -> list[str]:
+    """The task graph's tasks, in its order, read from graph.py's source: importing it would prepare the
+    workspace, which help should not."""
+    tree = ast.parse(Path(__file__).with_name("graph.py").read_text(encoding="utf-8"))
+    return [node.name[len("task_"):] for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("task_")]
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage=f"{PROG} [TASK ...] [--knob VALUE]   build what is stale (the task graph, through doit)\n"
+              f"       {PROG} COMMAND [TASK]             a command on the task graph\n"
               f"       {PROG} TOOL [ARGS]",
-        description=f"workspace: {Workspace.from_environment().root} (from $CQ_WORKSPACE; when installed, "
+        description=f"{PROG} {version()}: scores pairs of MilkDrop presets for coupled mode.\n"
+                    f"workspace: {Workspace.from_environment().root} (from $CQ_WORKSPACE; when installed, "
                     f"the current directory)\n\n"
-                    f"task graph (doit's commands): run (the default), list [--status], info TASK, clean,\n"
-                    f"help [TASK] (`{PROG} help sample`: the sampler's knobs with their defaults), forget, ...")
+                    f"tasks: {', '.join(task_names())}\n"
+                    f"  ({PROG} with no TASK builds every stale one; `{PROG} list` shows them with their docs)\n\n"
+                    f"commands on the task graph:\n"
+                    f"  list [--status]    the tasks (and which would run)\n"
+                    f"  info TASK          why TASK (or each sub-task of it) would run\n"
+                    f"  help TASK          TASK's knobs with their defaults (`{PROG} help sample`)\n"
+                    f"  clean [TASK]       remove generated artifacts (never presets, manifests, elite, ratings)\n"
+                    f"  forget TASK        forget that TASK ran, so it runs again\n"
+                    f"  help TOOL          a tool's options",
+        epilog=f"`{PROG} --version` prints the version; the task graph is doit's "
+               f"(https://pydoit.org): its other commands work too.")
     commands = main_parser.add_subparsers(dest="command", required=True, title="tools", metavar="TOOL", prog=PROG)
 
     screening = commands.add_parser("screen", help="convert and draw every preset under a folder")
@@ -205,10 +229,10 @@ def parser() -> argparse.ArgumentParser:
     return main_parser
 
 
-def tool_names(main_parser: argparse.ArgumentParser) -> list[str]:
-    """The tools (sub-commands) `main_parser` defines (argparse keeps them on its sub-parsers action)."""
-    return [name for action in main_parser._actions if isinstance(action, argparse._SubParsersAction)
-            for name in action.choices]
+def tool_parsers(main_parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The tools (sub-commands) `main_parser` defines, by name (argparse keeps them on its sub-parsers action)."""
+    return {name: tool for action in main_parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name, tool in action.choices.items()}
 
 
 def build(argv: list[str]) -> int:
@@ -218,18 +242,38 @@ def build(argv: list[str]) -> int:
 
     from . import graph
 
-    return DoitMain(ModuleTaskLoader(graph), config_filenames=()).run(argv)
+    doit_main = DoitMain(ModuleTaskLoader(graph), config_filenames=(),
+                         extra_config={"COMMAND": {"info": f"{__package__}.core.uptodate:Info"}})
+    doit_main.BIN_NAME = command()  # doit's own messages ("see `X help info`") name this command
+    return doit_main.run(argv)
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version(PROG)
+    except importlib.metadata.PackageNotFoundError:
+        return "(a checkout that is not pip-installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ[COMMAND_ENV] = f"python -m {__package__}.cli" if Path(sys.argv[0]).name == "cli.py" else PROG
+    lines_in_order()
     tools = parser()
     try:
-        if argv and argv[0] in tool_names(tools):
+        if argv and argv[0] in tool_parsers(tools):
             args = tools.parse_args(argv)
             return args.handler(args)
-        if argv[:1] in (["-h"], ["--help"]):
+        if argv in (["-h"], ["--help"], ["help"]):
             tools.print_help()
+            return 0
+        if argv[:1] == ["help"] and argv[1:] and argv[1] in tool_parsers(tools):
+            tool_parsers(tools)[argv[1]].print_help()
+            return 0
+        if argv[:1] == ["--version"]:
+            import doit
+
+            print(f"{PROG} {version()} (doit {'.'.join(map(str, doit.__version__))}, Python {platform.python_version()})")
             return 0
         return build(argv)
     except CqError as error:

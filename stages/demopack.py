@@ -36,7 +36,7 @@ from .core.contracts import Manifest, ManifestPair, read_json, write_json
 from .core.errors import ContractError, CqError
 from .core.progress import Progress
 from .core.settings import SampleSettings
-from .core.workspace import DATA_DIR, NODE_MODULES_DIR, Workspace
+from .core.workspace import DATA_DIR, NODE_MODULES_DIR, Workspace, command, tool_command
 from .presets.conversion import load_preset
 
 DEMO_PACK = "demo"
@@ -89,7 +89,7 @@ COUPLING = (
 def load_bases(path: Path = BASES_PATH) -> list[str]:
     """Names (file stems in PRESETS_DIR) of the base presets that screened clean."""
     data = read_json(path)
-    advice = "regenerate it with: python -m stages.cli demo-bases"
+    advice = f"regenerate it with: {tool_command('demo-bases')}"
     if not isinstance(data, dict) or not isinstance(data.get("bases"), list):
         raise ContractError(path, "expected an object with a 'bases' list", advice)
     bases = data["bases"]
@@ -156,7 +156,7 @@ def run(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COU
         path = Path(presets_dir) / f"{name}.json"
         if not path.is_file():
             raise ContractError(path, f"base preset {name!r} of {bases_path} is missing",
-                                "run `doit web_deps` to install butterchurn-presets, or rescreen the bases")
+                                f"run `{command('web_deps')}` to install butterchurn-presets, or rescreen the bases")
         presets[name] = load_preset(path)   # dotted waves too: the page sets their dot size (sampler.dots.js)
 
     rng = random.Random(f"demo-pack:{seed}")
@@ -237,7 +237,7 @@ def screen(out_path: Path = BASES_PATH, presets_dir: Path = PRESETS_DIR, limit: 
 
     paths = sorted(Path(presets_dir).glob("*.json"))[: limit or None]
     if not paths:
-        raise CqError(f"no presets in {presets_dir} (run `doit web_deps` to install butterchurn-presets)")
+        raise CqError(f"no presets in {presets_dir} (run `{command('web_deps')}` to install butterchurn-presets)")
     declared = set(re.findall(r"texsize_\w+", BUTTERCHURN_JS.read_text(encoding="utf-8")))
     rejected, jobs = [], []
     for number, path in enumerate(paths, start=1):

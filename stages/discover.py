@@ -28,7 +28,7 @@ from .core.errors import CqError
 from .core.keys import preset_identity
 from .core.plan import plan_fingerprints
 from .core.settings import SampleSettings, configured
-from .core.workspace import Workspace
+from .core.workspace import Workspace, command
 from .learn.discovery import DiscoverSettings
 
 PRESET_SUFFIXES = (".milk", ".json")
@@ -157,7 +157,7 @@ def run(workspace: Workspace, settings: DiscoverSettings, log=print) -> Path:
     record[pack] = number
     write_json(workspace.discovered_versions_path, record)
     write_json(manifest_path, {key: document[key] for key in ("version", "generatedAt", "pack", "pairs", "generatedFrom")})
-    log(f"discover: wrote {path} and {manifest_path.name} ({len(pairs)} pairs); `doit` samples them next")
+    log(f"discover: wrote {path} and {manifest_path.name} ({len(pairs)} pairs); `{command()}` samples them next")
     return path
 
 

@@ -64,7 +64,7 @@ DOIT_CONFIG = {
 
 
 def task_web_deps():
-    """Install the pinned renderer (butterchurn) for the browser pages with npm ci."""
+    """Fetch the pinned renderer (butterchurn) for the browser pages from the npm registry (no Node needed)."""
     return {
         "actions": [report_errors(webdeps.run)],
         "uptodate": [Holds(webdeps.installed, "the npm packages are not those of web/package-lock.json")],

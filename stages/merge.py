@@ -19,7 +19,7 @@ from .core.keys import audio_identity, engine_version
 from .core.plan import plan_pack
 from .core.rows import identities_from_rows, pair_rows, read_pack_rows
 from .core.settings import SampleSettings
-from .core.workspace import Workspace
+from .core.workspace import Workspace, command
 
 
 def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
@@ -47,7 +47,7 @@ def run(workspace: Workspace, pack: str, settings: SampleSettings) -> None:
     rows = [current[pair] for pair in sorted(current)]
     if not rows and plan.target:
         raise CqError(f"merge {pack}: none of the {plan.target} pairs to sample has a row in "
-                      f"{workspace.shards_dir(pack)}; eval.jsonl is left as it was (run `doit sample` first)")
+                      f"{workspace.shards_dir(pack)}; eval.jsonl is left as it was (run `{command('sample')}` first)")
     write_bytes_atomic(workspace.eval_path(pack), b"".join(dumps(row) + b"\n" for row in rows))
 
     targeted = {planned.pair for shard in plan.shards for planned in shard}

@@ -33,7 +33,7 @@ from .core.contracts import (
 )
 from .core.errors import ContractError, CqError
 from .core.settings import TrainSettings
-from .core.workspace import Workspace
+from .core.workspace import Workspace, command, tool_command
 from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
 from .learn.history import changes, read_history, varying_settings
 
@@ -79,17 +79,18 @@ def gather(workspace: Workspace, pack: str) -> PackData:
     rejected = workspace.rejected_quality_path(pack)
     if not quality_file.exists() and rejected.exists():
         quality_file, data.quality_rejected = rejected, True
-    data.quality = _optional(data, quality_file, lambda p: validate_quality(read_json(p), p, manifest), "doit score")
+    data.quality = _optional(data, quality_file, lambda p: validate_quality(read_json(p), p, manifest),
+                             command("score"))
     if workspace.eval_path(pack).exists():
         rows, warnings = read_rows(workspace.eval_path(pack))
         data.problems.extend(warnings[:10])
         data.rows = {row["pair"]: row for row in sorted(rows, key=lambda row: row["sampledAt"])}
     else:
-        data.problems.append("eval.jsonl: not there yet (doit sample)")
-    data.meta = _optional(data, workspace.meta_path(pack), lambda p: validate_meta(read_json(p), p), "doit merge")
+        data.problems.append(f"eval.jsonl: not there yet ({command('sample')})")
+    data.meta = _optional(data, workspace.meta_path(pack), lambda p: validate_meta(read_json(p), p), command("merge"))
     data.training = _optional(data, workspace.train_report_path,
-                              lambda p: validate_train_report(read_json(p), p), "doit train")
-    data.verify = _optional(data, workspace.verify_report_path(pack), load_verify_report, "doit verify")
+                              lambda p: validate_train_report(read_json(p), p), command("train"))
+    data.verify = _optional(data, workspace.verify_report_path(pack), load_verify_report, command("verify"))
     return data
 
 
@@ -210,7 +211,7 @@ def badge(passed: bool | None) -> str:
 def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | None, str]]:
     rows: list[tuple[str, bool | None, str]] = []
     if data.quality is None:
-        rows.append(("scores written", None, "no quality file yet: run `doit score`"))
+        rows.append(("scores written", None, f"no quality file yet: run `{command('score')}`"))
     else:
         stats = data.quality["qualityStats"]
         failures = gate_failures(stats, min_quality_std)
@@ -223,7 +224,7 @@ def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | 
         if data.quality_rejected:
             rows.append(("scores accepted", False, "the gate rejected these scores (pairs-quality.v0.rejected.json)"))
     if data.verify is None:
-        rows.append(("verify", None, "no verify report yet: run `doit verify`"))
+        rows.append(("verify", None, f"no verify report yet: run `{command('verify')}`"))
     else:
         for check in data.verify["checks"]:
             rows.append((f"verify: {check['name']}", check["passed"], check["detail"]))
@@ -249,7 +250,7 @@ def pair_card(workspace: Workspace, data: PackData, entry, score: float) -> str:
 
 def gallery(workspace: Workspace, data: PackData) -> str:
     if data.quality is None:
-        return '<p class="dim">no scores yet (run <code>doit score</code>)</p>'
+        return f'<p class="dim">no scores yet (run <code>{esc(command("score"))}</code>)</p>'
     by_pair = {entry.pair: entry for entry in data.manifest.pairs}
     ranked = sorted(data.quality["pairs"], key=lambda item: (-item["quality01"], item["pair"]))
     if len(ranked) <= GALLERY_SIZE:
@@ -279,7 +280,7 @@ def coverage_section(data: PackData) -> str:
         parts.append(f'<p class="dim">sampled {esc(data.meta["startedAt"])} → {esc(data.meta["finishedAt"])}; '
                      f'audio {esc(data.meta["audio"]["mode"])}; renderer {esc(webgl.get("renderer", "?"))}</p>')
     else:
-        parts.append('<p class="dim">no meta.json progress for this pack (run <code>doit merge</code>)</p>')
+        parts.append(f'<p class="dim">no meta.json progress for this pack (run <code>{esc(command("merge"))}</code>)</p>')
     parts.append(f"<p>{sampled} of {total} pairs have an eval row "
                  f"({100 * sampled / max(1, total):.1f}%)</p>")
     if statuses:
@@ -298,7 +299,7 @@ def metric_cell(metric) -> str:
 def training_section(data: PackData) -> str:
     report = data.training
     if report is None:
-        return '<p class="dim">no training report yet (run <code>doit train</code>)</p>'
+        return f'<p class="dim">no training report yet (run <code>{esc(command("train"))}</code>)</p>'
     elite = report["eliteAuc"]
     elite_text = ("no elite pairs rated both ≥4 and ≤2" if elite is None else
                   f"{elite['value']:.3f} [{elite['lo']:.3f}, {elite['hi']:.3f}] ({elite['positives']} good vs "
@@ -350,7 +351,7 @@ def cross_validation_section(data: PackData) -> str:
     validated = (data.training or {}).get("crossValidation")
     if validated is None:
         return ('<p class="dim">no cross-validation yet (too few sampled pairs, or no training report: '
-                'run <code>doit sample</code>, then <code>doit train</code>)</p>')
+                f'run <code>{esc(command("sample"))}</code>, then <code>{esc(command("train"))}</code>)</p>')
     prefix = f"{data.pack}:"
     ours = [item for item in validated["outOfFold"] if item["key"].startswith(prefix)]
     folds = "".join(f"<tr><td>{record['fold'] + 1}</td><td>{record['pairs']}</td><td>{fmt(record['net'])}</td>"
@@ -398,7 +399,8 @@ def history_section(workspace: Workspace) -> str:
     problems = "".join(f'<li>{esc(problem)}</li>' for problem in history.problems)
     problems = f'<ul class="problems">{problems}</ul>' if problems else ""
     if not history.runs:
-        return f'<p class="dim">no training runs recorded yet (each <code>doit train</code> adds one)</p>{problems}'
+        return (f'<p class="dim">no training runs recorded yet (each <code>{esc(command("train"))}</code> adds '
+                f'one)</p>{problems}')
     runs = history.runs[-HISTORY_RUNS:]
     earlier = history.runs[-HISTORY_RUNS - 1] if len(history.runs) > HISTORY_RUNS else None
     present = {name for run in runs for name in run["metrics"]}
@@ -540,7 +542,7 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
             f"<td>{value:.4f}</td>" for value in stats.values()) + "</tr></table>"
         distribution = histogram_svg(scores, stats) + stat_table
     else:
-        distribution = '<p class="dim">no scores yet (run <code>doit score</code>)</p>'
+        distribution = f'<p class="dim">no scores yet (run <code>{esc(command("score"))}</code>)</p>'
     problems = ("<h2>Not available</h2><ul class=\"problems\">" + "".join(
         f"<li>{esc(problem)}</li>" for problem in data.problems) + "</ul>") if data.problems else ""
     return f"""<!doctype html>
@@ -549,7 +551,7 @@ def render_html(workspace: Workspace, data: PackData, min_quality_std: float) ->
 <body><main>
 <h1>{esc(data.pack)}</h1>
 <p class="dim">coupled-quality report, generated {esc(now_iso())} from {esc(workspace.root)} · play this pack
-weighted by these scores: <code>python -m stages.cli serve</code>, then open
+weighted by these scores: <code>{esc(tool_command("serve"))}</code>, then open
 <code>http://127.0.0.1:8765/web/player.html?pack={esc(quote(data.pack))}</code></p>
 <div class="cards">{summary}</div>
 <h2>Gates</h2>{gate_table}

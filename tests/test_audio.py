@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from stages.core.settings import SampleSettings
 from stages.render.audio import SAMPLE_RATE, WINDOW, analyser_frames, click_track, load_audio, to_bytes
@@ -115,22 +116,23 @@ def test_a_short_file_is_looped(tmp_path):
     assert track.mode == "file" and track.energy.min() > 0.2
 
 
-def test_flac_and_ogg_decode_through_soundfile(tmp_path):
-    soundfile = pytest.importorskip("soundfile")
+@pytest.mark.parametrize("name", ["tone.flac", "tone.ogg", "tone.mp3", "tone.aiff", "tone.aif"])
+def test_every_format_libsndfile_reads_is_decoded(tmp_path, name):
     signal = sine(1.0, 330.0, 0.5)
-    for name in ("tone.flac", "tone.ogg"):
-        soundfile.write(str(tmp_path / name), signal, SAMPLE_RATE)
-        track = load_audio(settings(tmp_path / name))
-        assert track.mode == "file" and track.fallback_reason == "", name
-        assert 0.3 < track.peak < 0.7
+    soundfile.write(str(tmp_path / name), signal, SAMPLE_RATE, format="AIFF" if name.endswith(".aif") else None)
+    track = load_audio(settings(tmp_path / name))
+    assert track.mode == "file" and track.fallback_reason == "", name
+    assert 0.3 < track.peak < 0.7
+    reference = load_audio(settings(write_wav(tmp_path / "ref.wav", signal)))
+    assert track.rms == pytest.approx(reference.rms, rel=0.05)
 
 
 @pytest.mark.parametrize("name, content, why", [
     ("missing.wav", None, "file not found"),
-    ("garbage.wav", b"RIFF....WAVEnot audio at all" * 10, "WAV"),
-    ("garbage.flac", b"\x00\x01 definitely not flac" * 10, "decode"),
-    ("song.mp3", b"ID3", "not a supported audio type"),
-], ids=["missing", "garbage-wav", "garbage-flac", "mp3"])
+    ("garbage.wav", b"RIFF....WAVEnot audio at all" * 10, "cannot decode"),
+    ("garbage.flac", b"\x00\x01 definitely not flac" * 10, "cannot decode"),
+    ("notes.txt", b"not audio", "cannot decode"),
+], ids=["missing", "garbage-wav", "garbage-flac", "text"])
 def test_unusable_files_fall_back_to_the_click_track_and_say_why(tmp_path, name, content, why):
     path = tmp_path / name
     if content is not None:

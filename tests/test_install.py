@@ -1,5 +1,6 @@
 """The installed tool: a wheel built from this checkout, installed into a fresh venv outside it, runs as
-`coupled-quality` in an empty directory (no checkout, no ./workspace, files from inside the wheel)."""
+`coupled-quality` in an empty directory (no checkout, no ./workspace, files from inside the wheel), speaks as
+itself, and fetches the pages' npm packages with no Node on PATH (the player then loads in Chromium)."""
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ import venv
 from pathlib import Path
 
 import pytest
+from packs import make_pack
 
-from stages.core.workspace import CHECKOUT
+from stages.core.workspace import CHECKOUT, Workspace
 
 SOURCES = ("stages", "web", "data", "pyproject.toml", "README.md")
 
@@ -45,10 +47,17 @@ def installed(tmp_path_factory):
     return bin_dir, purelib
 
 
-def run_tool(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key not in ("CQ_WORKSPACE", "PYTHONPATH")}
+def run_tool(bin_dir: Path, cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key not in ("CQ_WORKSPACE", "PYTHONPATH")}
     command = bin_dir / ("coupled-quality.exe" if os.name == "nt" else "coupled-quality")
-    return subprocess.run([str(command), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(command), *args], cwd=cwd, env={**environment, **(env or {})}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def without_node(bin_dir: Path, tmp_path: Path) -> dict:
+    """PATH with the venv and nothing else (no node, no npm), and an empty user cache."""
+    assert shutil.which("node", path=str(bin_dir)) is None
+    return {"PATH": str(bin_dir), "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
 
 def test_wheel_carries_its_files_under_a_unique_name(installed):
@@ -90,3 +99,46 @@ def test_a_tool_error_is_one_line(installed, tmp_path):
     assert failed.returncode == 1
     assert failed.stderr.startswith("error: ") and len(failed.stderr.strip().splitlines()) == 1
     assert "Traceback" not in failed.stderr
+
+
+def test_it_speaks_as_itself(installed, tmp_path):
+    bin_dir, _ = installed
+    version = run_tool(bin_dir, tmp_path, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("coupled-quality 0.1.0 (doit 0.37.0")
+    shown = run_tool(bin_dir, tmp_path, "help")
+    assert shown.returncode == 0 and "\n    serve" in shown.stdout and "dumpdb" not in shown.stdout
+    missing = run_tool(bin_dir, tmp_path, "info", "no-such-task")
+    assert "`coupled-quality list` names them" in missing.stderr
+
+    make_pack(Workspace(tmp_path), "demo", 6, rows="eval", quality=True)
+    report = run_tool(bin_dir, tmp_path, "-s", "report")
+    assert report.returncode == 0, report.stdout + report.stderr
+    html = Workspace(tmp_path).report_index_path("demo").read_text()
+    assert "<code>coupled-quality serve</code>" in html and "stages.cli" not in html and "doit verify" not in html
+
+
+def test_with_no_node_on_path_the_npm_packages_are_fetched_and_the_player_loads(installed, tmp_path, browser):
+    bin_dir, _ = installed
+    env = without_node(bin_dir, tmp_path)
+    fetched = run_tool(bin_dir, tmp_path, "web_deps", env=env)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    modules = tmp_path / "cache" / "coupled-quality" / "web-deps" / "node_modules"
+    assert (modules / "butterchurn" / "dist" / "butterchurn.js").is_file()
+
+    make_pack(Workspace(tmp_path), "demo", 6, rows="eval", quality=True)
+    command = bin_dir / ("coupled-quality.exe" if os.name == "nt" else "coupled-quality")
+    serving = subprocess.Popen([str(command), "serve", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                               env={**{k: v for k, v in os.environ.items() if k != "CQ_WORKSPACE"}, **env})
+    try:
+        url = serving.stdout.readline().split()[1]
+        page = browser.new_page(viewport={"width": 480, "height": 270})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.goto(f"{url}?pack=demo&hold=0")
+        page.wait_for_function("window.cqPlayer && window.cqPlayer.current", timeout=30000, polling=200)
+        page.close()
+        assert errors == []
+    finally:
+        serving.terminate()
+        serving.wait(timeout=10)

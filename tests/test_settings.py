@@ -2,6 +2,7 @@
 count, `doit help` shows defaults and `doit info` says in words why a task is stale. Real doit, no browser."""
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import fields
 
@@ -11,7 +12,7 @@ from packs import make_pack
 from stages.core.errors import CqError
 from stages.core.plan import plan_pack
 from stages.core.settings import SampleSettings, TaskParams, TrainSettings
-from stages.core.workspace import Workspace
+from stages.core.workspace import CHECKOUT, Workspace
 
 
 def given(params: TaskParams, **values) -> dict:
@@ -108,3 +109,48 @@ def test_the_settings_file_is_checked_like_any_input(tmp_path, doit, text, words
         [line] = [line for line in output.splitlines() if line.strip()]
         assert line.startswith("ERROR: ") and str(workspace.config_path) in line and words in line, line
     assert workspace.config_path.read_text() == text, "the file is left as the user wrote it"
+
+
+def test_the_executor_and_its_address_shape_one_run_and_are_not_saved(tmp_path, capsys):
+    workspace = Workspace(tmp_path)
+    params = TaskParams(SampleSettings, workspace)
+    used = params.settings(given(params, executor="dask", address="tcp://10.0.0.5:8786", target_coverage=0.5))
+    assert (used.executor, used.address) == ("dask", "tcp://10.0.0.5:8786")
+    assert tomllib.loads(workspace.config_path.read_text())["sample"] == {"target_coverage": 0.5}
+    later = TaskParams(SampleSettings, workspace)
+    assert later.settings(given(later)).executor == "local"
+
+
+def test_a_missing_cluster_extra_is_one_line_naming_the_install(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 4)
+    site = tmp_path / "no-cluster-site"  # as where the extra is not installed: importing distributed fails
+    (site / "distributed").mkdir(parents=True)
+    (site / "distributed" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'distributed'\", name='distributed')\n")
+    result = doit(workspace, "sample", "--executor", "dask", "--address", "tcp://127.0.0.1:1", check=False,
+                  env={"PYTHONPATH": os.pathsep.join([str(site), str(CHECKOUT)])})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert line == ("error: executor dask needs the cluster extra (distributed is not installed): "
+                    "pip install 'coupled-quality[cluster]'")
+    assert not workspace.config_path.exists()
+
+
+def test_info_names_the_knob_that_changed_and_each_stale_sub_task(tmp_path, doit, no_browser):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 40, seed=4, presets=None, rows="shard")
+    workspace.config_path.write_text("[train]\nepochs = 2\nneg_samples = 100\nneg_min_pair_distance = 5\n")
+    doit(workspace, "train", env=no_browser)
+    workspace.config_path.write_text("[train]\nepochs = 3\nneg_samples = 100\nneg_min_pair_distance = 5\n")
+
+    info = doit(workspace, "info", "train:model", check=False, env=no_browser)
+    assert info.returncode == 1, info.stderr
+    assert "the trainer's settings or code changed: epochs 2 -> 3\n" in info.stdout
+    assert "(args=[], kwargs={})" not in info.stdout
+
+    group = doit(workspace, "info", "merge", check=False, env=no_browser)
+    assert group.returncode == 1, group.stderr
+    assert "merge:tiny: run" in group.stdout and "1 of 1 sub-tasks would run" in group.stdout
+    assert str(workspace.manifest_path("tiny")) in group.stdout  # the file that changed, by name

@@ -7,13 +7,18 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 
+import numpy as np
 import pytest
+from packs import sampled_row, stats_for, write_rows
 
 from stages.core.contracts import Manifest, ManifestPair, load_manifest, read_json, read_rows, write_json
-from stages.core.settings import SampleSettings
+from stages.core.keys import audio_identity, browser_signature, content_key, engine_version, remember_identity
+from stages.core.plan import plan_pack
+from stages.core.settings import SampleSettings, configured
 from stages.core.workspace import CHECKOUT, NODE_MODULES_DIR, Workspace
 from stages.render.live import LiveStatus
 from stages.render.server import WATCH_PATH, serving
@@ -186,3 +191,66 @@ def test_a_worker_that_runs_ahead_of_the_writer_keeps_its_pair_in_flight(workspa
     live.close()
     [run] = Watcher(workspace).live_runs()
     assert run["finished"] and not run["alive"]
+
+
+def ended_run(workspace: Workspace, minutes_ago: float, run_minutes: float) -> SampleSettings:
+    """A sampling run that ended `minutes_ago`, having sampled every pair of the pack in `run_minutes`: rows
+    with the content keys the run's renderer and audio give, and its live file."""
+    settings = configured(SampleSettings, workspace)
+    remember_identity(workspace, "browsers", browser_signature(settings), {"renderer": "SwiftShader"})
+    remember_identity(workspace, "audio", audio_identity(settings), {"key": "audio-key"})
+    end_ms = int(time.time() * 1000 - minutes_ago * 60000)
+    start_ms = end_ms - int(run_minutes * 60000)
+    rows = []
+    rng = np.random.default_rng(1)
+    planned = [pair for shard in plan_pack(workspace, "tiny", settings).shards for pair in shard]
+    for index, pair in enumerate(planned):
+        row = sampled_row("tiny", pair.pair, pair.fg_path, pair.bg_path, stats_for(0.8, rng),
+                          key=content_key(pair, settings, "audio-key", engine_version(), "SwiftShader"))
+        row.update(tMs=start_ms + (index + 1) * (end_ms - start_ms) // len(planned),
+                   reasons=["deaf"] if index == 0 else [], okHeuristic=index != 0)
+        rows.append(row)
+    write_rows(workspace.shard_path("tiny", 0), rows)
+    live = LiveStatus(workspace, settings)
+    for row in rows:
+        live.pair_started(0, "tiny", row["pair"], row["presetFgId"], row["presetBgId"])
+        live.pair_finished(0, "tiny", row["pair"], row["contentKey"])
+    live.close()
+    write_json(live.path, {**read_json(live.path), "startedAtMs": start_ms, "updatedAtMs": end_ms})
+    return settings
+
+
+def test_an_ended_run_keeps_the_rate_it_ended_with(workspace):
+    ended_run(workspace, minutes_ago=10, run_minutes=2)
+    snapshot = Watcher(workspace).snapshot()
+    assert snapshot["visited"] == PAIRS and not snapshot["running"]
+    assert snapshot["pairsPerMin"] == PAIRS / 2 and snapshot["rateWindow"] == "the whole run"
+
+
+def test_a_run_whose_process_is_gone_is_shown_as_ended(workspace):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = LiveStatus(workspace, SampleSettings())  # never closed: a killed run
+    write_json(live.path, {**read_json(live.path), "pid": int(gone.stdout)})
+    [run] = Watcher(workspace).live_runs()
+    assert not run["finished"] and not run["alive"]
+    live = LiveStatus(workspace, SampleSettings())  # this process: alive
+    assert [run["alive"] for run in Watcher(workspace).live_runs() if run["pid"] == os.getpid()] == [True]
+
+
+def test_the_page_drops_ended_workers_and_explains_flags_and_shards(workspace, browser):
+    ended_run(workspace, minutes_ago=1, run_minutes=1)
+    with serving(workspace) as server:
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server.url}{WATCH_PATH}?every=0.25")
+        page.wait_for_function("window.cqWatch !== undefined", timeout=20000)
+        assert page.locator(".worker").count() == 0
+        assert "the last one (pid" in page.text_content("#workers")
+        assert page.get_attribute("tr[data-pack=tiny] .flags abbr", "title").startswith(
+            "the visuals do not follow the music")
+        assert "deaf: the visuals do not follow the music" in page.text_content("#legend")
+        assert page.text_content("#shards-help").startswith("shards: the files of sampled rows written so far, 2 pairs")
+        assert page.text_content("#rate-window") == "pairs/min (the whole run)"
+        page.close()
+        assert errors == []

@@ -23,8 +23,6 @@ const clock = (seconds) => {
   return [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60].map((n) => String(n).padStart(2, "0")).join(":");
 };
 
-const counts = (map) => Object.entries(map).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ") || "–";
-
 function thumb(row) {
   const src = row.thumb
     ? `/artifacts/${encodeURIComponent(row.pack)}/${row.thumb.split("/").map(encodeURIComponent).join("/")}`
@@ -36,13 +34,14 @@ function thumb(row) {
 }
 
 function showWorkers(snapshot) {
+  // Only the workers of runs that are still going: an ended run's workers render nothing any more.
   const cards = [];
-  for (const run of snapshot.runs) {
+  for (const run of snapshot.runs.filter((run) => run.alive)) {
     for (const worker of run.workers) {
       const since = worker.inFlight ? ` for ${((snapshot.nowMs - worker.sinceMs) / 1000).toFixed(0)} s` : "";
       cards.push(element("div", { className: "worker", "data-pid": run.pid, "data-worker": worker.worker },
         element("b", {}, `worker ${worker.worker}`), " ",
-        element("span", { className: "dim" }, `pid ${run.pid}${run.alive ? "" : " (ended)"}`),
+        element("span", { className: "dim" }, `pid ${run.pid}`),
         element("div", { className: "pair" }, worker.inFlight
           ? `rendering ${worker.pack} pair ${worker.pair}${since}` : "idle"),
         element("div", { className: "file fg", title: worker.fg || "" }, `fg ${worker.inFlight ? worker.fg : "–"}`),
@@ -50,7 +49,19 @@ function showWorkers(snapshot) {
         element("div", { className: "thumbs" }, ...worker.lastRows.map(thumb))));
     }
   }
-  if (cards.length) $("workers").replaceChildren(...cards);
+  const last = snapshot.runs[0];
+  const ended = last && !last.alive
+    ? `no run is sampling now; the last one (pid ${last.pid}) ended at ${new Date(last.updatedAtMs).toLocaleTimeString()}`
+    : "no sampling process has written a live file yet";
+  $("workers").replaceChildren(...(cards.length ? cards : [element("p", { className: "dim" }, ended)]));
+}
+
+// "deaf 3, too-dark 1", each name with what it means (the server's explanation, with the run's thresholds)
+function explained(map, explain) {
+  const entries = Object.entries(map).sort((a, b) => b[1] - a[1]);
+  if (!entries.length) return ["–"];
+  return entries.flatMap(([name, count], index) => [index ? ", " : "",
+    element("abbr", { title: explain[name] || name }, name), ` ${count}`]);
 }
 
 function showPacks(snapshot) {
@@ -62,11 +73,17 @@ function showPacks(snapshot) {
       element("td", { className: "target" }, String(view.target)),
       element("td", {}, element("span", { className: "progress" }, element("span", { style: `width:${share}%` })),
         ` ${share.toFixed(0)}%${view.done ? " done" : ""}`),
-      element("td", { className: "failures" }, counts(view.failures)),
-      element("td", { className: "flags" }, counts(view.flags)),
+      element("td", { className: "failures" }, ...explained(view.failures, snapshot.explain)),
+      element("td", { className: "flags" }, ...explained(view.flags, snapshot.explain)),
       element("td", {}, `${view.shards}${view.badLines ? ` (${view.badLines} unreadable lines)` : ""}`));
   });
   $("packs").tBodies[0].replaceChildren(...rows);
+  const shown = new Set(Object.values(snapshot.packs).flatMap((view) => [...Object.keys(view.failures),
+    ...Object.keys(view.flags)]));
+  $("legend").replaceChildren(...[...shown].sort().map((name) =>
+    element("li", {}, element("b", {}, name), `: ${snapshot.explain[name] || "no explanation known"}`)));
+  $("shards-help").textContent = `shards: the files of sampled rows written so far, ${snapshot.shardSize} pairs ` +
+    "each; a killed run resumes from them";
   const last = Object.values(snapshot.packs).flatMap((view) => view.lastRows)
     .sort((a, b) => b.tMs - a.tMs).slice(0, 16);
   $("last").replaceChildren(...last.map(thumb));
@@ -80,6 +97,7 @@ function show(snapshot) {
   $("updated").textContent = new Date(snapshot.nowMs).toLocaleTimeString();
   $("visited").textContent = `${snapshot.visited}/${snapshot.target}`;
   $("rate").textContent = snapshot.pairsPerMin.toFixed(1);
+  $("rate-window").textContent = `pairs/min${snapshot.rateWindow ? ` (${snapshot.rateWindow})` : ""}`;
   $("eta").textContent = snapshot.target && snapshot.visited >= snapshot.target ? "done" : clock(snapshot.etaS);
   $("restarts").textContent = String(snapshot.restarts);
   showWorkers(snapshot);

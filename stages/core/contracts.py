@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -61,40 +61,74 @@ def dumps(value: Any, pretty: bool = False) -> bytes:
     return orjson.dumps(value, option=option)
 
 
-def _durable_temp(path: Path, data: bytes) -> str:
-    """`data` written and fsynced to a temporary file beside `path`; returns the temporary file's name."""
+# A temporary file is created with os.open's 0o666 (the umask applies, as for a plain open()), not
+# mkstemp's 0o600: a product served by another user (nginx, a container) must stay readable.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+REPLACE_TRIES = 20  # os.replace, 50 ms apart: Windows refuses it while a reader holds the target open
+
+
+def _temp_beside(path: Path, data: bytes, fsync: bool) -> Path:
+    """`data` written (and fsynced) to a new temporary file beside `path`; returns that file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, _NEW_FILE, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return tmp
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def replace_file(source: Path, target: Path) -> None:
+    """os.replace, retried briefly while the target is held open elsewhere (PermissionError on Windows)."""
+    for attempt in range(REPLACE_TRIES):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == REPLACE_TRIES - 1:
+                raise
+            time.sleep(0.05)
+
+
+def write_bytes_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old file or the new one, never half of one."""
     path = Path(path)
-    tmp = _durable_temp(path, data)
+    tmp = _temp_beside(path, data, fsync)
     try:
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def write_bytes_new(path: Path, data: bytes) -> None:
-    """Create `path` with `data` atomically; FileExistsError when it exists (never overwrites)."""
+    """Create `path` with `data`; FileExistsError when it exists (never overwrites). The name is claimed
+    with O_EXCL and the durable content moved over the claim, so no hard link is needed (exFAT, FAT and
+    many SMB shares have none); a reader may see the claim empty for an instant, never half the data."""
     path = Path(path)
-    tmp = _durable_temp(path, data)
+    tmp = _temp_beside(path, data, fsync=True)
     try:
-        os.link(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        os.close(os.open(path, _NEW_FILE, 0o666))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        replace_file(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # our own empty claim
+        raise
 
 
 def write_json(path: Path, value: Any, pretty: bool = True) -> None:

@@ -13,6 +13,7 @@ the executor and its address when pairs are rendered on a cluster).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -21,11 +22,15 @@ from pathlib import Path
 from ..core.contracts import file_hash, read_json, value_hash, write_json
 from ..core.errors import ContractError
 from ..core.settings import SampleSettings
+from ..core.uptodate import described
 from ..core.workspace import NODE_MODULES_DIR, WEB_DIR, Workspace
 from ..presets.conversion import CONVERTER_VERSION
 from ..presets.hlsl import TRANSLATOR_VERSION
 from ..render.fingerprint import FINGERPRINT_VERSION
 from ..render.framestats import stats_key
+
+# the knobs `stats_key` hashes, by name for `info`
+STATS_KNOBS = ("stats_warmup", "min_luma", "max_luma", "min_motion", "max_flicker", "min_audio_corr", "min_layer_share")
 
 
 def browser_signature(settings: SampleSettings) -> str:
@@ -101,16 +106,21 @@ def content_key(pair, settings: SampleSettings, audio_key: str, engine: str,
 
 
 def shard_key(settings: SampleSettings, pairs) -> str:
-    """What decides a shard's rows: its pairs' files and every setting that changes pixels."""
-    return value_hash({
+    """What decides a shard's rows: its pairs' files and every setting that changes pixels (a `described`
+    key: `info` names the knob, the pair or the engine that changed)."""
+    audio, engine = audio_identity(settings), engine_version()
+    digest = value_hash({
         "render": settings.render_key(),
         "stats": stats_key(settings),
         "degraded": settings.allow_degraded,
-        "audio": audio_identity(settings),
+        "audio": audio,
         "browser": [settings.gpu_mode, settings.chromium],
-        "engine": engine_version(),
+        "engine": engine,
         "pairs": [[p.pair, p.fg_hash, p.bg_hash] for p in pairs],
     })
+    knobs = [*dataclasses.asdict(settings.render()), *STATS_KNOBS, "allow_degraded", "gpu_mode", "chromium"]
+    return described(digest, {**{name: getattr(settings, name) for name in knobs}, "audio": audio,
+                              "engine": engine, **{f"pair {p.pair}'s presets": [p.fg_hash, p.bg_hash] for p in pairs}})
 
 
 def layer_render_key(settings: SampleSettings) -> dict:

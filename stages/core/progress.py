@@ -9,6 +9,14 @@ import sys
 import time
 
 
+def lines_in_order() -> None:
+    """Write stdout line by line, as stderr already is: a log redirected to a file then reads in the order
+    things happened (a block-buffered stdout puts a task's lines after later tasks' errors)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a replaced stream (pytest's capture, an IDE's) has none
+            stream.reconfigure(line_buffering=True)
+
+
 class Progress:
     def __init__(self, label: str, total: int, done: int = 0, unit: str = "pairs", every_s: float = 10.0):
         self.label, self.total, self.done, self.unit = label, total, done, unit

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from ..core.contracts import value_hash
 from ..core.errors import CqError
 from ..core.lock import hold_workspace
+from ..core.uptodate import described
 from ..core.workspace import Workspace, save_settings, settings_config, workspace_config
 
 GPU_MODES = ("off", "safe", "require")
@@ -86,7 +87,7 @@ class SampleSettings(RenderSettings):
     gpu_mode: str = _param("off", "WebGL: off (software) | safe (try hardware) | require (fail on software)")
     chromium: str = _param("", "path of a Chromium to use (empty: Playwright's, then the system's)")
     headed: bool = _param(False, "show the browser window", per_run=True)
-    audio_file: str = _param("", "WAV/FLAC/OGG file the visuals react to (empty: built-in click track)")
+    audio_file: str = _param("", "audio file the visuals react to (WAV, AIFF, FLAC, OGG, MP3, ...; empty: built-in click track)")
     allow_degraded: bool = _param(False, "sample .milk presets whose shader failed to translate, with "
                                          "butterchurn's default shader instead (rows say 'degraded')")
     min_luma: float = _param(0.06, "okHeuristic: mean luma below this is too-dark")
@@ -97,8 +98,9 @@ class SampleSettings(RenderSettings):
     min_layer_share: float = _param(0.05, "okHeuristic: a layer showing less than this share is drowned")
     stats_warmup: float = _param(0.1, "fraction of the first frames left out of the statistics (fade-in from black)")
     executor: str = _param("local", "where pairs are rendered: local (this machine's browsers) | dask (the "
-                                    "workers of a Dask cluster at --address; install the `cluster` extra)")
-    address: str = _param("", "the Dask scheduler for executor dask, HOST:PORT or tcp://HOST:PORT")
+                                    "workers of a Dask cluster at --address; install the `cluster` extra)",
+                             per_run=True)
+    address: str = _param("", "the Dask scheduler for executor dask, HOST:PORT or tcp://HOST:PORT", per_run=True)
 
     def validate(self) -> "SampleSettings":
         if self.gpu_mode not in GPU_MODES:
@@ -209,9 +211,10 @@ class VerifySettings:
 
 
 def artifact_key(settings) -> str:
-    """A hash of the knobs that decide what a task makes (not those that only shape one run)."""
-    return value_hash({item.name: getattr(settings, item.name) for item in fields(settings)
-                       if not item.metadata.get("per_run")})
+    """A hash of the knobs that decide what a task makes (not those that only shape one run), which names
+    them for `info`."""
+    knobs = {item.name: getattr(settings, item.name) for item in fields(settings) if not item.metadata.get("per_run")}
+    return described(value_hash(knobs), knobs)
 
 
 CONFIG_SECTIONS = {"SampleSettings": "sample", "TrainSettings": "train", "VerifySettings": "verify"}

@@ -13,18 +13,70 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+from doit import cmd_info
+from doit.exceptions import InvalidCommand
 from doit.tools import config_changed
 
 from ..core.code import code_hash
 
+SHOWN_CHANGES = 6
+
+
+class Key(str):
+    """A key (a hash) that remembers what it was computed from, by name (`described`), so that a stale task
+    can say which knob or file changed."""
+
+    parts: dict
+
+
+def described(digest: str, parts: dict) -> Key:
+    key = Key(digest)
+    key.parts = orjson.loads(orjson.dumps(parts))  # as doit's database gives it back (tuples are lists)
+    return key
+
+
+def _parts(key) -> dict:
+    if isinstance(key, Key):
+        return key.parts
+    if isinstance(key, dict):
+        return {name: value for entry, part in key.items()
+                for name, value in (_parts(part).items() if isinstance(part, Key) else [(entry, part)])}
+    return {}
+
+
+def _change(name: str, before, after) -> str:
+    if isinstance(before, list) or isinstance(after, list):
+        return name
+    return f"{name} {before!r} -> {after!r}"
+
 
 class KeyUnchanged(config_changed):
-    def __init__(self, key: str, what: str):
+    """True while `key` equals its value at the task's last successful run; when `key` was `described`
+    (or is a dict of such keys), says which of its parts changed."""
+
+    def __init__(self, key, what: str):
         super().__init__(key)
-        self.what = what
+        self.what, self.parts, self.changes = what, _parts(key), []
+
+    def configure_task(self, task):
+        super().configure_task(task)
+        task.value_savers.append(lambda: {"_key_parts": self.parts})
+
+    def __call__(self, task, values) -> bool:
+        same = super().__call__(task, values)
+        before = values.get("_key_parts") or {}
+        self.changes = [] if same else [_change(name, before.get(name), value) for name, value in self.parts.items()
+                                        if name in before and before[name] != value]
+        self.changes += [] if same else [f"{name} (new)" for name in self.parts if before and name not in before]
+        return same
 
     def __str__(self) -> str:
-        return f"{self.what} changed since the last successful run (or it never ran)"
+        if not self.changes:
+            return f"{self.what} changed since the last successful run (or it never ran)"
+        more = len(self.changes) - SHOWN_CHANGES
+        return (f"{self.what} changed: {', '.join(self.changes[:SHOWN_CHANGES])}"
+                + (f" and {more} more" if more > 0 else ""))
 
 
 class InputsUnchanged:
@@ -60,3 +112,36 @@ class Holds:
 
     def __str__(self) -> str:
         return self.what
+
+
+class Info(cmd_info.Info):
+    """`info TASK` that says why in words: each reason on one line (no `(args=[], kwargs={})`), and for a task
+    with sub-tasks (`info sample`) the status of each of them and why the stale ones would run, where
+    doit's own only says "the task has no dependencies". Exits 1 when something would run, as doit's."""
+
+    doc_purpose = "show why a task (or each sub-task of `sample`, `merge`, ...) would run"
+
+    def _execute(self, pos_args, hide_status=False):
+        if len(pos_args) != 1 or hide_status:
+            return super()._execute(pos_args, hide_status)
+        tasks = {task.name: task for task in self.task_list}
+        if pos_args[0] not in tasks:
+            raise InvalidCommand(f"no task {pos_args[0]!r}: `{self.bin_name} list` names them")
+        task = tasks[pos_args[0]]
+        subtasks = [tasks[name] for name in task.task_dep if tasks[name].subtask_of == task.name]
+        if not subtasks:
+            return self._show(task, tasks, doc=True)
+        self.outstream.write(f"\n{task.name}: {task.doc}\n" if task.doc else f"\n{task.name}\n")
+        stale = [sub for sub in subtasks if self._show(sub, tasks, doc=False)]
+        self.outstream.write(f"\n{len(stale)} of {len(subtasks)} sub-tasks would run\n")
+        return 1 if stale else 0
+
+    def _show(self, task, tasks, doc: bool) -> int:
+        status = self.dep_manager.get_status(task, tasks, get_log=True)
+        self.outstream.write(f"\n{task.name}: {status.status}\n")
+        if doc and task.doc:
+            self.outstream.write(f"  {task.doc}\n")
+        if status.status == "up-to-date":
+            return 0
+        self.outstream.write(self.get_reasons(status.reasons).replace(" (args=[], kwargs={})", "") + "\n")
+        return 1

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.contracts import MANIFEST_NAME, QUALITY_NAME
+from ..core.contracts import MANIFEST_NAME, QUALITY_NAME, write_bytes_atomic
 from ..core.errors import ContractError, CqError, disk_error, file_error
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -43,9 +43,29 @@ def user_cache_dir(platform: str, environ: Mapping[str, str], home: Path) -> Pat
     return Path(environ.get("XDG_CACHE_HOME") or home / ".cache") / "coupled-quality"
 
 
-# Where `npm ci` installs the pages' renderer: beside the pages in a checkout, else in the user's cache.
+# Where `webdeps` unpacks the pages' renderer: beside the pages in a checkout, else in the user's cache.
 WEB_DEPS_DIR = WEB_DIR if CHECKOUT else user_cache_dir(sys.platform, os.environ, Path.home()) / "web-deps"
 NODE_MODULES_DIR = WEB_DEPS_DIR / "node_modules"
+
+
+# The command the user runs, for messages: set by `cli.main` (`coupled-quality`, or `python -m stages.cli`);
+# unset, the graph runs under `doit` in a checkout. An environment variable, so that doit's parallel
+# workers (spawned processes on Windows and macOS) say the same.
+COMMAND_ENV = "CQ_COMMAND"
+
+
+def command(words: str = "") -> str:
+    """`words` as the user types them to run the task graph: `command("train")` is `doit train` under doit
+    in a checkout, `coupled-quality train` through the installed command."""
+    name = os.environ.get(COMMAND_ENV) or ("doit" if CHECKOUT else "coupled-quality")
+    return f"{name} {words}".strip()
+
+
+def tool_command(words: str) -> str:
+    """`words` as the user types them to run a tool (serve, demo-bases, ...), which doit does not have:
+    `python -m stages.cli serve` in a checkout, `coupled-quality serve` installed."""
+    name = os.environ.get(COMMAND_ENV) or ("python -m stages.cli" if CHECKOUT else "coupled-quality")
+    return f"{name} {words}"
 
 
 def project_config() -> dict:
@@ -115,13 +135,9 @@ def save_settings(workspace: "Workspace", section: str, values: dict) -> None:
     if any(saved.get(name) != value for name, value in values.items()):
         raise ContractError(path, f"could not set {', '.join(values)} in [{section}] automatically",
                             f"set them there yourself: {'; '.join(f'{n} = {_toml_value(v)}' for n, v in values.items())}")
-    partial = path.with_name(path.name + ".partial")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        write_bytes_atomic(path, text.encode("utf-8"))
     except OSError as error:  # a full disk: the file keeps its old content, and no partial copy stays
-        partial.unlink(missing_ok=True)
         raise file_error(error, path) from None
 
 

@@ -16,6 +16,7 @@ import torch
 
 from ..core.contracts import validate_checkpoint, write_bytes_atomic
 from ..core.errors import ContractError
+from ..core.workspace import command
 from ..learn import features
 from ..learn.inputs import CODE_VERSION
 from ..learn.model import CouplingNet, NetConfig, predict_quality
@@ -55,15 +56,15 @@ def load_checkpoint(path: Path) -> Scorer:
     """Load a checkpoint for scoring; a missing, foreign or outdated one is a ContractError with advice."""
     path = Path(path)
     if not path.is_file():
-        raise ContractError(path, "no checkpoint", "run `doit train` first")
+        raise ContractError(path, "no checkpoint", f"run `{command('train')}` first")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for a damaged file
-        raise ContractError(path, f"cannot load the checkpoint: {error}", "run `doit train` again") from None
+        raise ContractError(path, f"cannot load the checkpoint: {error}", f"run `{command('train')}` again") from None
     validate_checkpoint(checkpoint, path)
     if checkpoint["featureNames"] != list(features.PAIR_FEATURES) or checkpoint["codeVersion"] != CODE_VERSION:
         raise ContractError(path, "the checkpoint was trained by another version of the feature or model code",
-                            "run `doit train` to retrain")
+                            f"run `{command('train')}` to retrain")
     net = CouplingNet(NetConfig(**checkpoint["config"]["net"]))
     net.load_state_dict(checkpoint["weights"])
     return Scorer(net, np.asarray(checkpoint["featureMean"], np.float32),

@@ -33,7 +33,7 @@ import numpy as np
 from ..core.contracts import load_manifest, now_iso, read_json, validate_quality, validate_train_report, write_json
 from ..core.errors import ContractError, CqError
 from ..core.settings import TrainSettings, from_params
-from ..core.workspace import Workspace
+from ..core.workspace import Workspace, command
 from ..learn.checkpoint import load_checkpoint
 from ..learn.features import FeatureCache, pair_features
 from ..learn.gates import gate_failures, quality_stats
@@ -129,11 +129,11 @@ def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
         write_json(rejected, quality)
         kept = "the last good file stays in place" if path.exists() else "no quality file was written"
         coverage = (f"more coverage ({len(sampled)}/{len(manifest.pairs)} pairs sampled: "
-                    f"`doit sample --target-coverage 1.0`)" if len(sampled) < len(manifest.pairs)
+                    f"`{command('sample --target-coverage 1.0')}`)" if len(sampled) < len(manifest.pairs)
                     else "coverage is complete")
         raise CqError(
             f"{pack}: the scores fail the gate: {'; '.join(failures)}. Fix, in this order: {coverage}, more "
-            f"negatives (`doit train --neg-samples N`), more epochs (`doit train --epochs N`). "
+            f"negatives (`{command('train --neg-samples N')}`), more epochs (`{command('train --epochs N')}`). "
             f"Rejected scores: {rejected}; {kept}.")
     write_json(path, quality)
     rejected.unlink(missing_ok=True)

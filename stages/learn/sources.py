@@ -28,7 +28,7 @@ from ..core.errors import ContractError
 from ..core.keys import preset_identity
 from ..core.progress import Progress
 from ..core.settings import SampleSettings, TrainSettings, configured
-from ..core.workspace import Workspace
+from ..core.workspace import Workspace, command
 from ..learn.features import FeatureCache, pair_features
 from ..learn.quality import measured_quality
 
@@ -322,7 +322,7 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
                                [(key,) for key in eval_keys], eval_families)
         notes["eval"] = f"{len(eval_keys)} sampled pairs"
     else:
-        notes["eval"] = "skipped: no eval rows yet (run `doit sample`)"
+        notes["eval"] = f"skipped: no eval rows yet (run `{command('sample')}`)"
     if neg_keys:
         sets["neg"] = PairSet(np.concatenate(neg_features), np.zeros(len(neg_keys), np.float32), neg_keys,
                               neg_groups, neg_families)

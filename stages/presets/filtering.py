@@ -35,7 +35,7 @@ from ..core.contracts import (
     write_bytes_new,
 )
 from ..core.errors import ContractError, CqError, file_error
-from ..core.workspace import Workspace
+from ..core.workspace import Workspace, command
 
 FILTERED_PREFIX = "pairs-manifest.filtered."
 CURRENT_NAME = f"{FILTERED_PREFIX}current.json"
@@ -229,14 +229,15 @@ def filtered_manifest(workspace: Workspace, pack: str, settings: FilterSettings,
     manifest = load_manifest(workspace.manifest_path(pack))
     quality_path = workspace.quality_path(pack)
     if not quality_path.exists():
-        raise CqError(f"{quality_path}: not there yet; run `doit` (sample, train, score) before filtering")
+        raise CqError(f"{quality_path}: not there yet; run `{command()}` (sample, train, score) before filtering")
     quality = validate_quality(read_json(quality_path), quality_path, manifest)
     scores = {item["pair"]: item["quality01"] for item in quality["pairs"]}
     rows: dict[int, dict] = {}
     if rule.fields - {"quality01"}:
         eval_path = workspace.eval_path(pack)
         if not eval_path.exists():
-            raise ContractError(eval_path, "not there yet, and the rule names measurements", "run `doit merge`")
+            raise ContractError(eval_path, "not there yet, and the rule names measurements",
+                                f"run `{command('merge')}`")
         good_rows, warnings = read_rows(eval_path)
         for warning in warnings[:5]:
             log(f"warning: {warning}")

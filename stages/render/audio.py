@@ -9,9 +9,10 @@ the way a Web Audio AnalyserNode's `getByteTimeDomainData` does (128 = silence).
 Sources:
 - the built-in default, a synthetic beat/click track (kick, snare, hi-hat clicks and a soft two-note tone at
   120 BPM), generated deterministically in numpy;
-- a user file: WAV through the stdlib `wave` module, FLAC/OGG (and WAV encodings `wave` cannot read, such as
-  float) through the `soundfile` package. Of a file longer than needed, the loudest stretch is used (ties:
-  the earliest), found on a 0.25 s grid; a shorter file is looped. Everything is resampled to 44.1 kHz.
+- a user file in any format libsndfile reads (WAV, AIFF, FLAC, OGG/Vorbis/Opus, MP3, ...), through the
+  `soundfile` package, whose wheels carry libsndfile. Of a file longer than needed, the loudest stretch is
+  used (ties: the earliest), found on a 0.25 s grid; a shorter file is looped. Everything is resampled to
+  44.1 kHz.
 
 An unreadable, undecodable or silent file never stops a run: the click track is used and
 `fallback_reason` says why. `key` is a hash of the frames, part of every row's content key.
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import struct
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from ..core.settings import SampleSettings
 
@@ -33,7 +33,6 @@ SAMPLE_RATE = 44100          # the analysis rate (an AudioContext's usual rate)
 WINDOW = 1024                # butterchurn's analyser fftSize: samples per frame
 SILENT_RMS = 1e-3            # a stretch quieter than -60 dBFS counts as silent
 SEARCH_BLOCK_S = 0.25        # grid on which the loudest stretch of a long file is searched
-SUPPORTED_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga")
 
 CLICK_BPM = 120.0
 CLICK_BARS = 2
@@ -179,18 +178,16 @@ def click_track() -> np.ndarray:
 
 def _file_stretch(path: Path, needed: int) -> np.ndarray:
     """The (needed, 2) float stretch of a user's file at SAMPLE_RATE, or AudioUnusable saying why."""
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise AudioUnusable(f"{path.suffix or 'no extension'} is not a supported audio type (WAV, FLAC, OGG)")
     if not path.is_file():
         raise AudioUnusable("file not found")
-    reader = _open_reader(path)
+    reader = _SoundfileReader(path)
     try:
         source_needed = math.ceil(needed * reader.rate / SAMPLE_RATE) + 1
         if reader.length <= 0:
             raise AudioUnusable("the file holds no samples")
         start = _loudest_start(reader, source_needed) if reader.length > source_needed else 0
         stretch = reader.read(start, min(source_needed, reader.length))
-    except (wave.Error, EOFError, OSError, RuntimeError, ValueError, struct.error) as error:
+    except (OSError, RuntimeError, ValueError) as error:  # soundfile's LibsndfileError is a RuntimeError
         raise AudioUnusable(f"decoding failed ({error})") from None
     finally:
         reader.close()
@@ -231,55 +228,15 @@ def _loudest_start(reader, stretch: int) -> int:
     return int(np.argmax(sums)) * block
 
 
-class _WaveReader:
-    """PCM WAV through the stdlib: 8-bit unsigned, 16/24/32-bit signed integer samples."""
-
-    def __init__(self, path: Path):
-        try:
-            self.handle = wave.open(str(path), "rb")
-        except OSError as error:
-            raise AudioUnusable(f"cannot read ({error.strerror or error})") from None
-        except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as error:
-            detail = f" ({error})" if str(error) else ""
-            raise AudioUnusable(f"not a PCM WAV file the wave module can read{detail}") from None
-        self.rate = self.handle.getframerate()
-        self.channels = self.handle.getnchannels()
-        self.width = self.handle.getsampwidth()
-        self.length = self.handle.getnframes()
-        if self.width not in (1, 2, 3, 4) or self.channels < 1 or self.rate <= 0:
-            self.handle.close()
-            raise AudioUnusable(f"unsupported WAV layout ({self.width}-byte samples, {self.channels} channels)")
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        self.handle.setpos(start)
-        raw = self.handle.readframes(count)
-        if self.width == 1:
-            values = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
-        elif self.width == 3:
-            triples = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-            ints = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
-            ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
-            values = ints / float(1 << 23)
-        else:
-            kind = np.dtype("<i2") if self.width == 2 else np.dtype("<i4")
-            values = np.frombuffer(raw, kind).astype(np.float64) / float(1 << (8 * self.width - 1))
-        return values.reshape(-1, self.channels)
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 class _SoundfileReader:
-    """FLAC, OGG and other WAV encodings through libsndfile (the `soundfile` package)."""
+    """Any format libsndfile reads; integer PCM comes out as x / 2**(bits - 1), as an AnalyserNode sees it."""
 
     def __init__(self, path: Path):
-        try:
-            import soundfile
-        except ImportError:
-            raise AudioUnusable("decoding FLAC/OGG needs the 'soundfile' package (pip install soundfile)") from None
         try:
             self.handle = soundfile.SoundFile(str(path))
-        except (RuntimeError, soundfile.LibsndfileError) as error:
+        except OSError as error:
+            raise AudioUnusable(f"cannot read ({error.strerror or error})") from None
+        except (RuntimeError, ValueError) as error:  # not audio libsndfile knows, or a broken header
             raise AudioUnusable(f"cannot decode ({error})") from None
         self.rate = self.handle.samplerate
         self.length = self.handle.frames
@@ -290,18 +247,3 @@ class _SoundfileReader:
 
     def close(self) -> None:
         self.handle.close()
-
-
-def _open_reader(path: Path):
-    if path.suffix.lower() in (".wav", ".wave"):
-        try:
-            return _WaveReader(path)
-        except AudioUnusable as wave_problem:
-            try:
-                return _SoundfileReader(path)
-            except AudioUnusable:
-                raise wave_problem from None
-    try:
-        return _SoundfileReader(path)
-    except OSError as error:
-        raise AudioUnusable(f"cannot read ({error.strerror})") from None

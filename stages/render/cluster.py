@@ -33,15 +33,21 @@ from pathlib import Path
 
 import numpy as np
 
-with warnings.catch_warnings():  # distributed imports pynvml, which warns about its own name
-    warnings.filterwarnings("ignore", "The pynvml package is deprecated", FutureWarning)
-    from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
-    from distributed import TimeoutError as DaskTimeoutError
-
 from ..core.contracts import value_hash
 from ..core.errors import CqError
+
+try:
+    with warnings.catch_warnings():  # distributed imports pynvml, which warns about its own name
+        warnings.filterwarnings("ignore", "The pynvml package is deprecated", FutureWarning)
+        from distributed import Client, KilledWorker, WorkerPlugin, get_worker, wait
+        from distributed import TimeoutError as DaskTimeoutError
+except ModuleNotFoundError as missing:
+    raise CqError(f"executor dask needs the cluster extra ({missing.name} is not installed): "
+                  f"pip install 'coupled-quality[cluster]'") from None
+
 from ..core.keys import engine_version
 from ..core.settings import SampleSettings
+from ..core.workspace import command
 from ..render.browser import is_software_renderer, kill_leftovers
 from ..render.pool import PairJob, PairResult, RenderPool
 
@@ -132,7 +138,7 @@ def _open_node(worker, settings_fields: dict, audio_frames: np.ndarray, self_tes
     mine = engine_version()
     if mine != engine:
         raise NodeRefused(f"{where} has the sampling page {mine}, this workspace {engine}: install the same "
-                          "coupled-quality version (and `doit web_deps`) on every worker")
+                          f"coupled-quality version (and `{command('web_deps')}`) on every worker")
     try:
         settings = SampleSettings(**settings_fields)
     except TypeError as error:

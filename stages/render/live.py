@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from ..core.contracts import dumps
+from ..core.contracts import dumps, write_bytes_atomic
 from ..core.workspace import Workspace
 
 LIVE_KIND = "cq_live.v0"
@@ -63,19 +61,9 @@ class LiveStatus:
         little longer, and sampling, which the file only reports on, goes on."""
         self.state["updatedAtMs"] = _now_ms()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            write_bytes_atomic(self.path, dumps(self.state), fsync=False)
         except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(dumps(self.state))
-            os.replace(tmp, self.path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            return  # the live status only reports: a full disk must never stop sampling
 
     def _worker(self, index: int) -> dict:
         return self.state["workers"].setdefault(str(index), {"pack": "", "pair": None, "fg": "", "bg": "",

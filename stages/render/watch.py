@@ -13,12 +13,12 @@ polling a long run stays cheap; a shard that shrank (its torn tail was cut) is r
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
 import orjson
+import psutil
 
 from ..core.contracts import read_json, validate_eval_row, value_hash
 from ..core.errors import ContractError, CqError
@@ -53,16 +53,6 @@ class _PackState:
     problem: str = ""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Watcher:
     """Keeps what was read between snapshots; safe to call from several server threads."""
 
@@ -84,7 +74,7 @@ class Watcher:
                 continue  # replaced atomically, so only a foreign file gets here
             if not isinstance(run, dict) or run.get("kind") != LIVE_KIND:
                 continue
-            run["alive"] = not run.get("finished") and _pid_alive(int(run.get("pid", 0)))
+            run["alive"] = not run.get("finished") and psutil.pid_exists(int(run.get("pid", 0)))
             runs.append(run)
         return sorted(runs, key=lambda run: run.get("startedAtMs", 0), reverse=True)[:RUNS_SHOWN]
 
@@ -181,14 +171,18 @@ class Watcher:
                 "shards": len(state.tails), "lastRows": latest, "problem": state.problem,
             }
 
+        running = any(run["alive"] for run in runs)
+        # While a run goes on, the last minutes; once it ended, the whole run up to its last write, so the
+        # figure stays what the terminal showed at the end instead of falling as the clock goes on.
         started_ms = runs[0]["startedAtMs"] if runs else 0
-        window_start = max(now_ms - RATE_WINDOW_S * 1000, started_ms)
+        end_ms = now_ms if running or not runs else runs[0].get("updatedAtMs") or now_ms
+        window_start = max(end_ms - RATE_WINDOW_S * 1000, started_ms) if running else started_ms
         recent = sum(1 for state in self.packs.values() if state.plan_key
-                     for key, row in state.rows.items() if key in state.target_keys and row["tMs"] >= window_start)
-        minutes = (now_ms - window_start) / 60000
+                     for key, row in state.rows.items()
+                     if key in state.target_keys and window_start <= row["tMs"] <= end_ms)
+        minutes = (end_ms - window_start) / 60000
         rate = recent / minutes if runs and minutes > 0 else 0.0
         left = sum(max(0, view["target"] - view["visited"]) for view in pack_views.values())
-        running = any(run["alive"] for run in runs)
         live_view = [{
             "pid": run.get("pid"), "alive": run["alive"], "startedAtMs": run.get("startedAtMs"),
             "updatedAtMs": run.get("updatedAtMs"), "renderer": run.get("renderer", ""),
@@ -209,5 +203,33 @@ class Watcher:
             "visited": sum(view["visited"] for view in pack_views.values()),
             "target": sum(view["target"] for view in pack_views.values()),
             "pairsPerMin": round(rate, 2), "etaS": round(left / rate * 60) if running and rate > 0 and left else None,
-            "restarts": sum(run["restarts"] for run in live_view),
+            "rateWindow": f"last {RATE_WINDOW_S / 60:g} min" if running else "the whole run" if runs else "",
+            "restarts": sum(run["restarts"] for run in live_view), "shardSize": settings.shard_size,
+            "explain": explanations(settings),
         }
+
+
+def explanations(settings: SampleSettings) -> dict[str, str]:
+    """What each failure status and each flag of an ok row means, with the run's thresholds (the page's
+    tooltips and legend)."""
+    return {
+        "too-dark": f"mean brightness below min_luma {settings.min_luma:g}",
+        "too-bright": f"mean brightness above max_luma {settings.max_luma:g}",
+        "low-motion": f"the picture hardly changes (mean frame change below min_motion {settings.min_motion:g})",
+        "strobing": f"brightness flips from frame to frame (flicker above max_flicker {settings.max_flicker:g})",
+        "deaf": f"the visuals do not follow the music (correlation of motion with the audio's energy "
+                f"below min_audio_corr {settings.min_audio_corr:g})",
+        "fg-drowned": f"the fg layer is less than min_layer_share {settings.min_layer_share:g} of the picture",
+        "bg-drowned": f"the bg layer is less than min_layer_share {settings.min_layer_share:g} of the picture",
+        "too-heavy": f"frames cost more than max_frame_ms {settings.max_frame_ms:g} ms each: cut short",
+        "timeout": f"the pair took longer than pair_timeout_s {settings.pair_timeout_s:g} s",
+        "load-failed": "the page could not load a preset",
+        "shader-failed": "a shader of a preset did not compile",
+        "eel-error": "a preset's equations failed to run",
+        "crashed": "the browser page crashed while rendering it",
+        "black": "it rendered nothing but black",
+        "read-failed": "its frames could not be read back",
+        "translate-failed": "a .milk shader could not be translated to GLSL",
+        "degraded": "drawn with butterchurn's default shader in place of one that failed (allow_degraded)",
+        "missing-file": "a preset file of the pair is missing",
+    }
