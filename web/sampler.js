@@ -14,8 +14,8 @@
  *                                   does not pay for compiling butterchurn's shaders and code.
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
  * Out of renderPair: {status: ok | shader-failed | eel-error | load-failed | too-heavy, errors: [text],
- *   timings: {createMs, loadMs, renderMs, framesMs, readbackMs, statsMs, thumbMs, frameMs, framesRendered,
- *   costClock}, series: {luma, lumaStd, colour, delta, black, white, fgLuma, bgLuma, fgShare} (one number
+ *   timings: {createMs, loadMs, renderMs, framesMs, readbackMs, statsMs, thumbMs, frameMs, peakFrameMs,
+ *   framesRendered, costClock}, series: {luma, lumaStd, colour, delta, black, white, fgLuma, bgLuma, fgShare} (one number
  *   per frame, null unless ok), thumb: base64 PNG of the composite or ""}.
  *
  * Render cost: frameMs is renderMs / framesRendered, the wall time of a frame of the pair (both layers,
@@ -23,7 +23,10 @@
  * exposes no GPU timer queries to pages by default). framesMs is the time spent in butterchurn's render
  * calls (script and GL command submission), readbackMs the time waiting for the GPU at the reads. When a
  * budget is set and the frames so far cost more than maxFrameMs each at a read, the pair stops there with
- * status too-heavy (a live show could not play it; it must not hold a worker).
+ * status too-heavy (a live show could not play it; it must not hold a worker). Every read but the last is
+ * such a check; peakFrameMs is the highest cost so far at one of them, with or without a budget, so a pair
+ * that was not cut would be cut by any budget below its peakFrameMs (how rows are judged again when the
+ * budget is lowered, stages/core/rows.py).
  *
  * Readback: each frame's downsample is blitted into a slot of a strip (one per layer, frames one above the
  * other) and the strip is read at once every CHUNK_FRAMES frames: 2 synchronous reads per chunk, not per
@@ -58,7 +61,7 @@ import butterchurn from "./node_modules/butterchurn/dist/butterchurn.js";
 import {setDotSize} from "./sampler.dots.js";
 
 // Bump when the pixels or statistics this page produces change: it is part of every row's content key.
-const PAGE_VERSION = 3;
+const PAGE_VERSION = 4;
 const CHUNK_FRAMES = 24;
 const TEXTURE_WAIT_MS = 10000;
 const BLACK_LUMA = 0.05;
@@ -297,7 +300,7 @@ async function renderPair({fg, bg, settings, budget = {}}) {
   linkFailures = [];
   pageErrors = [];
   const timings = {createMs: 0, loadMs: 0, renderMs: 0, framesMs: 0, readbackMs: 0, statsMs: 0, thumbMs: 0,
-                   frameMs: 0, framesRendered: 0, costClock: "wall"};
+                   frameMs: 0, peakFrameMs: 0, framesRendered: 0, costClock: "wall"};
   const result = (status, errors, series = null, thumb = "") => {
     phase = "idle";
     return {status, errors: [...errors, ...linkFailures, ...pageErrors], timings, series, thumb};
@@ -406,6 +409,7 @@ async function renderPair({fg, bg, settings, budget = {}}) {
       timings.framesRendered = chunkStart;
       timings.renderMs = performance.now() - start;
       timings.frameMs = timings.renderMs / chunkStart;
+      if (chunkStart < frames) timings.peakFrameMs = Math.max(timings.peakFrameMs, timings.frameMs);
       if (timings.frameMs > maxFrameMs && chunkStart < frames) {
         return result("too-heavy", [`frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ` +
                                     `${chunkStart} of ${frames}), above the budget of ${maxFrameMs} ms`]);
@@ -435,7 +439,7 @@ async function renderLayer({preset, settings, size, budget = {}}) {
   linkFailures = [];
   pageErrors = [];
   const timings = {createMs: 0, loadMs: 0, renderMs: 0, framesMs: 0, readbackMs: 0, thumbMs: 0, frameMs: 0,
-                   framesRendered: 0, costClock: "wall"};
+                   peakFrameMs: 0, framesRendered: 0, costClock: "wall"};
   const result = (status, errors, frames = "", thumb = "") => {
     phase = "idle";
     return {status, errors: [...errors, ...linkFailures, ...pageErrors], timings, frames, size,
@@ -507,6 +511,7 @@ async function renderLayer({preset, settings, size, budget = {}}) {
       timings.framesRendered = chunkStart;
       timings.renderMs = performance.now() - start;
       timings.frameMs = timings.renderMs / chunkStart;
+      if (chunkStart < frames) timings.peakFrameMs = Math.max(timings.peakFrameMs, timings.frameMs);
       if (timings.frameMs > maxFrameMs && chunkStart < frames) {
         return result("too-heavy", [`frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ` +
                                     `${chunkStart} of ${frames}), above the budget of ${maxFrameMs} ms`]);
