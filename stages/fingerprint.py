@@ -69,10 +69,10 @@ def run(workspace: Workspace, plan: FingerprintPlan, shard: int) -> None:
 
     renderer = known_renderer(workspace, settings)
     preset_keys = keys_for(renderer or "")
-    todo = [p for p in plan.shards[shard] if not renderer or _to_render(rows, preset_keys[p.digest])]
+    todo = [p for p in plan.shards[shard] if not renderer or _to_render(rows, preset_keys[p.digest], settings.max_frame_ms)]
     if todo and time.time() < RUN_STARTED + settings.max_hours * 3600:
         preset_keys = render(workspace, plan, rows, audio, keys_for)
-    left = [p for p in plan.shards[shard] if rows.needs_render(preset_keys[p.digest])]
+    left = [p for p in plan.shards[shard] if rows.needs_render(preset_keys[p.digest], settings.max_frame_ms)]
     write_coverage(workspace, plan, rows, preset_keys)
     if left:
         print(f"fingerprint {shard}: {len(left)} presets failed for a passing reason or were not reached; the "
@@ -81,8 +81,8 @@ def run(workspace: Workspace, plan: FingerprintPlan, shard: int) -> None:
         mark_shard_done(done_path, plan.shard_key(shard), [preset_keys[p.digest] for p in plan.shards[shard]])
 
 
-def _to_render(rows: PackRows, key: str) -> bool:
-    return rows.needs_render(key) and key not in SESSION.attempted
+def _to_render(rows: PackRows, key: str, max_frame_ms: float) -> bool:
+    return rows.needs_render(key, max_frame_ms) and key not in SESSION.attempted
 
 
 def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, keys_for) -> dict[str, str]:
@@ -95,7 +95,7 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
     pool = render_pool(workspace, settings)
     preset_keys = keys_for(pool.renderer)
     shard_of = {p.digest: index for index, presets in plan.shards.items() for p in presets}
-    todo = [p for p in plan.presets if _to_render(rows, preset_keys[p.digest])]
+    todo = [p for p in plan.presets if _to_render(rows, preset_keys[p.digest], settings.max_frame_ms)]
     SESSION.attempted.update(preset_keys[p.digest] for p in todo)
     thumbs = workspace.fingerprint_thumbs_dir
     thumbs.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
         by_index[index] = preset
         jobs.append(PairJob(index, loaded, None, preset.path.name, ""))
     progress = Progress("fingerprint", total=len(plan.presets), unit="presets",
-                        done=sum(1 for key in preset_keys.values() if not rows.needs_render(key)))
+                        done=sum(1 for key in preset_keys.values() if not rows.needs_render(key, settings.max_frame_ms)))
     with contextlib.ExitStack() as files:
         handles: dict[int, object] = {}
 
@@ -120,7 +120,7 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
                 handles[shard] = files.enter_context(workspace.fingerprint_shard_path(shard).open("ab"))
             append_jsonl(handles[shard], row)
             rows.add(row)
-            if all(not rows.needs_render(preset_keys[p.digest]) for p in plan.shards[shard]):
+            if all(not rows.needs_render(preset_keys[p.digest], settings.max_frame_ms) for p in plan.shards[shard]):
                 mark_shard_done(workspace.fingerprint_done_path(shard), plan.shard_key(shard),
                                 [preset_keys[p.digest] for p in plan.shards[shard]])
             progress.update(extra=f"restarts {pool.restarts}")
@@ -144,7 +144,7 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
 def write_coverage(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, preset_keys: dict[str, str]) -> dict:
     """The fingerprints' own coverage figure, in meta.json and one line."""
     found = [rows.row_for(preset_keys[p.digest]) for p in plan.presets]
-    done = [row for row in found if row is not None and not rows.needs_render(row["contentKey"])]
+    done = [row for row in found if row is not None and not rows.needs_render(row["contentKey"], plan.settings.max_frame_ms)]
     failed = [row for row in done if row["status"] != "ok"]
     coverage = {"kind": "fingerprints.v0", "updatedAt": now_iso(), "presets": len(plan.presets),
                 "fingerprinted": len(done) - len(failed), "failed": len(failed),

@@ -137,7 +137,8 @@ def task_sample(**params):
                 "targets": [WS.shard_path(pack, shard), WS.shard_done_path(pack, shard)],
                 "uptodate": [KeyUnchanged(plan.shard_key(shard), "the shard's content key (its pairs' preset "
                                                                  "files, render settings, renderer or audio)"),
-                             Holds(lambda pack=pack, shard=shard: shard_covered(WS, pack, shard),
+                             Holds(lambda pack=pack, shard=shard, cap=settings.max_frame_ms:
+                                   shard_covered(WS, pack, shard, cap),
                                    "every pair of the shard has a current row")],
                 "clean": True,
             }
@@ -167,7 +168,7 @@ def task_fingerprint(**params):
             "targets": [WS.fingerprint_shard_path(shard), WS.fingerprint_done_path(shard)],
             "uptodate": [KeyUnchanged(plan.shard_key(shard), "the shard's presets, layer render settings, "
                                                               "renderer or audio"),
-                         Holds(lambda shard=shard: fingerprint_covered(WS, shard),
+                         Holds(lambda shard=shard: fingerprint_covered(WS, shard, settings.max_frame_ms),
                                "every preset of the shard has a current fingerprint")],
             "clean": True,
         }

@@ -120,14 +120,15 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
     pair_keys = keys_for(renderer or "")
     missing = [p for p in planned_pairs if p.missing]
     _record_missing(workspace, plan, shard, missing, pair_keys, rows, audio, renderer or "")
-    todo = [p for p in planned_pairs if not p.missing and (not renderer or _to_render(rows, pair_keys[p.pair]))]
+    todo = [p for p in planned_pairs
+            if not p.missing and (not renderer or _to_render(rows, pair_keys[p.pair], settings.max_frame_ms))]
     if todo and time.time() < deadline:
         pair_keys = _render(workspace, plan, rows, audio, deadline, keys_for)
     elif todo:
         print(f"sample {pack}:{shard}: MaxHours reached; {len(todo)} pairs left for the next run", flush=True)
         return
 
-    left = [p for p in planned_pairs if rows.needs_render(pair_keys[p.pair])]
+    left = [p for p in planned_pairs if rows.needs_render(pair_keys[p.pair], settings.max_frame_ms)]
     if missing:
         print(f"sample {pack}:{shard}: {len(missing)} pairs have a missing preset file (first: "
               f"{missing[0].missing[0]}); recorded as 'missing-file' rows, the rest goes on", flush=True)
@@ -138,14 +139,14 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
         mark_shard_done(done_path, plan.shard_key(shard), [pair_keys[p.pair] for p in planned_pairs])
 
 
-def _to_render(rows: PackRows, key: str) -> bool:
-    return rows.needs_render(key) and key not in SESSION.attempted
+def _to_render(rows: PackRows, key: str, max_frame_ms: float) -> bool:
+    return rows.needs_render(key, max_frame_ms) and key not in SESSION.attempted
 
 
 def _record_missing(workspace: Workspace, plan: PackPlan, shard: int, missing: list[PlannedPair],
                     pair_keys: dict[int, str], rows: PackRows, audio, renderer: str) -> None:
     """A pair whose preset file is missing gets a row saying so (no browser needed), like a failed render."""
-    new = [p for p in missing if rows.needs_render(pair_keys[p.pair])]
+    new = [p for p in missing if rows.needs_render(pair_keys[p.pair], plan.settings.max_frame_ms)]
     if not new:
         return
     with workspace.shard_path(plan.pack, shard).open("ab") as out:
@@ -170,14 +171,15 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
     todo, queued = [], set()
     for planned in (p for shard in plan.shards for p in shard):
         key = pair_keys[planned.pair]
-        if not planned.missing and key not in queued and _to_render(rows, key):  # one render per content
+        if not planned.missing and key not in queued and _to_render(rows, key, settings.max_frame_ms):  # one render per content
             queued.add(key)
             todo.append(planned)
-    left = [{pair_keys[p.pair] for p in shard if rows.needs_render(pair_keys[p.pair])} for shard in plan.shards]
+    left = [{pair_keys[p.pair] for p in shard if rows.needs_render(pair_keys[p.pair], settings.max_frame_ms)}
+            for shard in plan.shards]
     SESSION.attempted.update(pair_keys[p.pair] for p in todo)
     by_pair = {p.pair: p for p in todo}
     progress = Progress(f"sample {plan.pack}", total=plan.target,
-                        done=sum(1 for key in pair_keys.values() if not rows.needs_render(key)))
+                        done=sum(1 for key in pair_keys.values() if not rows.needs_render(key, settings.max_frame_ms)))
     thumbs_dir = workspace.thumbs_dir(plan.pack)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     jobs, load_failures = [], []
@@ -200,7 +202,7 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
             append_jsonl(handles[shard], row)
             rows.add(row)
             by_pair.pop(row["pair"], None)
-            if not rows.needs_render(row["contentKey"]):
+            if not rows.needs_render(row["contentKey"], settings.max_frame_ms):
                 for index, keys_left in enumerate(left):  # pairs of identical content share the row
                     if row["contentKey"] in keys_left:
                         keys_left.discard(row["contentKey"])

@@ -38,7 +38,8 @@ def single_error_line(result: subprocess.CompletedProcess) -> str:
 
 
 def row(key: str, status: str, pair: int = 1) -> dict:
-    return {"contentKey": key, "status": status, "pair": pair, "presetFgId": "a_fg.json", "presetBgId": "a_bg.json"}
+    return {"contentKey": key, "status": status, "pair": pair, "presetFgId": "a_fg.json", "presetBgId": "a_bg.json",
+            "timings": {}}
 
 
 # ------------------------------------------------------------------------------- 9.2, 9.3: current rows
@@ -47,24 +48,24 @@ def row(key: str, status: str, pair: int = 1) -> dict:
 def test_a_transient_failure_is_rendered_again_a_bounded_number_of_times():
     rows = PackRows()
     rows.add(row("k", "timeout"))
-    assert rows.needs_render("k")
+    assert rows.needs_render("k", 400.0)
     for _ in range(TRANSIENT_TRIES - 1):
         rows.add(row("k", "crashed"))
-    assert not rows.needs_render("k"), "after TRANSIENT_TRIES tries the failure stands"
+    assert not rows.needs_render("k", 400.0), "after TRANSIENT_TRIES tries the failure stands"
 
 
 @pytest.mark.parametrize("status", ["shader-failed", "eel-error", "read-failed", "missing-file", "ok"])
 def test_a_failure_of_the_preset_itself_is_kept(status):
     rows = PackRows()
     rows.add(row("k", status))
-    assert not rows.needs_render("k")
+    assert not rows.needs_render("k", 400.0)
 
 
 def test_a_lasting_row_is_not_replaced_by_a_later_transient_one():
     rows = PackRows()
     rows.add(row("k", "ok"))
     rows.add(row("k", "timeout"))  # e.g. read from a later shard file
-    assert rows.row_for("k")["status"] == "ok" and not rows.needs_render("k")
+    assert rows.row_for("k")["status"] == "ok" and not rows.needs_render("k", 400.0)
 
 
 def test_a_row_found_by_content_key_is_labelled_for_the_pair_that_needs_it():

@@ -13,6 +13,12 @@ Rules:
   `TRANSIENT_TRIES` times per key; then the last one stands. Failures that are properties of the preset
   (`shader-failed`, `eel-error`, `read-failed`, `missing-file`, ...) are kept: rendering again changes nothing.
   (A run that hits the restart limit writes no row for its pairs, so they are simply rendered next time.)
+- A render's status is judged under the cost cap `max_frame_ms` (`timings.maxFrameMs`, the cap it was judged
+  under; 0: none), so a row stands only while the cap now would give the same status: a `too-heavy` row while
+  the cap is no higher than its own (a lower cap cuts it as well), any other rendered row while its
+  `timings.peakFrameMs` (the highest cost at a read where the page could cut) is within the cap. Otherwise it
+  is rendered again: a raised cap may let a cut pair through, a lowered one may cut a pair that passed. A row
+  that was never rendered (a missing file, an unreadable preset) has no cost and stands.
 - A shard is done only while its rows cover its pairs: `NNNN.done` lists the keys the shard covered, and a
   key whose row was lost (a corrupt line, an edited file) makes the shard stale again.
 """
@@ -51,15 +57,29 @@ class PackRows:
         if known is None or not transient or known["status"] in TRANSIENT_STATUSES:
             self.by_key[key] = row
 
-    def needs_render(self, key: str) -> bool:
-        """True when the key has no row, or only transient failures and tries are left."""
+    def needs_render(self, key: str, max_frame_ms: float) -> bool:
+        """True when the key has no row, only transient failures and tries are left, or a row whose status
+        the cost cap `max_frame_ms` (0: none) would not give now."""
         row = self.by_key.get(key)
         if row is None:
             return True
-        return row["status"] in TRANSIENT_STATUSES and self.transient_tries[key] < TRANSIENT_TRIES
+        if row["status"] in TRANSIENT_STATUSES:
+            return self.transient_tries[key] < TRANSIENT_TRIES
+        return not stands_under_cap(row, max_frame_ms)
 
     def row_for(self, key: str) -> dict | None:
         return self.by_key.get(key)
+
+
+def stands_under_cap(row: dict, max_frame_ms: float) -> bool:
+    """Whether a lasting row's status is the one the cost cap `max_frame_ms` (0: none) would give (module
+    docstring)."""
+    timings = row["timings"]
+    if "maxFrameMs" not in timings:
+        return True
+    if row["status"] == "too-heavy":
+        return 0 < max_frame_ms <= timings["maxFrameMs"]
+    return max_frame_ms == 0 or timings.get("peakFrameMs", 0.0) <= max_frame_ms
 
 
 def _parse(path: Path, announce, validate=validate_eval_row) -> tuple[list[dict], list[str]]:
@@ -150,22 +170,24 @@ def mark_shard_done(path: Path, shard_key: str, keys: list[str]) -> None:
     write_bytes_atomic(path, dumps({"shardKey": shard_key, "keys": sorted(set(keys))}) + b"\n")
 
 
-def shard_covered(workspace: Workspace, pack: str, shard: int) -> bool:
-    """doit uptodate check: the shard was marked done and every key it covered still has its row."""
+def shard_covered(workspace: Workspace, pack: str, shard: int, max_frame_ms: float) -> bool:
+    """doit uptodate check: the shard was marked done and every key it covered still has its row, current
+    under the cost cap `max_frame_ms`."""
     path = workspace.shard_done_path(pack, shard)
     try:
         keys = read_json(path)["keys"]
     except (ContractError, KeyError, TypeError):
         return False
     rows = read_pack_rows(workspace, pack)
-    return all(key in rows.by_key and not rows.needs_render(key) for key in keys)
+    return all(key in rows.by_key and not rows.needs_render(key, max_frame_ms) for key in keys)
 
 
-def fingerprint_covered(workspace: Workspace, shard: int) -> bool:
-    """doit uptodate check: the fingerprint shard was marked done and every key it covered still has its row."""
+def fingerprint_covered(workspace: Workspace, shard: int, max_frame_ms: float) -> bool:
+    """doit uptodate check: the fingerprint shard was marked done and every key it covered still has its row,
+    current under the cost cap `max_frame_ms`."""
     try:
         keys = read_json(workspace.fingerprint_done_path(shard))["keys"]
     except (ContractError, KeyError, TypeError):
         return False
     rows = read_fingerprint_rows(workspace)
-    return all(key in rows.by_key and not rows.needs_render(key) for key in keys)
+    return all(key in rows.by_key and not rows.needs_render(key, max_frame_ms) for key in keys)
