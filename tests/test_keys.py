@@ -31,8 +31,8 @@ SOURCES = {"audio_file", "gpu_mode", "chromium"}
 # renderer is in the row's key like any other).
 RUN = {"packs", "target_coverage", "max_hours", "workers", "shard_size", "shuffle_seed", "reload_every",
        "browser_max_restarts", "pair_timeout_s", "headed", "executor", "address"}
-# Cuts a heavy pair short (a too-heavy row, not retried) without being part of any key: a row it cut stays
-# when the cap is raised.
+# Cuts a heavy pair short (a too-heavy row) without being part of any key: a row records the cap it was judged
+# under, and `core.rows` renders again only the rows a changed cap could judge otherwise (tests/test_cost_cap.py).
 CAPS = {"max_frame_ms"}
 ENGINE, RENDERER, AUDIO = "butterchurn-3.0.0+page-0123456789ab", "SwiftShader", "click-key"
 

@@ -315,15 +315,15 @@ class _Worker:
     def ready(self) -> bool:
         return self.browser is not None and self.page is not None and not self.page_dirty and not self.died()
 
-    async def attempt(self, job: PairJob) -> _Outcome:
+    async def attempt(self, job: PairJob, budget: dict) -> _Outcome:
         """Render a pair once; a timeout or a dead page becomes an outcome, never a hang."""
         settings = self.pool._render_settings
         if job.is_layer:
             call = "(layer) => window.cq.renderLayer(layer)"
-            payload = {"preset": job.fg, "settings": settings, "size": FRAME_SIZE, "budget": self.pool._budget}
+            payload = {"preset": job.fg, "settings": settings, "size": FRAME_SIZE, "budget": budget}
         else:
             call = "(pair) => window.cq.renderPair(pair)"
-            payload = {"fg": job.fg, "bg": job.bg, "settings": settings, "budget": self.pool._budget}
+            payload = {"fg": job.fg, "bg": job.bg, "settings": settings, "budget": budget}
         timeout = self.pool.settings.pair_timeout_s
         try:
             raw = await asyncio.wait_for(self.page.evaluate(call, payload), timeout)
@@ -542,7 +542,7 @@ class RenderPool:
         except CqError as error:
             await self._recover(worker, f"before pair {job.pair}: {error}")
 
-    async def _render_job(self, worker: _Worker, job: PairJob) -> PairResult:
+    async def _render_job(self, worker: _Worker, job: PairJob, budget: dict) -> PairResult:
         started = time.perf_counter()
         outcome = _Outcome("crashed")
         attempts = 0
@@ -553,7 +553,7 @@ class RenderPool:
             if needs_page:
                 await self._fresh_page(worker, job)
             try:
-                outcome = await worker.attempt(job)
+                outcome = await worker.attempt(job, budget)
             except _BrowserLost as lost:
                 outcome = _Outcome("crashed", [f"the page or browser died: {lost}"])
                 await self._recover(worker, f"pair {job.pair}: {lost}")  # the retry's fresh page
@@ -580,7 +580,7 @@ class RenderPool:
                 await worker.launch(self._gpu)
             if self.on_pair_start is not None:
                 self.on_pair_start(worker.index, job)
-            result = await self._render_job(worker, job)
+            result = await self._render_job(worker, job, self._budget)
         cap = self.settings.max_frame_ms
         if result.status != "too-heavy" or not run.shared:
             result.timings.update(maxFrameMs=cap, alone=not run.shared)
@@ -588,7 +588,7 @@ class RenderPool:
         shared_cost = result.timings.get("frameMs", 0.0)
         self._event("recheck", pair=job.pair, worker=worker.index, frame_ms=shared_cost)
         async with self._quiet.alone():
-            alone = await self._render_job(worker, job)
+            alone = await self._render_job(worker, job, self._budget)
         alone.attempts += result.attempts
         alone.timings.update(maxFrameMs=cap, alone=True, sharedFrameMs=shared_cost)
         return alone
@@ -695,12 +695,14 @@ class RenderPool:
                 return
 
     def self_test(self, job: PairJob) -> None:
-        """Render `job` twice (on two workers when there are two) and require identical series and audio."""
+        """Render `job` twice (on two workers when there are two) and require identical series and audio;
+        under no cost cap, which would only stop the comparison (the cap judges pairs, not the renderer)."""
         require_audible(self._audio_array)
+        uncapped = {"maxFrameMs": 0}
 
         async def twice():
-            first = await self._render_job(self._workers[0], job)
-            second = await self._render_job(self._workers[min(1, len(self._workers) - 1)], job)
+            first = await self._render_job(self._workers[0], job, uncapped)
+            second = await self._render_job(self._workers[min(1, len(self._workers) - 1)], job, uncapped)
             return first, second
 
         first, second = self._call(twice())
