@@ -1,6 +1,7 @@
 """Benchmarks that print the figures the issues name (measured, never asserted).
 
     python bench/benchmark.py sample --workers 1 --pairs 40   # demo pack pairs/min at 128x128, 120 frames
+    python bench/benchmark.py sample --workers 1,16,32 --count 960 --pairs 960   # one run per concurrency
     python bench/benchmark.py sample --workers 16 --count 960 --pairs 960   # a bigger pack "bench" of demo-style
                                                                             # pairs, for many workers
     python bench/benchmark.py sample --workspace WS --pack corpus --pairs 40   # a pack already in WS
@@ -13,6 +14,11 @@ sees one) the GPU's utilisation, power and memory, a profile of the workers' tim
 render calls, readback, page statistics, thumbnail, IPC) plus the main thread's cost per row, and the
 render cost per frame with how many pairs each `max_frame_ms` cap would cut. Extra arguments go to
 `doit sample` (e.g. `--gpu-mode require --max-frame-ms 100`).
+
+Every run states its too-heavy share beside its rate: a rate bought by cutting pairs is not the same figure.
+`--workers` takes a list: each concurrency samples the same pairs in its own workspace (a subfolder), and the
+summary names the headline (the best steady rate) with the too-heavy share measured in that same run, as well
+as how many pairs the pool re-checked alone (cut under load, then judged with nothing else in flight).
 """
 from __future__ import annotations
 
@@ -121,7 +127,27 @@ def build_bench_pack(workspace: Workspace, count: int) -> str:
     return "bench"
 
 
-def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, pack: str, extra: list[str]) -> None:
+@dataclasses.dataclass
+class SampleRun:
+    """What one concurrency gave: its rates and the share of its pairs cut as too-heavy."""
+
+    workers: int
+    pairs: int
+    wall_rate: float
+    steady_rate: float
+    too_heavy: int
+    rechecked: int  # cut under load, then rendered again alone
+    caps: list[float]  # the max_frame_ms the rows were judged under
+
+    def line(self) -> str:
+        share = self.too_heavy / self.pairs if self.pairs else 0.0
+        caps = ", ".join(f"{cap:g}" for cap in self.caps) or "?"
+        return (f"{self.workers:>3} browsers: {self.wall_rate:7.1f} pairs/min wall, {self.steady_rate:7.1f} steady; "
+                f"too-heavy {self.too_heavy} of {self.pairs} ({share:.1%}) under max_frame_ms {caps} ms, "
+                f"{self.rechecked} re-checked alone")
+
+
+def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, pack: str, extra: list[str]) -> SampleRun:
     if pack:
         pass  # a pack already in the workspace (e.g. real .milk presets)
     elif count:
@@ -141,8 +167,14 @@ def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, pac
     print(f"  wall   {wall:.1f} s -> {len(rows) / wall * 60:.1f} pairs/min (browser start + self-test included)")
     stamps = sorted(row["tMs"] / 1000 for row in rows)
     span = stamps[-1] - stamps[0] if len(rows) > 1 else 0
+    steady = (len(rows) - 1) / span * 60 if span > 0 else 0.0
     if span > 0:
-        print(f"  steady {(len(rows) - 1) / span * 60:.1f} pairs/min (first row to last row)")
+        print(f"  steady {steady:.1f} pairs/min (first row to last row)")
+    run = SampleRun(workers, len(rows), len(rows) / wall * 60, steady,
+                    sum(row["status"] == "too-heavy" for row in rows),
+                    sum("sharedFrameMs" in row["timings"] for row in rows),
+                    sorted({row["timings"]["maxFrameMs"] for row in rows if "maxFrameMs" in row["timings"]}))
+    print("  " + run.line())
     timed = [row["timings"] for row in rows if row["timings"].get("pairMs")]
     if timed and span > 0:
         print(f"  workers busy with a pair {sum(t['pairMs'] for t in timed) / 1000 / (workers * span):.0%} "
@@ -152,6 +184,7 @@ def bench_sample(workspace: Workspace, workers: int, pairs: int, count: int, pac
     if timed:
         print_profile(timed, output)
         print_cost(rows)
+    return run
 
 
 def print_profile(timed: list[dict], output: str) -> None:
@@ -187,7 +220,8 @@ def print_cost(rows: list[dict]) -> None:
     print(f"  render cost per frame (ms, {rows[0]['timings'].get('costClock', 'wall')}): median {quantile(0.5):.1f}, "
           f"p90 {quantile(0.9):.1f}, p99 {quantile(0.99):.1f}, max {costs[-1]:.1f}")
     cuts = ", ".join(f"{cap} ms: {sum(cost > cap for cost in costs)}" for cap in (10, 25, 50, 100, 200, 400))
-    print(f"  pairs a max_frame_ms cap would cut (of {len(costs)}): {cuts}")
+    print(f"  pairs whose cost here is over a cap (of {len(costs)}; wall time under this run's load, while a cut "
+          f"is judged alone): {cuts}")
 
 
 def bench_noop(workspace: Workspace, repeats: int) -> None:
@@ -200,7 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["sample", "noop"])
     parser.add_argument("--workspace", type=Path, help="workspace root (default: a new temp folder)")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", default="1", help="browsers, or a comma-separated list: one run each")
     parser.add_argument("--pairs", type=int, default=40, help="pairs to sample")
     parser.add_argument("--count", type=int, default=0, help="sample a pack of this many pairs, not the demo")
     parser.add_argument("--pack", default="", help="sample this pack of the workspace as it is")
@@ -210,7 +244,19 @@ def main() -> None:
     workspace = Workspace(root.resolve())
     print(f"workspace: {workspace.root}")
     if args.what == "sample":
-        bench_sample(workspace, args.workers, args.pairs, args.count, args.pack, extra)
+        concurrencies = [int(value) for value in args.workers.split(",")]
+        if len(concurrencies) == 1:
+            bench_sample(workspace, concurrencies[0], args.pairs, args.count, args.pack, extra)
+            return
+        if args.pack:
+            parser.error("--pack samples a workspace's pack as it is: give one --workers value")
+        runs = [bench_sample(Workspace(workspace.root / f"workers-{workers}"), workers, args.pairs, args.count, "",
+                             extra) for workers in concurrencies]
+        print("summary (each concurrency sampled the same pairs from scratch):")
+        for run in runs:
+            print("  " + run.line())
+        best = max(runs, key=lambda run: run.steady_rate)
+        print(f"headline: {best.line()}")
     else:
         bench_noop(workspace, args.repeats)
 
