@@ -301,7 +301,10 @@ EXTRA_ROW_FIELDS: dict[str, Any] = {
     "engine": str,         # page + butterchurn version
     "renderer": str,       # WebGL UNMASKED_RENDERER
     "errors": list,        # shader link / EEL / page errors, as text
-    "timings": dict,       # loadMs, renderMs, totalMs
+    "timings": dict,       # the page's (createMs, loadMs, renderMs, frameMs, peakFrameMs, ...) and the pool's: pairMs,
+                           # maxFrameMs (the cost cap the status was judged under, 0: none), alone (nothing else in
+                           # flight on the pool), sharedFrameMs (a pair cut under load and judged again alone);
+                           # empty for a row that was never rendered. core.rows judges rows again by them.
     "stats": dict,         # STAT_FIELDS, empty when the pair did not render
     "attempts": int,
     "sampledAt": str,
@@ -339,8 +342,9 @@ FINGERPRINT_ROW_FIELDS = {
     "presetHash": str,     # keys.preset_identity of the file
     "contentKey": str,     # keys.fingerprint_key: preset, layer render settings, audio, engine, renderer
     "status": str,         # ROW_STATUSES
-    "errors": list, "engine": str, "renderer": str, "render": dict, "timings": dict, "attempts": int,
-    "sampledAt": str, "node": str,
+    "errors": list, "engine": str, "renderer": str, "render": dict,
+    "timings": dict,       # as an eval row's (the layer's cost, its cap, alone or not)
+    "attempts": int, "sampledAt": str, "node": str,
     "thumb": str,          # PNG of the layer at the thumbnail frame, relative to the fingerprints dir ("" if none)
     "fingerprint": dict,   # render.fingerprint's fields, empty unless status is ok
 }
