@@ -15,8 +15,8 @@
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
  * Out of renderPair: {status: ok | shader-failed | eel-error | load-failed | too-heavy, errors: [text],
  *   timings: {createMs, loadMs, renderMs, framesMs, readbackMs, statsMs, thumbMs, frameMs, peakFrameMs,
- *   framesRendered, costClock}, series: {luma, lumaStd, colour, delta, black, white, fgLuma, bgLuma, fgShare} (one number
- *   per frame, null unless ok), thumb: base64 PNG of the composite or ""}.
+ *   framesRendered, costClock}, series: {luma, lumaStd, colour, delta, black, white, fgLuma, bgLuma,
+ *   fgShare} (one number per frame, null unless ok), thumb: base64 PNG of the composite or ""}.
  *
  * Render cost: frameMs is renderMs / framesRendered, the wall time of a frame of the pair (both layers,
  * readback and statistics included) at the sampling size; costClock says which clock ("wall": Chromium
