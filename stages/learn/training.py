@@ -18,7 +18,8 @@ The recipe, top to bottom in `train`:
    pair by its measurement, and the model must carry them too), for the chosen epoch count;
 4. save the checkpoint and the report.
 
-One fit (`fit`): standardise features with its training set's mean and std; draw batches with a
+One fit (`fit`): standardise features with its training set's mean and std; fit the net's ridge prior on the
+training eval pairs (closed form, then frozen: `model.CouplingNet`); draw batches with a
 WeightedRandomSampler so sources arrive at share_elite/share_eval/share_neg (renormalised over the sources
 present); loss = BCE against soft targets, scaled per source by 1 (elite), ExtraEvalWeight (eval) and
 NegWeight (neg); AdamW with weight_decay.
@@ -42,7 +43,7 @@ from ..core.settings import TrainSettings
 from ..core.workspace import Workspace
 from ..learn.checkpoint import save_checkpoint
 from ..learn.features import FeatureCache
-from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_predict, spearman, with_interval
+from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_fit, ridge_predict, spearman, with_interval
 from ..learn.model import CouplingNet, NetConfig, feature_std, predict_quality, standardise
 from ..learn.sources import PairSet, Sources, gather_sources, quality_thresholds
 
@@ -154,7 +155,11 @@ def fit(train_sets: dict[str, PairSet], settings: TrainSettings, device: torch.d
     predicted = {name: np.zeros((epochs, len(pairs))) for name, pairs in validation.items()}
 
     net = CouplingNet(NetConfig(features=x.shape[1], hidden=settings.hidden, layers=settings.layers,
-                                dropout=settings.dropout)).to(device)
+                                dropout=settings.dropout))
+    if "eval" in train_sets and len(train_sets["eval"]) >= MIN_RIDGE_PAIRS:  # the prior: ridge on measured pairs
+        net.set_prior(*ridge_fit(standardise(train_sets["eval"].features, mean, std).astype(np.float64),
+                                 train_sets["eval"].targets.astype(np.float64), settings.seed))
+    net = net.to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     records = []
     for epoch in range(1, epochs + 1):
