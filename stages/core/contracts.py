@@ -534,6 +534,8 @@ def validate_train_report(report: Any, where="training report") -> dict:
                       perFold[{fold, pairs, trained, validationLoss[], trainingLoss[], seconds, net, ridge}],
                       net{spearman, pearson}, ridge{spearman, pearson}, netMinusRidge{spearman}, eliteAuc,
                       outOfFold[{key, fold, measured, net, ridge}], disagreements[key]} | null,
+      crossValidationByPreset{the same, `by: "preset"`: folds by the fg preset's family, no tested pair's
+                              preset (fg or bg) in training} | null (absent in reports from before it),
       eliteAuc{value, lo, hi, positives, negatives, heldOut} | null,
       packs{pack: {rows, okRows, failedRows, staleRows, pairs}}}`
     where a metric is `{value, lo, hi}` or null; `epochs` are the final fit's (its validationLoss is the
@@ -556,16 +558,18 @@ def validate_train_report(report: Any, where="training report") -> dict:
     for key in ("crossValidation", "eliteAuc"):
         if key not in report:
             raise ContractError(where, f"missing field {key!r} (null when there is none)")
-    validated = report["crossValidation"]
-    if validated is not None:
-        context = "crossValidation: "
+    for name in ("crossValidation", "crossValidationByPreset"):
+        validated = report.get(name)
+        if validated is None:
+            continue
+        context = f"{name}: "
         for key, kind in {"folds": int, "pairs": int, "chosenEpochs": int, "validationLoss": list,
                           "perFold": list, "outOfFold": list, "disagreements": list}.items():
             _require(where, validated, key, kind, context)
         for model in ("net", "ridge"):
             metrics = _require(where, validated, model, dict, context)
-            for name in ("spearman", "pearson"):
-                _require_metric(where, metrics, name, f"{context}{model}: ")
+            for metric in ("spearman", "pearson"):
+                _require_metric(where, metrics, metric, f"{context}{model}: ")
         for index, item in enumerate(validated["outOfFold"]):
             for key, kind in {"key": str, "measured": float, "net": float}.items():
                 _require(where, item, key, kind, f"{context}outOfFold[{index}]: ")
