@@ -10,10 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from packs import make_pack
 
-from stages.core.errors import CqError
+from stages.core.contracts import read_jsonl, validate_eval_row
+from stages.core.errors import ContractError, CqError
 from stages.core.settings import ALL_GPUS, SampleSettings, gpu_request
-from stages.core.workspace import NODE_MODULES_DIR
+from stages.core.workspace import NODE_MODULES_DIR, Workspace
 from stages.presets.conversion import load_preset
 from stages.render.audio import load_audio
 from stages.render.gpus import (
@@ -242,3 +244,18 @@ def test_pinned_browsers_render_and_say_on_which_gpu(tmp_path):
     assert [result.gpu for result in results] == ["0:GPU-aaaa", "1:GPU-bbbb", "0:GPU-aaaa"]
     assert all(result.gpu == pinning.launch(result.worker)[2] for result in results)
     assert all(result.series == results[0].series for result in results)
+
+
+@pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="this machine has an NVIDIA driver")
+def test_a_run_asking_for_gpus_where_there_are_none_says_so_once_and_samples_as_today(tmp_path, doit):
+    workspace = Workspace(tmp_path / "ws")
+    make_pack(workspace, "tiny", 3)
+    result = doit(workspace, "sample", "--packs", "tiny", "--gpus", "all", "--gpu-mode", "safe", "--workers", "1",
+                  "--frames", "16", "--width", "64", "--height", "64")
+    said = [line for line in result.stdout.splitlines() if line.startswith("gpus")]
+    assert len(said) == 1 and said[0].startswith("gpus all: no GPU to pin here: "), result.stdout
+    rows = read_jsonl(workspace.shard_path("tiny", 0)).rows
+    assert len(rows) == 3 and all(validate_eval_row(row)["gpu"] == "" for row in rows)
+    with pytest.raises(ContractError, match="field 'gpu' has int"):
+        validate_eval_row({**rows[0], "gpu": 1})
+    assert "gpus" not in workspace.config_path.read_text(), "a per-run knob is not saved"
