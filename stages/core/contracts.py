@@ -307,6 +307,11 @@ EXTRA_ROW_FIELDS: dict[str, Any] = {
     "sampledAt": str,
     "thumb": str,          # PNG of the composite at a fixed frame, relative to the pack's eval dir ("" if none)
 }
+# Fields rows written before them lack: checked when present.
+OPTIONAL_ROW_FIELDS: dict[str, Any] = {
+    "node": str,           # where it was rendered: "local", or the Dask worker's address
+    "gpu": str,            # the GPU its browser was pinned to, "INDEX:UUID" (the gpus setting), else ""
+}
 ROW_STATUSES = ("ok", "load-failed", "shader-failed", "eel-error", "timeout", "crashed", "black",
                 "read-failed", "translate-failed", "degraded", "missing-file", "too-heavy")
 # Richer statistics over the composited 64x64 frames (all in [0,1] unless noted).
@@ -323,6 +328,9 @@ def validate_eval_row(row: Any, where="eval row") -> dict:
         raise ContractError(where, "an eval row must be a JSON object")
     for key, kind in {**SEED_ROW_FIELDS, **EXTRA_ROW_FIELDS}.items():
         _require(where, row, key, kind)
+    for key, kind in OPTIONAL_ROW_FIELDS.items():
+        if key in row:
+            _require(where, row, key, kind)
     if row["status"] not in ROW_STATUSES:
         raise ContractError(where, f"status {row['status']!r} is not one of {', '.join(ROW_STATUSES)}")
     if row["status"] == "ok":
