@@ -83,18 +83,18 @@ def test_discover_a_folder_writes_versions_a_pack_to_sample_and_keeps_going_past
     (library / "broken.json").write_text("{ not a preset")
     (library / "notes.txt").write_text("not a preset either")
 
-    first = run_cli(workspace, "discover", str(library), "--top", "4", "--max-per-preset", "2")
+    first = run_cli(workspace, "discover", str(library), "--top", "3", "--max-per-preset", "2")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     pack_dir = workspace.pack_dir("discovered-My-Library")
     version = read_json(pack_dir / "pairs-manifest.discovered.v1.json")
     names = [path.name for path in sorted((pack_dir / "library").iterdir())]
     assert names == sorted([preset.name for preset in PRESETS[:4]] + ["broken.json"])
     made = version["generatedFrom"]
-    assert (made["top"], made["maxPerPreset"], made["presets"], made["scoredPresets"]) == (4, 2, 5, 4)
+    assert (made["top"], made["maxPerPreset"], made["presets"], made["scoredPresets"]) == (3, 2, 5, 4)
     assert made["scoredPairs"] == 4 * 3 and "broken.json" in made["unreadable"][0]
     assert made["model"]["sha256"] and "no preset in more than 2" in made["rule"]
     pairs = version["pairs"]
-    assert len(pairs) == 4 and [pair["rank"] for pair in pairs] == [1, 2, 3, 4]
+    assert [pair["rank"] for pair in pairs] == [1, 2, 3]
     assert all(pair["fgUrl"] != pair["bgUrl"] for pair in pairs)
     uses = [url for pair in pairs for url in (pair["fgUrl"], pair["bgUrl"])]
     assert max(uses.count(url) for url in uses) <= 2
@@ -103,7 +103,7 @@ def test_discover_a_folder_writes_versions_a_pack_to_sample_and_keeps_going_past
 
     # the picks are a pack the sampler plans like any other
     plan = plan_pack(workspace, "discovered-My-Library", SampleSettings(frames=24, width=64, height=64))
-    assert len(plan.ordered) == 4 and not any(planned.missing for planned in plan.ordered)
+    assert len(plan.ordered) == 3 and not any(planned.missing for planned in plan.ordered)
     assert load_manifest(workspace.manifest_path("discovered-My-Library")).pack == "discovered-My-Library"
 
     # a second discovery is the next version; the first is never rewritten, and nothing renders again

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import numpy as np
-from packs import make_pack
+from packs import PRESETS, make_pack
 
 from stages.core.contracts import read_json, write_json
 from stages.core.rows import read_fingerprint_rows
@@ -17,6 +17,7 @@ from stages.learn.fingerprints import Layout
 from stages.learn.quality import measured_quality
 from stages.learn.sources import eval_pairs, read_pack_presets
 
+PACKS_AB = ("sample", "--packs", "a,b", "fingerprint", "--packs", "a,b")  # the demo pack is left alone
 SMALL = "[sample]\nframes = 24\nwidth = 64\nheight = 64\nreadback = 16\nworkers = 1\n"
 
 
@@ -30,18 +31,17 @@ def test_fingerprints_render_each_content_once_and_estimate_the_rendered_pairs(t
     workspace.config_path.write_text(SMALL)
     # pack b shares pack a's fg presets (copied: other paths, the same content) and has a preset that is no
     # preset at all
-    make_pack(workspace, "b", 2)
+    make_pack(workspace, "b", 2, presets=PRESETS[4:])  # bases pack a does not use: new bg contents
     manifest = read_json(workspace.manifest_path("b"))
-    for entry in manifest["pairs"]:
-        name = entry["fgUrl"].rsplit("/", 1)[1].replace("coupled_0000", "copy_0000")
-        source = workspace.pack_dir("a") / "fg" / entry["fgUrl"].rsplit("/", 1)[1]
+    for entry, source in zip(manifest["pairs"], sorted((workspace.pack_dir("a") / "fg").iterdir())):
+        name = f"copy of {source.name}"
         shutil.copyfile(source, workspace.pack_dir("b") / "fg" / name)
         entry["fgUrl"] = f"/presets/b/fg/{name}"
     (workspace.pack_dir("b") / "bg" / "broken_bg.json").write_text("{ not a preset")
     manifest["pairs"].append({"pair": 9, "fgUrl": manifest["pairs"][0]["fgUrl"], "bgUrl": "/presets/b/bg/broken_bg.json"})
     write_json(workspace.manifest_path("b"), manifest)
 
-    run = doit(workspace, "sample", "fingerprint")
+    run = doit(workspace, *PACKS_AB)
     rows = fingerprint_rows(workspace)
     contents = {row["presetHash"] for row in rows}
     assert len(rows) == len(contents) == 4 + 4 + 2 + 1, "each distinct content once: a's 8, b's 2 bg and the broken one"
@@ -55,10 +55,10 @@ def test_fingerprints_render_each_content_once_and_estimate_the_rendered_pairs(t
     assert (meta["presets"], meta["fingerprinted"], meta["failed"], meta["coverage"]) == (11, 10, 1, 1.0)
     assert any(line.startswith(".  fingerprint:") for line in run.stdout.splitlines())
 
-    assert not [name for name in doit(workspace, "sample", "fingerprint").executed if name.startswith("fingerprint")]
+    assert not [name for name in doit(workspace, *PACKS_AB).executed if name.startswith("fingerprint")]
 
     # the composite of two fingerprints estimates what each rendered pair measured: the mean luma exactly (the
-    # normal blend is linear; only 8-bit rounding of the reductions differs), the quality in rank
+    # normal blend is linear), the quality closely
     settings = configured(SampleSettings, workspace)
     presets = read_pack_presets(workspace, "a", FeatureCache.of_workspace(workspace, settings))
     sampled, _, _ = eval_pairs(workspace, presets)
@@ -68,7 +68,10 @@ def test_fingerprints_render_each_content_once_and_estimate_the_rendered_pairs(t
                              np.stack([presets.bg[index[p]] for p in pairs]), settings)
     estimated_luma = features[:, PAIR_FEATURES.index("mix.stat.lumaMean")]
     measured_luma = np.array([sampled[p]["stats"]["lumaMean"] for p in pairs])
-    assert np.abs(estimated_luma - measured_luma).max() < 0.02, (estimated_luma, measured_luma)
+    # (a preset whose equations draw random numbers draws them from the page's one seeded stream, which the
+    # pair's other layer shares: that layer alone comes out a little different)
+    error = np.abs(estimated_luma - measured_luma)
+    assert (error < 1e-3).sum() >= len(pairs) - 1 and error.max() < 0.1, (estimated_luma, measured_luma)
     assert features[:, PAIR_FEATURES.index("mix.fingerprinted")].min() == 1.0
     estimate = features[:, PAIR_FEATURES.index("mix.estimate")]
     measured = np.array([measured_quality(sampled[p], settings) for p in pairs])
@@ -80,5 +83,5 @@ def test_fingerprints_render_each_content_once_and_estimate_the_rendered_pairs(t
     preset["baseVals"]["zoom"] = preset["baseVals"].get("zoom", 1.0) + 0.05
     edited.write_text(json.dumps(preset))
     before = len(fingerprint_rows(workspace))
-    doit(workspace, "fingerprint")
+    doit(workspace, "fingerprint", "--packs", "a,b")
     assert len(fingerprint_rows(workspace)) == before + 1

@@ -42,7 +42,7 @@ from ..core.errors import CqError
 from ..core.settings import TrainSettings
 from ..core.workspace import Workspace
 from ..learn.checkpoint import save_checkpoint
-from ..learn.features import FeatureCache
+from ..learn.features import FINGERPRINT_COLUMNS, FeatureCache
 from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_fit, ridge_predict, spearman, with_interval
 from ..learn.model import CouplingNet, NetConfig, feature_std, predict_quality, standardise
 from ..learn.sources import PairSet, Sources, gather_sources, quality_thresholds
@@ -157,8 +157,12 @@ def fit(train_sets: dict[str, PairSet], settings: TrainSettings, device: torch.d
     net = CouplingNet(NetConfig(features=x.shape[1], hidden=settings.hidden, layers=settings.layers,
                                 dropout=settings.dropout))
     if "eval" in train_sets and len(train_sets["eval"]) >= MIN_RIDGE_PAIRS:  # the prior: ridge on measured pairs
-        net.set_prior(*ridge_fit(standardise(train_sets["eval"].features, mean, std).astype(np.float64),
-                                 train_sets["eval"].targets.astype(np.float64), settings.seed))
+        columns = list(FINGERPRINT_COLUMNS)
+        weights, bias = ridge_fit(standardise(train_sets["eval"].features, mean, std)[:, columns].astype(np.float64),
+                                  train_sets["eval"].targets.astype(np.float64), settings.seed)
+        prior = np.zeros(x.shape[1])
+        prior[columns] = weights
+        net.set_prior(prior, bias)
     net = net.to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     records = []
