@@ -269,7 +269,7 @@ class FeatureCache:
             return None
         try:
             text, self.families[path] = _read(path, self.cache_dir)
-            fingerprint = self.fingerprints.vector(preset_identity(path)) if self.fingerprints else None
+            fingerprint = self.fingerprints.vector(preset_identity(path)) if self.fingerprints is not None else None
         except CqError as error:
             self.failures[path] = str(error)
             return None
