@@ -7,8 +7,8 @@ estimate of the two fingerprints (`mix.estimate`), which alone ranks pairs well.
 prior's logit what is not linear (where the estimate goes wrong, what the text adds, what ratings and
 negatives teach); its last layer starts at zero, so an untrained net is exactly the prior.
 
-In: a batch of pair vectors (`stages.features.PAIR_FEATURES`: fg, bg, fg-bg, fg*bg), standardised by
-`standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is the model's
+In: a batch of pair vectors (`learn.features.PAIR_FEATURES`: text, layer scalars and the composite estimate),
+standardised by `standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is the model's
 quality. `predict_quality` is the one inference path: the trainer's validation and the scorer both use it.
 Its shape (hidden units, layers, dropout) comes from `TrainSettings` and is saved in the checkpoint.
 """

@@ -1,7 +1,7 @@
 """Train the coupling net on elite, eval and negative pairs; write the checkpoint and a training report.
 
 In: a `Workspace` (its packs' presets and eval rows, elite manifest, ratings) and `TrainSettings`.
-Out: `outputs/coupling/models/coupling_net_final.pth` (`stages.checkpoint`) and the JSON report next to
+Out: `outputs/coupling/models/coupling_net_final.pth` (`learn.checkpoint`) and the JSON report next to
 it (`contracts.validate_train_report`): the final fit's loss per source and epoch, and the k-fold
 cross-validation: per-fold figures, out-of-fold Spearman/Pearson with bootstrap 95% intervals for the net
 and for a ridge baseline on the same features, their paired difference, elite AUC, and every sampled
@@ -10,10 +10,11 @@ pair's measured quality beside its out-of-fold scores.
 Reads only files: never starts a browser. Seeded and reproducible on CPU; CUDA when present.
 
 The recipe, top to bottom in `train`:
-1. gather the sources (`stages.sources`); every example knows the pairs it is made of;
+1. gather the sources (`learn.sources`); every example knows the pairs it is made of;
 2. k-fold cross-validation by pair (`cross_validate`): for each fold, train on the examples that touch no
    pair of the fold (`settings.epochs` epochs), and predict the fold's eval and elite pairs after every
    epoch; the epoch count with the lowest mean validation loss is the one the final fit runs;
+   then the same by preset (`fold_split`: no preset of a tested pair in training) at that epoch count;
 3. the final fit on everything, held-out pairs included (they are measured: the scorer scores a sampled
    pair by its measurement, and the model must carry them too), for the chosen epoch count;
 4. save the checkpoint and the report.
