@@ -12,12 +12,13 @@ pair are one base pushed apart by +/- d on its motion, warp and colour values, w
 another) that the coupling should score low. Pair numbers follow the seeded shuffle; `coupling.v0.json`
 records each pair's kind, base(s) and offsets.
 
-Sampling the pack takes a GPU machine (bench/evalpack_gpu.sh, one command there); `cv` then trains with
-k-fold cross-validation by pair and prints the out-of-fold Spearman of the net and the ridge baseline with
-95% intervals, overall and per pair kind; how well the out-of-fold score follows each factor of the measured
-quality (what the preset-text features can and cannot explain); and whether cheap render statistics would
-lift it, measured before building them: the k-fold ridge with and without each layer's mean luma as rendered
-(`pmAvgLumaFg/Bg`, what a render of each preset alone at a few frames would give).
+Sampling the pack and fingerprinting its presets takes a GPU machine (bench/evalpack_gpu.sh, one command
+there); `cv` then trains with k-fold cross-validation by pair and by preset and prints the out-of-fold
+Spearman of the net and the ridge baseline with 95% intervals, overall and per pair kind (coupled, cross);
+`--no-fingerprints` gives the same figures from the preset text alone. With fingerprints it also prints the
+composite estimate's Spearman alone (no learning) and an ablation: ridge by preset on each group of pair
+features (text, layer scalars, composite) alone and without it, and each composite field against the
+measurement.
 """
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ from .core.contracts import MANIFEST_NAME
 from .core.errors import CqError
 from .core.progress import lines_in_order
 from .core.workspace import COMMAND_ENV, Workspace, command
+from .learn.discovery import DiscoverSettings
 from .presets.filtering import FilterSettings
 from .presets.manifests import write_manifest_from_folder
 from .render.server import PLAYER_PATH, WATCH_PATH, serving
@@ -91,10 +92,9 @@ def _filter(args) -> int:
 
 
 def _discover(args) -> int:
-    from .learn.discovery import DiscoverSettings
-
-    settings = DiscoverSettings(folder=str(args.folder), pack=args.pack, top=args.top,
-                                max_per_preset=args.max_per_preset, per_fg=args.per_fg)
+    settings = DiscoverSettings(**{**{item.name: getattr(args, item.name) for item in
+                                      dataclasses.fields(DiscoverSettings) if item.name != "folder"},
+                                   "folder": str(args.folder)})
     discover.run(Workspace.from_environment(), settings)
     return 0
 
@@ -203,10 +203,11 @@ def parser() -> argparse.ArgumentParser:
 
     discovering = commands.add_parser("discover", help="the best fg x bg pairs of a folder of presets, by the model")
     discovering.add_argument("folder", type=Path, help="a folder of .milk and .json presets (not searched below)")
-    discovering.add_argument("--pack", default="", help="the pack the picks become (default: discovered-<folder>)")
-    discovering.add_argument("--top", type=int, default=100, help="pairs to pick (K, default 100)")
-    discovering.add_argument("--max-per-preset", type=int, default=3, help="most picks per preset (M, default 3)")
-    discovering.add_argument("--per-fg", type=int, default=3, help="best backgrounds listed per fg (default 3)")
+    for item in dataclasses.fields(DiscoverSettings):
+        if item.name != "folder":
+            kind = {"int": int, "str": str}[item.type]
+            discovering.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=item.default,
+                                     help=item.metadata["help"])
     discovering.set_defaults(handler=_discover)
 
     bases = commands.add_parser("demo-bases", help=f"render each butterchurn preset; rewrite "

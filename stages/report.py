@@ -38,6 +38,7 @@ from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
 from .learn.history import changes, read_history, varying_settings
 
 GALLERY_SIZE = 24
+DISCOVERED_SHOWN = 48
 HISTOGRAM_BINS = 20
 SHOWN_STATS = (("lumaMean", "luma"), ("contrast", "contrast"), ("colourfulness", "colour"),
                ("motionMean", "motion"), ("flicker", "flicker"), ("blackFrac", "black"),
@@ -367,15 +368,25 @@ def cross_validation_section(data: PackData) -> str:
         f"<td>{esc(', '.join(data.rows.get(int(item['key'][len(prefix):]), {}).get('reasons', [])))}</td></tr>"
         for item in worst)
     sampled_rho = (data.quality or {}).get("stats", {}).get("sampledSpearman")
-    return (f"<p>{validated['folds']}-fold cross-validation by pair over {validated['pairs']} sampled pairs of all "
-            f"packs; the final fit runs the {validated['chosenEpochs']} epochs with the lowest mean validation "
-            f"loss. Out-of-fold figures with 95% bootstrap intervals:</p>"
+    by_preset = (data.training or {}).get("crossValidationByPreset")
+    preset_rows = (f"<tr><th colspan=\"3\">by preset: the held-out pairs' fg and bg presets (and their variants, "
+                   f"same code under other parameters) never seen in training; {by_preset['pairs']} pairs</th></tr>"
+                   f"<tr><td>coupling net</td>{metric_cell(by_preset['net']['spearman'])}"
+                   f"{metric_cell(by_preset['net']['pearson'])}</tr>"
+                   f"<tr><td>ridge baseline</td>{metric_cell(by_preset['ridge']['spearman'])}"
+                   f"{metric_cell(by_preset['ridge']['pearson'])}</tr>"
+                   f"<tr><td>net − ridge</td>{metric_cell(by_preset['netMinusRidge']['spearman'])}<td></td></tr>"
+                   if by_preset else "")
+    return (f"<p>{validated['folds']}-fold cross-validation by pair and by preset over {validated['pairs']} sampled "
+            f"pairs of all packs; the final fit runs the {validated['chosenEpochs']} epochs with the lowest mean "
+            f"validation loss by pair. Out-of-fold figures with 95% bootstrap intervals:</p>"
             f"<table><tr><th>model</th><th>Spearman</th><th>Pearson</th></tr>"
+            f"<tr><th colspan=\"3\">by pair</th></tr>"
             f"<tr><td>coupling net</td>{metric_cell(validated['net']['spearman'])}"
             f"{metric_cell(validated['net']['pearson'])}</tr>"
             f"<tr><td>ridge baseline</td>{metric_cell(validated['ridge']['spearman'])}"
             f"{metric_cell(validated['ridge']['pearson'])}</tr>"
-            f"<tr><td>net − ridge</td>{metric_cell(difference)}<td></td></tr></table>"
+            f"<tr><td>net − ridge</td>{metric_cell(difference)}<td></td></tr>{preset_rows}</table>"
             f"<p>scores of this pack's sampled pairs against their measurement (Spearman): "
             f"<b>{fmt(sampled_rho)}</b> (a sampled pair is scored by its measurement)</p>"
             f"<h3>per fold (Spearman at the chosen epoch)</h3><table><tr><th>fold</th><th>pairs</th><th>net</th>"
@@ -385,6 +396,49 @@ def cross_validation_section(data: PackData) -> str:
             f"<h3>where measurement and out-of-fold score disagree most</h3>"
             f"<table class=\"disagreements\"><tr><th>pair</th><th>measured</th><th>net (out of fold)</th>"
             f"<th>ridge</th><th>quality01</th><th>reasons</th></tr>{disagreeing}</table>")
+
+
+def fingerprint_section(workspace: Workspace) -> str:
+    """The fingerprints' own coverage (every preset of every pack, rendered alone once)."""
+    path = workspace.fingerprint_meta_path
+    try:
+        meta = read_json(path) if path.is_file() else None
+    except ContractError:
+        meta = None
+    if not meta:
+        return f'<p class="dim">no fingerprints yet (run <code>{esc(command("fingerprint"))}</code>)</p>'
+    failures = "".join(f"<li>{esc(line)}</li>" for line in meta.get("failures", []))
+    return (f"<p><b>{meta['fingerprinted']}</b> of {meta['presets']} presets fingerprinted, {meta['failed']} failed "
+            f"(coverage {100 * meta['coverage']:.0f}%); a pair with a failed layer is estimated to fail too</p>"
+            f'<div class="meter"><span style="width:{min(100, 100 * meta["coverage"]):.1f}%"></span></div>'
+            + (f"<ul class=\"problems\">{failures}</ul>" if failures else ""))
+
+
+def discovered_section(workspace: Workspace, data: PackData) -> str:
+    """For a pack that discovery made: each pick with its thumbnail, the model's prediction beside what the
+    sampler measured (the measurement checks the model's picks)."""
+    try:
+        document = read_json(workspace.manifest_path(data.pack))
+    except ContractError:
+        return ""
+    made = document.get("generatedFrom") if isinstance(document, dict) else None
+    if not isinstance(made, dict) or not made.get("discovered"):
+        return ""
+    measured = {entry["pair"]: entry.get("measured") for entry in (data.quality or {}).get("pairs", [])}
+    by_pair = {entry.pair: entry for entry in data.manifest.pairs}
+    cards = []
+    for item in document["pairs"][:DISCOVERED_SHOWN]:
+        entry, row = by_pair[item["pair"]], data.rows.get(item["pair"])
+        uri = thumb_uri(workspace, data.pack, row)
+        picture = (f'<img src="{uri}" alt="pair {entry.pair}" width="128" height="128">' if uri else
+                   '<div class="nothumb dim">not sampled yet</div>')
+        cards.append(f'<figure class="card">{picture}<figcaption><b>#{item.get("rank", entry.pair)}</b> predicted '
+                     f'<span class="score">{fmt(item.get("predicted"))}</span> measured '
+                     f'<span class="score">{fmt(measured.get(entry.pair))}</span><div class="files">'
+                     f'fg {esc(file_name(entry.fgUrl))}<br>bg {esc(file_name(entry.bgUrl))}</div></figcaption></figure>')
+    return (f"<h2>Discovered pairs</h2><p>{esc(made.get('rule', ''))}: {made.get('scoredPairs', 0):,} pairs of "
+            f"{made.get('scoredPresets', 0)} presets from <code>{esc(made.get('library', ''))}</code> scored in "
+            f"{fmt(made.get('seconds'), 1)} s</p><div class=\"grid\">{''.join(cards)}</div>")
 
 
 HISTORY_RUNS = 12
@@ -560,6 +614,8 @@ weighted by these scores: <code>{esc(tool_command("serve"))}</code>, then open
 <h2>Coverage</h2>{coverage_section(data)}
 <h2>Training</h2>{training_section(data)}
 <h2>Cross-validation</h2>{cross_validation_section(data)}
+<h2>Fingerprints</h2>{fingerprint_section(workspace)}
+{discovered_section(workspace, data)}
 <h2>Presets that failed</h2>{failures_section(data)}
 <h2>Training history</h2>{history_section(workspace)}
 {problems}
@@ -571,7 +627,7 @@ def report_inputs(workspace: Workspace, pack: str) -> list[Path]:
     """Every file the page is made from (those that exist are read; the others are shown as missing)."""
     return [workspace.manifest_path(pack), workspace.quality_path(pack), workspace.rejected_quality_path(pack),
             workspace.eval_path(pack), workspace.meta_path(pack), workspace.train_report_path,
-            workspace.verify_report_path(pack), workspace.train_history_path]
+            workspace.verify_report_path(pack), workspace.train_history_path, workspace.fingerprint_meta_path]
 
 
 def inputs_signature(workspace: Workspace, pack: str) -> dict:

@@ -92,6 +92,7 @@ def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, aud
         "stats": {name: float(value) for name, value in stats.items()},
         "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(), "thumb": thumb,
         "node": result.node if result is not None else "",
+        "gpu": result.gpu if result is not None else "",
     }
 
 

@@ -30,7 +30,7 @@ SOURCES = {"audio_file", "gpu_mode", "chromium"}
 # How the run is organised: which pairs, how many at once, how long, on which machines (the cluster's
 # renderer is in the row's key like any other).
 RUN = {"packs", "target_coverage", "max_hours", "workers", "shard_size", "shuffle_seed", "reload_every",
-       "browser_max_restarts", "pair_timeout_s", "headed", "executor", "address"}
+       "browser_max_restarts", "pair_timeout_s", "headed", "executor", "address", "gpus"}
 # Cuts a heavy pair short (a too-heavy row) without being part of any key: a row records the cap it was judged
 # under, and `core.rows` renders again only the rows a changed cap could judge otherwise (tests/test_cost_cap.py).
 CAPS = {"max_frame_ms"}

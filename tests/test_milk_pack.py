@@ -67,6 +67,9 @@ def test_milk_pack_samples_and_scores(pack_workspace, doit):
         assert row["stats"]["lumaMean"] > 0.01
     assert len(list((workspace.state_dir / "milk-cache").glob("*.json"))) == len(PRESETS)
 
+    # the demo pack doit made beside it is neither sampled nor fingerprinted here (packs = "cream"): its scores
+    # could not pass the gate, and it is not what this test is about
+    shutil.rmtree(workspace.pack_dir("demo"))
     doit(workspace, "train")
     quality = validate_quality(read_json(workspace.quality_path("cream")), manifest=manifest)
     assert {entry["pair"] for entry in quality["pairs"]} == {0, 1, 2, 3}

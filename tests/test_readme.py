@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -18,8 +19,10 @@ from stages.core.workspace import CHECKOUT, Workspace
 README = CHECKOUT / "README.md"
 # Set up the machine or install the tool: `tests/test_install.py` builds the wheel and runs the installed
 # command; `install-chromium` downloads a browser where none is found.
-NOT_RUN_HERE = {"./quickstart.sh", "./quickstart.sh test", "pipx install ./coupled-quality",
-                "mkdir my-night && cd my-night", "coupled-quality install-chromium"}
+NOT_RUN_HERE = {"./quickstart.sh", "./quickstart.sh test", "pip wheel --no-deps -w dist .",
+                "python -m venv ~/cq && ~/cq/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu",
+                "~/cq/bin/pip install dist/coupled_quality-*.whl", "mkdir my-night && cd my-night",
+                "coupled-quality install-chromium"}
 # In an order where each one's inputs exist; `TASK` is the README's placeholder.
 RUN_IN_ORDER = [
     "doit",
@@ -34,7 +37,9 @@ RUN_IN_ORDER = [
     "coupled-quality help sample",
     'doit filter --rule="quality01 >= 0.6 and luma >= 0.1" --top 200 --current',
     "python -m stages.cli watch",
+    "doit fingerprint",
     "doit sample --packs a,b --target-coverage 0.99 --max-hours 10 --workers 4",
+    "doit discover --folder LIBRARY --top 100 --max-per-preset 3",
     "doit clean",
 ]
 # A user's workspace settings that keep the night short (the commands themselves are run as written).
@@ -78,7 +83,9 @@ def test_every_readme_command_is_run_or_named_here():
 
 
 def run(workspace: Workspace, command: str, env: dict) -> subprocess.CompletedProcess:
-    words = [word.replace("TASK", "train:model") for word in shlex.split(command)]
+    """`TASK` and `LIBRARY` are the README's placeholders: a task, and a folder of presets (`library`)."""
+    words = [word.replace("TASK", "train:model").replace("LIBRARY", str(workspace.root.parent / "library"))
+             for word in shlex.split(command)]
     if words[0] == "doit":
         words = [sys.executable, "-m", "doit", "-f", str(CHECKOUT / "dodo.py"), *words[1:]]
     elif words[0] == "coupled-quality":  # in a checkout, `python -m stages.cli` is the same command
@@ -115,6 +122,11 @@ def test_the_readme_commands_run_as_written(tmp_path, no_browser):
         if command.startswith("doit sample --packs a,b"):
             make_pack(workspace, "a", 2)
             make_pack(workspace, "b", 2)
+        if command.startswith("doit discover"):
+            library = tmp_path / "library"
+            library.mkdir()
+            for preset in sorted((workspace.pack_dir("demo") / "fg").iterdir())[:3]:
+                shutil.copyfile(preset, library / preset.name)
         # train never starts a browser: there, importing playwright fails
         result = run(workspace, command, {**env, **no_browser} if command.startswith("doit train") else env)
         assert result.returncode == 0, f"{command}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -127,5 +139,9 @@ def test_the_readme_commands_run_as_written(tmp_path, no_browser):
             assert (workspace.pack_dir("demo") / "pairs-manifest.filtered.current.json").is_file()
         if command.startswith("doit sample"):
             assert all(workspace.shard_files(pack) for pack in ("a", "b"))
+        if command == "doit fingerprint":
+            assert read_json(workspace.fingerprint_meta_path)["coverage"] == 1.0
+        if command.startswith("doit discover"):
+            assert (workspace.pack_dir("discovered-library") / "pairs-manifest.discovered.v1.json").is_file()
     assert workspace.manifest_path("a").is_file() and not workspace.shard_files("a"), \
         "clean removed what was generated and kept the user's pack"

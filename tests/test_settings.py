@@ -78,8 +78,7 @@ def test_doit_help_shows_the_workspace_defaults_and_info_says_why(tmp_path, doit
 
     info = doit(workspace, "info", "train:model", check=False)
     assert info.returncode in (0, 1), info.stderr
-    assert "the trainer's settings or code changed" in info.stdout
-    assert "what training reads (manifests" in info.stdout
+    assert "the trainer's settings changed" in info.stdout
     assert "object at 0x" not in info.stdout
 
 
@@ -147,7 +146,7 @@ def test_info_names_the_knob_that_changed_and_each_stale_sub_task(tmp_path, doit
 
     info = doit(workspace, "info", "train:model", check=False, env=no_browser)
     assert info.returncode == 1, info.stderr
-    assert "the trainer's settings or code changed: epochs 2 -> 3\n" in info.stdout
+    assert "the trainer's settings changed: epochs 2 -> 3\n" in info.stdout
     assert "(args=[], kwargs={})" not in info.stdout
 
     group = doit(workspace, "info", "merge", check=False, env=no_browser)

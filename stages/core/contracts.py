@@ -310,6 +310,11 @@ EXTRA_ROW_FIELDS: dict[str, Any] = {
     "sampledAt": str,
     "thumb": str,          # PNG of the composite at a fixed frame, relative to the pack's eval dir ("" if none)
 }
+# Fields rows written before them lack: checked when present.
+OPTIONAL_ROW_FIELDS: dict[str, Any] = {
+    "node": str,           # where it was rendered: "local", or the Dask worker's address
+    "gpu": str,            # the GPU its browser was pinned to, "INDEX:UUID" (the gpus setting), else ""
+}
 ROW_STATUSES = ("ok", "load-failed", "shader-failed", "eel-error", "timeout", "crashed", "black",
                 "read-failed", "translate-failed", "degraded", "missing-file", "too-heavy")
 # Richer statistics over the composited 64x64 frames (all in [0,1] unless noted).
@@ -326,6 +331,9 @@ def validate_eval_row(row: Any, where="eval row") -> dict:
         raise ContractError(where, "an eval row must be a JSON object")
     for key, kind in {**SEED_ROW_FIELDS, **EXTRA_ROW_FIELDS}.items():
         _require(where, row, key, kind)
+    for key, kind in OPTIONAL_ROW_FIELDS.items():
+        if key in row:
+            _require(where, row, key, kind)
     if row["status"] not in ROW_STATUSES:
         raise ContractError(where, f"status {row['status']!r} is not one of {', '.join(ROW_STATUSES)}")
     if row["status"] == "ok":
@@ -538,6 +546,8 @@ def validate_train_report(report: Any, where="training report") -> dict:
                       perFold[{fold, pairs, trained, validationLoss[], trainingLoss[], seconds, net, ridge}],
                       net{spearman, pearson}, ridge{spearman, pearson}, netMinusRidge{spearman}, eliteAuc,
                       outOfFold[{key, fold, measured, net, ridge}], disagreements[key]} | null,
+      crossValidationByPreset{the same, `by: "preset"`: folds by the fg preset's family, no tested pair's
+                              preset (fg or bg) in training} | null (absent in reports from before it),
       eliteAuc{value, lo, hi, positives, negatives, heldOut} | null,
       packs{pack: {rows, okRows, failedRows, staleRows, pairs}}}`
     where a metric is `{value, lo, hi}` or null; `epochs` are the final fit's (its validationLoss is the
@@ -560,16 +570,18 @@ def validate_train_report(report: Any, where="training report") -> dict:
     for key in ("crossValidation", "eliteAuc"):
         if key not in report:
             raise ContractError(where, f"missing field {key!r} (null when there is none)")
-    validated = report["crossValidation"]
-    if validated is not None:
-        context = "crossValidation: "
+    for name in ("crossValidation", "crossValidationByPreset"):
+        validated = report.get(name)
+        if validated is None:
+            continue
+        context = f"{name}: "
         for key, kind in {"folds": int, "pairs": int, "chosenEpochs": int, "validationLoss": list,
                           "perFold": list, "outOfFold": list, "disagreements": list}.items():
             _require(where, validated, key, kind, context)
         for model in ("net", "ridge"):
             metrics = _require(where, validated, model, dict, context)
-            for name in ("spearman", "pearson"):
-                _require_metric(where, metrics, name, f"{context}{model}: ")
+            for metric in ("spearman", "pearson"):
+                _require_metric(where, metrics, metric, f"{context}{model}: ")
         for index, item in enumerate(validated["outOfFold"]):
             for key, kind in {"key": str, "measured": float, "net": float}.items():
                 _require(where, item, key, kind, f"{context}outOfFold[{index}]: ")

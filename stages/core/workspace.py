@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.contracts import MANIFEST_NAME, QUALITY_NAME, write_bytes_atomic
+from ..core.contracts import MANIFEST_NAME, QUALITY_NAME, replace_file
 from ..core.errors import ContractError, CqError, disk_error, file_error
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -135,9 +135,13 @@ def save_settings(workspace: "Workspace", section: str, values: dict) -> None:
     if any(saved.get(name) != value for name, value in values.items()):
         raise ContractError(path, f"could not set {', '.join(values)} in [{section}] automatically",
                             f"set them there yourself: {'; '.join(f'{n} = {_toml_value(v)}' for n, v in values.items())}")
+    partial = path.with_name(path.name + ".partial")  # a plain open(): the umask decides who may read it
     try:
-        write_bytes_atomic(path, text.encode("utf-8"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        replace_file(partial, path)
     except OSError as error:  # a full disk: the file keeps its old content, and no partial copy stays
+        partial.unlink(missing_ok=True)
         raise file_error(error, path) from None
 
 

@@ -60,8 +60,8 @@ def with_interval(metric, predicted: np.ndarray, measured: np.ndarray, seed: int
     return bootstrap(lambda d: metric(predicted[d], measured[d]), len(measured), seed)
 
 
-def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
-    """Ridge regression baseline; the penalty is picked by 5-fold cross-validation on the training rows.
+def ridge_fit(x_train: np.ndarray, y_train: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Ridge regression `(weights, intercept)`; the penalty is picked by 5-fold cross-validation on the rows.
 
     Solved through one SVD per fit, in torch (which keeps to the configured threads; numpy's BLAS would
     spin on every core of a shared machine)."""
@@ -70,16 +70,24 @@ def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         centre = y.mean()
         u, s, vh = torch.linalg.svd(x, full_matrices=False)
         weights = vh.T @ ((s / (s * s + penalty)) * (u.T @ (y - centre)))
-        return lambda z: (torch.from_numpy(z).double() @ weights + centre).numpy()
+        return weights.numpy(), float(centre)
 
     folds = np.random.default_rng(seed).permutation(len(y_train)) % 5
     errors = []
     for penalty in RIDGE_LAMBDAS:
-        squared = [np.mean((fit(x_train[folds != k], y_train[folds != k], penalty)(x_train[folds == k])
-                            - y_train[folds == k]) ** 2) for k in range(5) if (folds == k).any()]
+        squared = []
+        for k in range(5):
+            if (folds == k).any():
+                weights, centre = fit(x_train[folds != k], y_train[folds != k], penalty)
+                squared.append(np.mean((x_train[folds == k] @ weights + centre - y_train[folds == k]) ** 2))
         errors.append(np.mean(squared))
-    best = RIDGE_LAMBDAS[int(np.argmin(errors))]
-    return fit(x_train, y_train, best)(x_test)
+    return fit(x_train, y_train, RIDGE_LAMBDAS[int(np.argmin(errors))])
+
+
+def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
+    """The ridge baseline's predictions for `x_test` (`ridge_fit` on the training rows)."""
+    weights, centre = ridge_fit(x_train, y_train, seed)
+    return x_test @ weights + centre
 
 
 def bce(predicted: np.ndarray, target: np.ndarray) -> float:

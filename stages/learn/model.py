@@ -1,12 +1,14 @@
-"""The coupling net: a linear model plus a small MLP, from standardised pair features to a quality logit.
+"""The coupling net: a ridge prior plus a small MLP that corrects it, from standardised pair features to a
+quality logit.
 
-The linear part carries what is nearly linear (above all the composite estimate of the two fingerprints,
-`mix.estimate`, which alone ranks pairs well); the MLP learns what is not (where the estimate goes wrong,
-what the text adds). Wide and deep: with few sampled pairs, the linear path keeps the net from doing worse
-than ridge on the same features.
+The prior is a ridge regression of the measured quality on the same features, fitted in closed form on the
+training pairs (`set_prior`) and then frozen: it carries what is nearly linear, above all the composite
+estimate of the two fingerprints (`mix.estimate`), which alone ranks pairs well. The MLP adds to the
+prior's logit what is not linear (where the estimate goes wrong, what the text adds, what ratings and
+negatives teach); its last layer starts at zero, so an untrained net is exactly the prior.
 
-In: a batch of pair vectors (`stages.features.PAIR_FEATURES`: fg, bg, fg-bg, fg*bg), standardised by
-`standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is the model's
+In: a batch of pair vectors (`learn.features.PAIR_FEATURES`: text, layer scalars and the composite estimate),
+standardised by `standardise` with the training set's mean and std. Out: one logit per pair; `sigmoid(logit)` is the model's
 quality. `predict_quality` is the one inference path: the trainer's validation and the scorer both use it.
 Its shape (hidden units, layers, dropout) comes from `TrainSettings` and is saved in the checkpoint.
 """
@@ -22,6 +24,7 @@ from torch import nn
 # pair into a huge input (and a confidently wrong score): its std is floored and every input clipped.
 STD_FLOOR = 0.05
 Z_CLIP = 5.0
+PRIOR_FLOOR = 0.02  # the prior's quality is kept inside (0.02, 0.98) before its logit
 
 
 def feature_std(features: np.ndarray) -> np.ndarray:
@@ -50,10 +53,19 @@ class CouplingNet(nn.Module):
             width = config.hidden
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, 1)
-        self.linear = nn.Linear(config.features, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("prior_weight", torch.zeros(config.features))
+        self.register_buffer("prior_bias", torch.tensor(0.5))
+
+    def set_prior(self, weight: np.ndarray, bias: float) -> None:
+        """The ridge prior: quality ~ x @ weight + bias on standardised features (fitted, never trained)."""
+        self.prior_weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        self.prior_bias.fill_(float(bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.head(self.body(x)) + self.linear(x)).squeeze(-1)
+        prior = (x @ self.prior_weight + self.prior_bias).clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR)
+        return torch.logit(prior) + self.head(self.body(x)).squeeze(-1)
 
     def config_dict(self) -> dict:
         return asdict(self.config)

@@ -23,8 +23,8 @@ measured | model) and carries `measured` and `rating` where they exist.
 
 Gates (no stretching of the distribution to pass them): `qualityStats.std >= MinQualityStd` and
 `min <= p50 - 0.05`. A failed gate writes the scores to `pairs-quality.v0.rejected.json` beside the product,
-leaves the last good `pairs-quality.v0.json` in place, and raises with the advice: more coverage, more
-negatives, more epochs, in that order.
+leaves the last good `pairs-quality.v0.json` in place, and raises with the advice: fingerprints (when the
+pack's presets lack them), more coverage, more negatives, more epochs, in that order.
 """
 from __future__ import annotations
 
@@ -35,12 +35,14 @@ from ..core.errors import ContractError, CqError
 from ..core.settings import TrainSettings, from_params
 from ..core.workspace import Workspace, command
 from ..learn.checkpoint import load_checkpoint
-from ..learn.features import FeatureCache, pair_features
+from ..learn.features import TEXT_WIDTH, FeatureCache, pair_features
+from ..learn.fingerprints import SCALARS
 from ..learn.gates import gate_failures, quality_stats
 from ..learn.metrics import spearman
 from ..learn.quality import TOO_HEAVY, measured_quality
 from ..learn.sources import eval_pairs, quality_thresholds, ratings_by_urls, read_pack_presets
 
+FINGERPRINTED = TEXT_WIDTH + SCALARS.index("fingerprinted")  # in a preset vector
 FLAGS = ("too-dark", "low-motion", TOO_HEAVY)  # with a failed status: never in the top decile unless rated >= 4
 WELL_RATED = 0.75                                # rating 4 of 1..5 as a target
 
@@ -131,6 +133,10 @@ def score_pack(workspace: Workspace, pack: str, log=print) -> dict:
         coverage = (f"more coverage ({len(sampled)}/{len(manifest.pairs)} pairs sampled: "
                     f"`{command('sample --target-coverage 1.0')}`)" if len(sampled) < len(manifest.pairs)
                     else "coverage is complete")
+        unprinted = sum(1 for vector in presets.fg + presets.bg if not vector[FINGERPRINTED])
+        if unprinted:  # without fingerprints, unsampled pairs have nothing but their text to tell them apart
+            coverage = (f"fingerprints ({unprinted} of {2 * len(presets.pairs)} pair layers have none: "
+                        f"`{command(f'fingerprint --packs {pack}')}`), {coverage}")
         raise CqError(
             f"{pack}: the scores fail the gate: {'; '.join(failures)}. Fix, in this order: {coverage}, more "
             f"negatives (`{command('train --neg-samples N')}`), more epochs (`{command('train --epochs N')}`). "

@@ -1,7 +1,7 @@
 """Train the coupling net on elite, eval and negative pairs; write the checkpoint and a training report.
 
 In: a `Workspace` (its packs' presets and eval rows, elite manifest, ratings) and `TrainSettings`.
-Out: `outputs/coupling/models/coupling_net_final.pth` (`stages.checkpoint`) and the JSON report next to
+Out: `outputs/coupling/models/coupling_net_final.pth` (`learn.checkpoint`) and the JSON report next to
 it (`contracts.validate_train_report`): the final fit's loss per source and epoch, and the k-fold
 cross-validation: per-fold figures, out-of-fold Spearman/Pearson with bootstrap 95% intervals for the net
 and for a ridge baseline on the same features, their paired difference, elite AUC, and every sampled
@@ -10,15 +10,17 @@ pair's measured quality beside its out-of-fold scores.
 Reads only files: never starts a browser. Seeded and reproducible on CPU; CUDA when present.
 
 The recipe, top to bottom in `train`:
-1. gather the sources (`stages.sources`); every example knows the pairs it is made of;
+1. gather the sources (`learn.sources`); every example knows the pairs it is made of;
 2. k-fold cross-validation by pair (`cross_validate`): for each fold, train on the examples that touch no
    pair of the fold (`settings.epochs` epochs), and predict the fold's eval and elite pairs after every
    epoch; the epoch count with the lowest mean validation loss is the one the final fit runs;
+   then the same by preset (`fold_split`: no preset of a tested pair in training) at that epoch count;
 3. the final fit on everything, held-out pairs included (they are measured: the scorer scores a sampled
    pair by its measurement, and the model must carry them too), for the chosen epoch count;
 4. save the checkpoint and the report.
 
-One fit (`fit`): standardise features with its training set's mean and std; draw batches with a
+One fit (`fit`): standardise features with its training set's mean and std; fit the net's ridge prior on the
+training eval pairs (closed form, then frozen: `model.CouplingNet`); draw batches with a
 WeightedRandomSampler so sources arrive at share_elite/share_eval/share_neg (renormalised over the sources
 present); loss = BCE against soft targets, scaled per source by 1 (elite), ExtraEvalWeight (eval) and
 NegWeight (neg); AdamW with weight_decay.
@@ -41,8 +43,8 @@ from ..core.errors import CqError
 from ..core.settings import TrainSettings
 from ..core.workspace import Workspace
 from ..learn.checkpoint import save_checkpoint
-from ..learn.features import FeatureCache
-from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_predict, spearman, with_interval
+from ..learn.features import FINGERPRINT_COLUMNS, FeatureCache
+from ..learn.metrics import auc, bce, bootstrap, pearson, ridge_fit, ridge_predict, spearman, with_interval
 from ..learn.model import CouplingNet, NetConfig, feature_std, predict_quality, standardise
 from ..learn.sources import PairSet, Sources, gather_sources, quality_thresholds
 
@@ -154,7 +156,15 @@ def fit(train_sets: dict[str, PairSet], settings: TrainSettings, device: torch.d
     predicted = {name: np.zeros((epochs, len(pairs))) for name, pairs in validation.items()}
 
     net = CouplingNet(NetConfig(features=x.shape[1], hidden=settings.hidden, layers=settings.layers,
-                                dropout=settings.dropout)).to(device)
+                                dropout=settings.dropout))
+    if "eval" in train_sets and len(train_sets["eval"]) >= MIN_RIDGE_PAIRS:  # the prior: ridge on measured pairs
+        columns = list(FINGERPRINT_COLUMNS)
+        weights, bias = ridge_fit(standardise(train_sets["eval"].features, mean, std)[:, columns].astype(np.float64),
+                                  train_sets["eval"].targets.astype(np.float64), settings.seed)
+        prior = np.zeros(x.shape[1])
+        prior[columns] = weights
+        net.set_prior(prior, bias)
+    net = net.to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     records = []
     for epoch in range(1, epochs + 1):

@@ -17,6 +17,8 @@ from different renderers never mix in a run. One pair is one Dask task, restrict
 when a worker is lost, runs that worker's pairs in flight again on another. A worker that joins mid-run is
 probed, then used. A bounded window of pairs is in flight, so a deadline or an interrupted run stops soon.
 The pools stay up between runs (a run with other settings replaces them) and close with their worker.
+With the `gpus` setting a worker deals its browsers to its host's GPUs, each browser pinned to its GPU
+(`render.gpus`); the lines that setting says (a GPU left out, no GPU here) come back with the probe.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ from ..core.keys import engine_version
 from ..core.settings import SampleSettings
 from ..core.workspace import command
 from ..render.browser import is_software_renderer, kill_leftovers
+from ..render.gpus import pin_gpus
 from ..render.pool import PairJob, PairResult, RenderPool
 
 # 16 browsers per GPU gave the best throughput on one H200 (RENDERING.md); a power of two, so the task
@@ -152,8 +155,10 @@ def _open_node(worker, settings_fields: dict, audio_frames: np.ndarray, self_tes
         browsers = min(browsers, int(gpus * BROWSERS_PER_GPU))
     settings = dataclasses.replace(settings, workers=max(1, browsers))
     kill_leftovers(node_state_dir())
+    notes: list[str] = []  # the gpus setting's lines, said by the sampling process
     try:
-        pool = RenderPool(settings, audio_frames, node_state_dir())
+        pinning = pin_gpus(settings, settings.workers, node_state_dir(), notes.append)
+        pool = RenderPool(settings, audio_frames, node_state_dir(), pinning=pinning)
     except CqError as error:
         raise NodeRefused(f"{where}: {error}")
     try:
@@ -169,7 +174,8 @@ def _open_node(worker, settings_fields: dict, audio_frames: np.ndarray, self_tes
         raise
     info = {"address": worker.address, "host": socket.gethostname(), "renderer": pool.renderer,
             "vendor": pool.vendor, "engine": pool.engine, "browserVersion": pool.browser_version,
-            "gpuModeUsed": pool.gpu_mode_used, "browsers": settings.workers}
+            "gpuModeUsed": pool.gpu_mode_used, "browsers": settings.workers,
+            "gpus": pinning.summary() if pinning else "", "gpuNotes": notes}
     return _Node(pool, info)
 
 
@@ -305,7 +311,10 @@ class ClusterRenderer:
             return
         self.nodes[address] = info
         self._restarts.setdefault(address, 0)
-        self._event("accepted", f"worker {address} on {info['host']}: {info['browsers']} browsers, "
+        for note in info["gpuNotes"]:
+            self._event("gpus", f"worker {address}: {note}", worker=address)
+        pinned = f" on {info['gpus']}" if info["gpus"] else ""
+        self._event("accepted", f"worker {address} on {info['host']}: {info['browsers']} browsers{pinned}, "
                                 f"{info['renderer']}", worker=address)
 
     def _start(self) -> None:

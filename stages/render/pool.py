@@ -95,6 +95,7 @@ class PairResult:
     worker: int
     renderer: str = ""
     node: str = "local"  # where it was rendered: this machine, or a cluster worker's address
+    gpu: str = ""  # the GPU its browser was pinned to (render.gpus), "" when not pinned
 
 
 @dataclass
@@ -208,14 +209,18 @@ class _Worker:
         self.page_errors = 0
         self.console_errors = 0
         self.info: dict = {}
+        self.gpu = ""
 
     async def launch(self, gpu: bool) -> None:
         await self.close_browser()
         pool = self.pool
         self.owner = new_owner_mark()
+        executable, env = pool.chromium_path, None
+        if pool.pinning is not None:
+            executable, env, self.gpu = pool.pinning.launch(self.index)
         try:
             self.browser = await asyncio.wait_for(pool._playwright.chromium.launch(
-                executable_path=pool.chromium_path, headless=not pool.settings.headed,
+                executable_path=executable, env=env, headless=not pool.settings.headed,
                 args=launch_args(gpu, self.owner), timeout=LAUNCH_TIMEOUT_S * 1000), LAUNCH_TIMEOUT_S + 5)
         except Exception as error:
             raise CqError(f"Chromium at {pool.chromium_path} did not start: {_first_line(error)} "
@@ -364,10 +369,12 @@ class RenderPool:
     page/browser restarts so far), `reloads` (planned).
     `on_event(kind, details)` is called in the caller's thread for launches, fallbacks, restarts and retries;
     `on_pair_start(worker_index, job)`, when set, on the pool's thread as a worker takes a job.
+    `pinning` (a `render.gpus.Pinning`), when given, launches each worker's browser pinned to its GPU, and
+    results say which (`gpu`).
     """
 
     def __init__(self, settings: SampleSettings, audio_frames, state_dir: Path,
-                 on_event: Callable[[str, dict], None] | None = None):
+                 on_event: Callable[[str, dict], None] | None = None, pinning=None):
         self.settings = settings.validate()
         self._render_settings = {name: value for name, value in vars(settings.render()).items()}
         self._budget = {"maxFrameMs": settings.max_frame_ms}
@@ -378,6 +385,7 @@ class RenderPool:
             raise CqError(f"butterchurn is not installed in {NODE_MODULES_DIR} (run `doit web_deps`)")
         self.state_dir = Path(state_dir)
         self.on_event = on_event
+        self.pinning = pinning
         self.on_pair_start: Callable[[int, PairJob], None] | None = None
         self._registry = BrowserRegistry(self.state_dir)
         self._web = _WebFiles()
@@ -568,7 +576,7 @@ class RenderPool:
         thumb = base64.b64decode(outcome.thumb) if outcome.thumb else None
         timings = {**outcome.timings, "pairMs": round((time.perf_counter() - started) * 1000, 1)}
         return PairResult(job, outcome.status, outcome.errors, timings, outcome.series, thumb,
-                          page_errors, console_errors, attempts, worker.index, self.renderer)
+                          page_errors, console_errors, attempts, worker.index, self.renderer, gpu=worker.gpu)
 
     async def _next_pair(self, worker: _Worker, job: PairJob) -> PairResult:
         async with self._quiet.job() as run:

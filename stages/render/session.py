@@ -76,7 +76,8 @@ def render_pool(workspace: Workspace, settings: SampleSettings):
         if settings.executor == "dask":
             pool, where = _cluster_pool(workspace, settings)
         else:
-            pool, where = _local_pool(workspace, settings), f"{settings.worker_count} workers"
+            pool = _local_pool(workspace, settings)
+            where = f"{settings.worker_count} workers" + (f" on {pool.pinning.summary()}" if pool.pinning else "")
         SESSION.live.started(pool)
         keys.remember_identity(workspace, "browsers", keys.browser_signature(settings), {
             "renderer": pool.renderer, "vendor": pool.vendor, "gpuModeUsed": pool.gpu_mode_used})
@@ -86,11 +87,13 @@ def render_pool(workspace: Workspace, settings: SampleSettings):
 
 def _local_pool(workspace: Workspace, settings: SampleSettings):
     from ..render.browser import kill_leftovers
+    from ..render.gpus import pin_gpus
     from ..render.pool import RenderPool
 
     kill_leftovers(workspace.state_dir)
+    pinning = pin_gpus(settings, settings.worker_count, workspace.state_dir, lambda line: print(line, flush=True))
     pool = RenderPool(settings, current_audio(workspace, settings).frames, workspace.state_dir,
-                      on_event=SESSION.live.event)
+                      on_event=SESSION.live.event, pinning=pinning)
     pool.__enter__()
     SESSION.pool = pool
     atexit.register(_close_pool)
