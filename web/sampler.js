@@ -280,6 +280,33 @@ function thumbnail(fgViz, bgViz, settings) {
   return canvas.toDataURL("image/png").split(",")[1];
 }
 
+// The audio butterchurn hears at frame f: the f-th of the frames set by setAudio.
+function audioLevelsAt(frame) {
+  const offset = frame * 3 * 1024;
+  return {
+    timeByteArray: audioBytes.subarray(offset, offset + 1024),
+    timeByteArrayL: audioBytes.subarray(offset + 1024, offset + 2048),
+    timeByteArrayR: audioBytes.subarray(offset + 2048, offset + 3072),
+  };
+}
+
+function thumbnailFrame(settings) {
+  return settings.thumb_frame < 0 ? Math.floor(settings.frames / 2) : Math.min(settings.thumb_frame, settings.frames - 1);
+}
+
+// Books the frames read back so far into `timings` (their wall cost since `start`) and says why the render
+// must stop, or "" while it may go on: the cost is judged only where frames are left to cut.
+function overBudget(timings, start, done, frames, maxFrameMs) {
+  timings.framesRendered = done;
+  timings.renderMs = performance.now() - start;
+  timings.frameMs = timings.renderMs / done;
+  if (done >= frames) return "";
+  timings.peakFrameMs = Math.max(timings.peakFrameMs, timings.frameMs);
+  if (timings.frameMs <= maxFrameMs) return "";
+  return `frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ${done} of ${frames}), ` +
+         `above the budget of ${maxFrameMs} ms`;
+}
+
 function checkSettings(settings) {
   for (const key of ["width", "height", "frames", "readback"]) {
     if (!Number.isInteger(settings[key]) || settings[key] < 1) {
@@ -356,17 +383,12 @@ async function renderPair({fg, bg, settings, budget = {}}) {
     let lumaNow = new Float64Array(pixels);
     const series = Object.fromEntries(SERIES.map((name) => [name, new Array(frames)]));
     const mix = blendFunction(settings.blend, settings.fg_opacity);
-    const thumbFrame = settings.thumb_frame < 0 ? Math.floor(frames / 2) : Math.min(settings.thumb_frame, frames - 1);
+    const thumbFrame = thumbnailFrame(settings);
     const maxFrameMs = budget.maxFrameMs > 0 ? budget.maxFrameMs : Infinity;
     let thumb = "";
     let chunkStart = 0;
     for (let frame = 0; frame < frames; frame++) {
-      const offset = frame * 3 * 1024;
-      const audioLevels = {
-        timeByteArray: audioBytes.subarray(offset, offset + 1024),
-        timeByteArrayL: audioBytes.subarray(offset + 1024, offset + 2048),
-        timeByteArrayR: audioBytes.subarray(offset + 2048, offset + 3072),
-      };
+      const audioLevels = audioLevelsAt(frame);
       let clock = performance.now();
       for (const [name, viz] of [["fg", fgViz], ["bg", bgViz]]) {
         phase = `${name} frame ${frame}`;
@@ -406,14 +428,8 @@ async function renderPair({fg, bg, settings, budget = {}}) {
       }
       timings.statsMs += performance.now() - clock;
       chunkStart = frame + 1;
-      timings.framesRendered = chunkStart;
-      timings.renderMs = performance.now() - start;
-      timings.frameMs = timings.renderMs / chunkStart;
-      if (chunkStart < frames) timings.peakFrameMs = Math.max(timings.peakFrameMs, timings.frameMs);
-      if (timings.frameMs > maxFrameMs && chunkStart < frames) {
-        return result("too-heavy", [`frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ` +
-                                    `${chunkStart} of ${frames}), above the budget of ${maxFrameMs} ms`]);
-      }
+      const overspent = overBudget(timings, start, chunkStart, frames, maxFrameMs);
+      if (overspent) return result("too-heavy", [overspent]);
     }
     if (linkFailures.length) {
       return result("shader-failed", [], series, thumb);
@@ -475,17 +491,12 @@ async function renderLayer({preset, settings, size, budget = {}}) {
     const slots = Math.max(1, Math.min(CHUNK_FRAMES, frames, Math.floor(viz.gl.getParameter(viz.gl.MAX_RENDERBUFFER_SIZE) / size)));
     const reader = makeReader(viz.gl, settings.width, settings.height, size, slots);
     const pixels = new Uint8Array(bytesPerFrame * frames);
-    const thumbFrame = settings.thumb_frame < 0 ? Math.floor(frames / 2) : Math.min(settings.thumb_frame, frames - 1);
+    const thumbFrame = thumbnailFrame(settings);
     const maxFrameMs = budget.maxFrameMs > 0 ? budget.maxFrameMs : Infinity;
     let thumb = "";
     let chunkStart = 0;
     for (let frame = 0; frame < frames; frame++) {
-      const offset = frame * 3 * 1024;
-      const audioLevels = {
-        timeByteArray: audioBytes.subarray(offset, offset + 1024),
-        timeByteArrayL: audioBytes.subarray(offset + 1024, offset + 2048),
-        timeByteArrayR: audioBytes.subarray(offset + 2048, offset + 3072),
-      };
+      const audioLevels = audioLevelsAt(frame);
       let clock = performance.now();
       phase = `layer frame ${frame}`;
       try {
@@ -508,14 +519,8 @@ async function renderLayer({preset, settings, size, budget = {}}) {
       timings.readbackMs += performance.now() - clock;
       if (viz.gl.isContextLost()) return result("load-failed", [`frame ${frame}: the WebGL context was lost`]);
       chunkStart = frame + 1;
-      timings.framesRendered = chunkStart;
-      timings.renderMs = performance.now() - start;
-      timings.frameMs = timings.renderMs / chunkStart;
-      if (chunkStart < frames) timings.peakFrameMs = Math.max(timings.peakFrameMs, timings.frameMs);
-      if (timings.frameMs > maxFrameMs && chunkStart < frames) {
-        return result("too-heavy", [`frames cost ${timings.frameMs.toFixed(1)} ms each (wall, over the first ` +
-                                    `${chunkStart} of ${frames}), above the budget of ${maxFrameMs} ms`]);
-      }
+      const overspent = overBudget(timings, start, chunkStart, frames, maxFrameMs);
+      if (overspent) return result("too-heavy", [overspent]);
     }
     if (linkFailures.length) return result("shader-failed", []);
     let binary = "";
