@@ -51,12 +51,13 @@ def test_a_row_that_was_never_rendered_has_no_cost_and_stands():
 
 
 def heavy_bg() -> dict:
-    """The bg preset with a warp shader that costs ~6x the whole light pair per frame (64x64, SwiftShader)."""
+    """The bg preset with a warp shader that costs several times the whole light pair per frame (64x64,
+    SwiftShader)."""
     bg = preset(BG_NAME)
     assert "ret = tmpvar_3.xyz;" in bg["warp"]
     bg["warp"] = bg["warp"].replace(
         "ret = tmpvar_3.xyz;",
-        "ret = tmpvar_3.xyz; for (int i = 0; i < 3000; i++) { ret = abs(sin(ret * 1.0001 + 0.001)); }")
+        "ret = tmpvar_3.xyz; for (int i = 0; i < 4500; i++) { ret = abs(sin(ret * 1.0001 + 0.001)); }")
     return bg
 
 
@@ -81,7 +82,7 @@ def test_the_same_pairs_get_the_same_statuses_at_one_and_at_many_browsers(tmp_pa
     calibration, _ = render(1, 0.0, tmp_path)
     light = max(result.timings["peakFrameMs"] for pair, result in calibration.items() if pair not in (2, 5))
     cap = round(2 * light, 1)
-    assert min(calibration[pair].timings["peakFrameMs"] for pair in (2, 5)) > 2 * cap
+    assert min(calibration[pair].timings["peakFrameMs"] for pair in (2, 5)) > 1.5 * cap  # well over it alone
 
     one, _ = render(1, cap, tmp_path)
     many, events = render(BROWSERS, cap, tmp_path)
