@@ -15,7 +15,6 @@ row with its status and message, and the rest goes on.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import time
 
@@ -134,8 +133,7 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
             thumb = ""
             if result.thumb_png:
                 thumb = f"thumbs/{key}.png"
-                (workspace.fingerprints_dir / thumb).write_bytes(result.thumb_png if isinstance(result.thumb_png, bytes)
-                                                                 else base64.b64decode(result.thumb_png))
+                (workspace.fingerprints_dir / thumb).write_bytes(result.thumb_png)
             write(build_row(plan, preset, key, pool.renderer, audio, result.status, list(result.errors), result, thumb))
     progress.close()
     return preset_keys

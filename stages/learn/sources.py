@@ -281,9 +281,11 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
         warnings += pack_warnings + presets.unreadable[:5]
         pair_keys.update((urls, f"{pack}:{pair}") for pair, urls in presets.urls.items())
         position = {pair: index for index, pair in enumerate(presets.pairs)}
+        indices = [position[pair] for pair in sorted(chosen)]
+        if indices:  # one call for the pack: the composite estimate is vectorised over pairs
+            eval_features.append(pair_features(np.stack([presets.fg[i] for i in indices]),
+                                               np.stack([presets.bg[i] for i in indices]), thresholds))
         for pair, row in sorted(chosen.items()):
-            index = position[pair]
-            eval_features.append(pair_features(presets.fg[index], presets.bg[index], thresholds))
             eval_targets.append(measured_quality(row, thresholds))
             eval_keys.append(f"{pack}:{pair}")
             eval_families.append(presets.families[pair])
@@ -318,7 +320,7 @@ def gather_sources(workspace: Workspace, settings: TrainSettings, cache: Feature
     if elite is not None:
         sets["elite"] = elite
     if eval_keys:
-        sets["eval"] = PairSet(np.stack(eval_features), np.asarray(eval_targets, np.float32), eval_keys,
+        sets["eval"] = PairSet(np.concatenate(eval_features), np.asarray(eval_targets, np.float32), eval_keys,
                                [(key,) for key in eval_keys], eval_families)
         notes["eval"] = f"{len(eval_keys)} sampled pairs"
     else:
