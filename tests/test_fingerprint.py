@@ -85,3 +85,20 @@ def test_fingerprints_render_each_content_once_and_estimate_the_rendered_pairs(t
     before = len(fingerprint_rows(workspace))
     doit(workspace, "fingerprint", "--packs", "a,b")
     assert len(fingerprint_rows(workspace)) == before + 1
+
+
+def test_a_layer_renders_the_same_frames_alone_and_among_others_in_flight(tmp_path):
+    """Fingerprints are keyed by content alone, so a layer's frames must not depend on what else renders."""
+    from stages.presets.conversion import load_preset
+    from stages.render.audio import load_audio
+    from stages.render.pool import PairJob, RenderPool
+
+    def frames(workers: int) -> dict[int, str]:
+        settings = SampleSettings(frames=16, width=64, height=64, readback=16, workers=workers)
+        jobs = [PairJob(index, load_preset(path), None, path.name, "") for index, path in enumerate(PRESETS[:4])]
+        with RenderPool(settings, load_audio(settings).frames, tmp_path / f"state{workers}") as pool:
+            results = list(pool.render(jobs))
+        assert all(result.status == "ok" for result in results), [result.errors for result in results]
+        return {result.job.pair: result.series["frames"] for result in results}
+
+    assert frames(1) == frames(2)
