@@ -203,10 +203,10 @@ def print_profile(timed: list[dict], output: str) -> None:
     print(f"  profile of the workers' time ({total / 1000:.1f} s over {len(timed)} pairs):")
     for name, values in stages.items():
         print(f"    {name:<28} {sum(values) / total:6.1%}   median {statistics.median(values):7.1f} ms/pair")
-    main_thread = re.search(r"main thread per row: statistics and row ([\d.]+) ms, write and fsync ([\d.]+) ms",
+    main_thread = re.search(r"main thread per row: composition and row ([\d.]+) ms, write and fsync ([\d.]+) ms",
                             output)
     if main_thread:
-        print(f"    main thread (Python), per row: statistics and row {main_thread[1]} ms, write and fsync "
+        print(f"    main thread (Python), per row: composition and row {main_thread[1]} ms, write and fsync "
               f"{main_thread[2]} ms")
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from stages.core.contracts import Manifest, ManifestPair, read_json, write_json  # noqa: E402
 from stages.core.errors import CqError  # noqa: E402
 from stages.core.workspace import Workspace  # noqa: E402
-from stages.demopack import BASES_PATH, PRESETS_DIR, couple, load_bases, offsets  # noqa: E402
+from stages.demopack import BASES_PATH, COUPLING, PRESETS_DIR, load_bases, offsets, variants  # noqa: E402
 
 PACK = "bench"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "cream-of-the-crop"
@@ -78,8 +78,9 @@ def build(workspace: Workspace, pairs: int, seed: int, corpus: Path) -> dict:
     manifest_pairs, origins = [], []
     for number, (kind, fg_base, bg_base, spread) in enumerate(plan, start=1):
         deltas = {name: round(value * spread, 6) for name, value in offsets(rng).items()}
-        fg, _, diffs = couple(bases[fg_base], deltas)
-        _, bg, _ = couple(bases[bg_base], deltas)
+        low, _, fg = variants(bases[fg_base], deltas)   # the base pushed -d and +d (demopack.VARIANTS == 3)
+        bg = variants(bases[bg_base], deltas)[0]
+        diffs = {param.name: round(fg["baseVals"][param.name] - low["baseVals"][param.name], 6) for param in COUPLING}
         paths = [pack_dir / side / f"bench_{number:05d}_{side}.json" for side in ("fg", "bg")]
         for path, preset in zip(paths, (fg, bg)):
             write_json(path, preset, pretty=False)

@@ -4,17 +4,20 @@ In: `data/demo-bases.json` (the presets of butterchurn-presets that load, link t
 non-black frames; written by `python -m stages.cli demo-bases`), the converted presets in
 `web/node_modules/butterchurn-presets/presets/converted/`, a seed and a pair count.
 Out, under the workspace's `public/presets/demo/`:
-    fg/demo_00001_fg.json, bg/demo_00001_bg.json, ...   butterchurn preset JSON, one pair per base preset
+    fg/demo_00001_fg.json, bg/demo_00001_bg.json, ...   butterchurn preset JSON, the two variants of each pair
     pairs-manifest.v0.json                               the pairs, with warp_diff and cx_diff
-    coupling.v0.json                                     each pair's base preset and every fg - bg offset
+    coupling.v0.json                                     each pair's base preset, its variants' numbers and
+                                                         every fg - bg offset
 
-The "3D coupling" the original packs were generated with: both layers of a pair are the same base preset,
-pushed apart along three groups of its `baseVals` (motion: centre cx/cy, rotation, zoom and the motion
-vectors mv_dx/mv_dy/mv_l; warp; colour: wave_r/g/b). For each parameter the fg variant gets c + d and the bg
-variant c - d, where d is a seeded random offset of 25-100% of that parameter's scale (either sign) and c
-is the base value (butterchurn's default where the preset leaves it out), moved inside the parameter's range
-where needed so both variants stay valid and differ by exactly 2d. The manifest records
-`warp_diff` = fg.warp - bg.warp and `cx_diff` = fg.cx - bg.cx.
+The "3D coupling" the original packs were generated with: both layers of a pair are variants of the same
+base preset, pushed apart along three groups of its `baseVals` (motion: centre cx/cy, rotation, zoom and the
+motion vectors mv_dx/mv_dy/mv_l; warp; colour: wave_r/g/b). Each base gives VARIANTS presets: for each
+parameter, variant k is c + (k - 1)*d, where d is a seeded random offset of 25-100% of that parameter's scale
+(either sign) and c is the base value (butterchurn's default where the preset leaves it out), moved inside
+the parameter's range where needed so every variant stays valid. Every ordered pair of distinct variants of
+a base is a pair of the pack (6 pairs from 3 presets), as in a real pack where each preset plays in many
+pairs: the sampler renders each preset once (`stages.sample`), so 120 pairs cost 60 renders, not 240. The
+manifest records `warp_diff` = fg.warp - bg.warp and `cx_diff` = fg.cx - bg.cx.
 
 Same seed and count, same bytes: the stdlib's seeded `random.Random`, a fixed `generatedAt`, ordered keys.
 
@@ -42,6 +45,7 @@ from .presets.conversion import load_preset
 DEMO_PACK = "demo"
 DEFAULT_SEED = 1
 DEFAULT_COUNT = 120
+VARIANTS = 3  # presets made from each base; each ordered pair of them is a pair of the pack
 GENERATED_AT = "2024-01-01T00:00:00Z"  # fixed: the pack is a pure function of seed, count and bases
 BASES_PATH = DATA_DIR / "demo-bases.json"
 PRESETS_SOURCE = "butterchurn-presets@3.0.0-beta.4"
@@ -109,18 +113,24 @@ def offsets(rng: random.Random) -> dict[str, float]:
             for param in COUPLING}
 
 
-def couple(preset: dict, deltas: dict[str, float]) -> tuple[dict, dict, dict[str, float]]:
-    """(fg, bg, fg - bg per parameter): copies of `preset` pushed +d / -d apart on COUPLING."""
-    fg, bg = copy.deepcopy(preset), copy.deepcopy(preset)
-    diffs = {}
+def variants(preset: dict, deltas: dict[str, float]) -> list[dict]:
+    """VARIANTS copies of `preset`, variant k at c + (k - 1)*d on each COUPLING parameter."""
+    steps = [k - (VARIANTS - 1) / 2 for k in range(VARIANTS)]
+    out = [copy.deepcopy(preset) for _ in steps]
     for param in COUPLING:
         delta = deltas[param.name]
         base = float(preset["baseVals"].get(param.name, param.default))
-        centre = min(max(base, param.low + abs(delta)), param.high - abs(delta))
-        fg["baseVals"][param.name] = round(centre + delta, DIGITS)
-        bg["baseVals"][param.name] = round(centre - delta, DIGITS)
-        diffs[param.name] = round(fg["baseVals"][param.name] - bg["baseVals"][param.name], DIGITS)
-    return fg, bg, diffs
+        reach = max(steps) * abs(delta)
+        centre = min(max(base, param.low + reach), param.high - reach)
+        for variant, step in zip(out, steps):
+            variant["baseVals"][param.name] = round(centre + step * delta, DIGITS)
+    return out
+
+
+def pairings() -> list[tuple[int, int]]:
+    """(fg, bg) variant indices of a base's pairs: every ordered pair of distinct variants, nearest first."""
+    return sorted(((i, j) for i in range(VARIANTS) for j in range(VARIANTS) if i != j),
+                  key=lambda pair: (abs(pair[0] - pair[1]), pair))
 
 
 # -------------------------------------------------------------------------------------------- pack
@@ -163,15 +173,23 @@ def run(workspace: Workspace, seed: int = DEFAULT_SEED, count: int = DEFAULT_COU
     order = sorted(presets)
     rng.shuffle(order)
     manifest_pairs, origins = [], []
+    per_base = pairings()
+    made: list[dict] = []
     for pair in range(1, count + 1):
-        base = order[(pair - 1) % len(order)]
-        fg, bg, diffs = couple(presets[base], offsets(rng))
+        index = (pair - 1) // len(per_base)
+        base = order[index % len(order)]
+        if (pair - 1) % len(per_base) == 0:
+            made = variants(presets[base], offsets(rng))
+        first, second = per_base[(pair - 1) % len(per_base)]
+        fg, bg = made[first], made[second]
+        diffs = {param.name: round(fg["baseVals"][param.name] - bg["baseVals"][param.name], DIGITS)
+                 for param in COUPLING}
         fg_path, bg_path = pair_paths(workspace, pair)
         write_json(fg_path, fg)
         write_json(bg_path, bg)
         manifest_pairs.append(ManifestPair(pair, _url(workspace, fg_path), _url(workspace, bg_path),
                                            warp_diff=diffs["warp"], cx_diff=diffs["cx"]))
-        origins.append({"pair": pair, "base": base, "diffs": diffs})
+        origins.append({"pair": pair, "base": base, "variants": [first, second], "diffs": diffs})
 
     _remove_stale(workspace, count)
     manifest_path = workspace.manifest_path(DEMO_PACK)

@@ -20,12 +20,13 @@ import time
 
 from .core.contracts import append_jsonl, now_iso, write_json
 from .core.errors import CqError
-from .core.keys import engine_version, fingerprint_key, layer_render_key
+from .core.keys import engine_version, fingerprint_identity, fingerprint_key
 from .core.plan import FingerprintPlan, PlannedPreset
 from .core.progress import Progress
 from .core.rows import PackRows, drop_torn_tail, mark_shard_done, prepare_shard_file, read_fingerprint_rows
 from .core.workspace import Workspace
-from .render.fingerprint import decode_frames, fingerprint_fields
+from .render.fingerprint import fingerprint_row
+from .render.pairstats import LayerFrames, png_bytes
 from .render.session import RUN_STARTED, SESSION, current_audio, known_renderer, render_pool
 
 
@@ -34,21 +35,10 @@ def fingerprint_rows(workspace: Workspace) -> PackRows:
 
 
 def build_row(plan: FingerprintPlan, preset: PlannedPreset, key: str, renderer: str, audio, status: str,
-              errors: list[str], result=None, thumb: str = "") -> dict:
-    """One fingerprint row per the contract (`contracts.validate_fingerprint_row`)."""
-    fields: dict = {}
-    if result is not None and status == "ok" and result.series:
-        frames = decode_frames(result.series["frames"], result.series["size"], result.series["count"])
-        fields = fingerprint_fields(frames, audio.energy, plan.settings.stats_warmup,
-                                    result.timings.get("frameMs", 0.0))
-    return {
-        "presetId": preset.path.name, "presetHash": preset.digest, "contentKey": key, "status": status,
-        "errors": errors, "engine": engine_version(), "renderer": renderer,
-        "render": {**layer_render_key(plan.settings), "audioKey": audio.key},
-        "timings": dict(result.timings) if result is not None else {},
-        "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(),
-        "node": result.node if result is not None else "", "thumb": thumb, "fingerprint": fields,
-    }
+              errors: list[str], result=None, frames=None, thumb: str = "") -> dict:
+    """One fingerprint row per the contract (`render.fingerprint.fingerprint_row`)."""
+    return fingerprint_row(preset.path.name, preset.digest, fingerprint_identity(key, plan.settings, audio.key, renderer),
+                           plan.settings, audio, status, errors, result, frames, thumb)
 
 
 def run(workspace: Workspace, plan: FingerprintPlan, shard: int) -> None:
@@ -130,11 +120,14 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
         for result in pool.render(jobs, deadline=deadline):
             preset = by_index[result.job.pair]
             key = preset_keys[preset.digest]
-            thumb = ""
-            if result.thumb_png:
-                thumb = f"thumbs/{key}.png"
-                (workspace.fingerprints_dir / thumb).write_bytes(result.thumb_png)
-            write(build_row(plan, preset, key, pool.renderer, audio, result.status, list(result.errors), result, thumb))
+            thumb, frames = "", None
+            if result.status == "ok":
+                frames = LayerFrames.from_page(result.series, settings.width, settings.height)
+                if frames.thumb is not None:
+                    thumb = f"thumbs/{key}.png"
+                    (workspace.fingerprints_dir / thumb).write_bytes(png_bytes(frames.thumb[..., :3]))
+            write(build_row(plan, preset, key, pool.renderer, audio, result.status, list(result.errors), result,
+                            frames.frames if frames is not None else None, thumb))
     progress.close()
     return preset_keys
 

@@ -24,18 +24,21 @@ made them.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import time
+from dataclasses import dataclass
 
+from .core import rows as row_files
 from .core.contracts import append_jsonl, now_iso
 from .core.errors import CqError
-from .core.keys import content_key, engine_version
-from .core.plan import PackPlan, PlannedPair
+from .core.keys import content_key, engine_version, fingerprint_identity, fingerprint_key
+from .core.plan import PackPlan, PlannedPair, fingerprint_shard
 from .core.progress import Progress
 from .core.rows import PackRows, drop_torn_tail, mark_shard_done, prepare_shard_file, read_pack_rows
 from .core.settings import SampleSettings
 from .core.workspace import Workspace
+from .render.fingerprint import fingerprint_row
+from .render.pairstats import LayerFrames, pair_series, pair_thumbnail, png_bytes
 from .render.session import RUN_STARTED, SESSION, current_audio, known_renderer, render_pool
 
 
@@ -44,20 +47,9 @@ def pack_rows(workspace: Workspace, pack: str) -> PackRows:
     return read_pack_rows(workspace, pack, lambda warning: print(f"warning: {warning}", flush=True))
 
 
-def _load_job(workspace: Workspace, planned: PlannedPair, settings: SampleSettings):
-    """Both presets as butterchurn objects (.milk through the workspace's conversion cache)."""
-    from .presets.conversion import load_preset
-    from .render.pool import PairJob
-
-    fg, bg = (load_preset(path, workspace.conversion_cache_dir, settings.allow_degraded)
-              for path in (planned.fg_path, planned.bg_path))
-    return PairJob(planned.pair, fg, bg, planned.fg_path.name, planned.bg_path.name)
-
-
-def degraded_notes(job) -> list[str]:
+def degraded_notes(fg: dict, bg: dict) -> list[str]:
     """What a degraded preset replaced (set by the .milk conversion when allow_degraded is on)."""
-    return [f"{layer}: {note}" for layer, preset in (("fg", job.fg), ("bg", job.bg))
-            for note in preset.get("cqDegraded", [])]
+    return [f"{layer}: {note}" for layer, preset in (("fg", fg), ("bg", bg)) for note in preset.get("cqDegraded", [])]
 
 
 def build_row(plan: PackPlan, planned: PlannedPair, key: str, renderer: str, audio, status: str,
@@ -159,14 +151,81 @@ def _record_missing(workspace: Workspace, plan: PackPlan, shard: int, missing: l
             rows.add(row)
 
 
+WORKER_TIMINGS = ("createMs", "loadMs", "renderMs", "framesMs", "readbackMs", "thumbMs", "pairMs")
+
+
+@dataclass
+class _Layer:
+    """One preset of the pairs to render: how its render went, and its frames while pairs still need them."""
+
+    status: str
+    errors: list[str]
+    uses: int = 1                 # pairs of this run composed from it
+    preset: dict | None = None    # the butterchurn preset (None when it could not be read)
+    result: object = None         # the pool's PairResult for it (None when it was never rendered)
+    frames: LayerFrames | None = None
+
+    @property
+    def frame_ms(self) -> float:
+        return float(self.result.timings.get("frameMs", 0.0)) if self.result is not None else 0.0
+
+    @property
+    def alone(self) -> bool:
+        return bool(self.result is not None and self.result.timings.get("alone"))
+
+
+@dataclass
+class _Composed:
+    """A pair's render, composed from its two layers (what `build_row` reads of a render result)."""
+
+    series: dict | None
+    timings: dict
+    page_errors: int
+    console_errors: int
+    attempts: int
+    node: str
+    gpu: str
+
+
+def _compose(fg: _Layer, bg: _Layer, settings: SampleSettings) -> tuple[str, list[str], _Composed, bytes | None]:
+    """A pair's status, errors, render and thumbnail PNG from its layers rendered alone. A pair is too heavy
+    when its layers' frames cost more than `max_frame_ms` together (each measured alone on the pool). The
+    workers' time (createMs ... pairMs) is each layer's divided among the pairs of this run that use it, so
+    summed over rows it is the time the workers spent."""
+    layers = (("fg", fg), ("bg", bg))
+    rendered = [layer for _, layer in layers if layer.result is not None]
+    frame_ms = fg.frame_ms + bg.frame_ms
+    cap = settings.max_frame_ms
+    timings = {"fgFrameMs": fg.frame_ms, "bgFrameMs": bg.frame_ms, "frameMs": frame_ms, "peakFrameMs": frame_ms,
+               "costClock": "wall", "maxFrameMs": cap, "alone": fg.alone and bg.alone,
+               **{name: round(sum(layer.result.timings.get(name, 0.0) / layer.uses for layer in rendered), 1)
+                  for name in WORKER_TIMINGS}}
+    rendered = [layer.result for layer in rendered]
+    composed = _Composed(None, timings, sum(r.page_errors for r in rendered), sum(r.console_errors for r in rendered),
+                         max((r.attempts for r in rendered), default=0),
+                         next((r.node for r in rendered), ""), next((r.gpu for r in rendered), ""))
+    for name, layer in layers:
+        if layer.status != "ok":
+            return layer.status, [f"{name}: {error}" for error in layer.errors], composed, None
+    if cap > 0 and frame_ms > cap:
+        return "too-heavy", [f"frames cost {frame_ms:.1f} ms each (wall, fg {fg.frame_ms:.1f} + bg {bg.frame_ms:.1f}, "
+                             f"each alone), above the budget of {cap:g} ms"], composed, None
+    composed.series = pair_series(fg.frames, bg.frames, settings.blend, settings.fg_opacity)
+    return "ok", [], composed, pair_thumbnail(fg.frames, bg.frames, settings.blend, settings.fg_opacity)
+
+
 def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, keys_for) -> dict[int, str]:
-    """Render every planned pair of the pack that needs it through one queue, appending each row to its own
-    shard's file as it arrives and marking a shard done once all its pairs have current rows; return the
-    pairs' keys under the pool's renderer."""
+    """Render every preset of the pack's pairs that need a row, each once, through one queue; compose each
+    pair as soon as both its layers are in, appending its row to its own shard's file and marking a shard
+    done once all its pairs have current rows; a layer's frames are dropped once no pair waits for them.
+    Each rendered preset's fingerprint row is written too when it lacks one (the same frames: a night renders
+    each preset once). Returns the pairs' keys under the pool's renderer."""
+    from .presets.conversion import load_preset
+    from .render.pool import PairJob
+
     settings = plan.settings
     pool = render_pool(workspace, settings)
     live = SESSION.live
-    pool.on_pair_start = lambda worker, job: live.pair_started(worker, plan.pack, job.pair, job.fg_id, job.bg_id)
     pair_keys = keys_for(pool.renderer)  # the renderer is known for sure now
     shard_of = {p.pair: index for index, shard in enumerate(plan.shards) for p in shard}
     todo, queued = [], set()
@@ -178,21 +237,37 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
     left = [{pair_keys[p.pair] for p in shard if rows.needs_render(pair_keys[p.pair], settings.max_frame_ms)}
             for shard in plan.shards]
     SESSION.attempted.update(pair_keys[p.pair] for p in todo)
-    by_pair = {p.pair: p for p in todo}
     progress = Progress(f"sample {plan.pack}", total=plan.target,
                         done=sum(1 for key in pair_keys.values() if not rows.needs_render(key, settings.max_frame_ms)))
     thumbs_dir = workspace.thumbs_dir(plan.pack)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
-    jobs, load_failures = [], []
+
+    # the distinct presets of those pairs, in the order the pairs need them
+    waiting: dict[str, list[PlannedPair]] = {}
+    paths: dict[str, object] = {}
     for planned in todo:
+        for digest, path in {planned.fg_hash: planned.fg_path, planned.bg_hash: planned.bg_path}.items():
+            paths.setdefault(digest, path)
+            waiting.setdefault(digest, []).append(planned)
+    layers: dict[str, _Layer] = {}
+    jobs, digest_of = [], {}
+    for index, (digest, path) in enumerate(paths.items()):
         try:
-            jobs.append(_load_job(workspace, planned, settings))
+            preset = load_preset(path, workspace.conversion_cache_dir, settings.allow_degraded)
         except CqError as error:
-            load_failures.append((planned, getattr(error, "status", "read-failed"), str(error)))
+            layers[digest] = _Layer(getattr(error, "status", "read-failed"), [str(error)])
+            continue
+        layers[digest] = _Layer("pending", [], len(waiting[digest]), preset)
+        digest_of[index] = digest
+        jobs.append(PairJob(index, preset, None, path.name, ""))
+    pool.on_pair_start = lambda worker, job: live.pair_started(
+        worker, plan.pack, waiting[digest_of[job.pair]][0].pair, job.fg_id, "(alone)")
+    fingerprints = _FingerprintWriter(workspace, settings, audio, pool.renderer)
 
     main_thread = {"rowS": 0.0, "writeS": 0.0, "rows": 0}  # the loop's own cost, printed at the end
     with contextlib.ExitStack() as files:
         handles: dict[int, object] = {}
+        files.callback(fingerprints.close)
 
         def write(row: dict) -> None:
             started = time.perf_counter()
@@ -202,7 +277,6 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
                 handles[shard] = files.enter_context(workspace.shard_path(plan.pack, shard).open("ab"))
             append_jsonl(handles[shard], row)
             rows.add(row)
-            by_pair.pop(row["pair"], None)
             if not rows.needs_render(row["contentKey"], settings.max_frame_ms):
                 for index, keys_left in enumerate(left):  # pairs of identical content share the row
                     if row["contentKey"] in keys_left:
@@ -214,37 +288,123 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
             main_thread["rows"] += 1
             progress.update(extra=f"restarts {pool.restarts}")
 
-        for planned, status, message in load_failures:
-            write(build_row(plan, planned, pair_keys[planned.pair], pool.renderer, audio, status, [message]))
-        for result in pool.render(jobs, deadline=deadline):
+        def finish(planned: PlannedPair, worker: int | None) -> None:
+            """Write the pair's row if both its layers are in, then drop frames no pair waits for."""
+            fg, bg = layers[planned.fg_hash], layers[planned.bg_hash]
+            if "pending" in (fg.status, bg.status):
+                return
             started = time.perf_counter()
-            planned = by_pair[result.job.pair]
             key = pair_keys[planned.pair]
+            status, errors, composed, png = _compose(fg, bg, settings)
             thumb = ""
-            if result.thumb_png:
+            if png:
                 thumb = f"thumbs/{key}.png"
-                # not fsynced: a thumbnail lost in a crash only costs a picture, and the row's fsync is
-                # the one that must not wait behind another
-                (workspace.eval_dir(plan.pack) / thumb).write_bytes(_png_bytes(result.thumb_png))
-            degraded = degraded_notes(result.job)
-            row = build_row(plan, planned, key, pool.renderer, audio, result.status,
-                            list(result.errors) + degraded, result, thumb)
+                # not fsynced: a thumbnail lost in a crash only costs a picture
+                (workspace.eval_dir(plan.pack) / thumb).write_bytes(png)
+            degraded = degraded_notes(fg.preset or {}, bg.preset or {})
+            row = build_row(plan, planned, key, pool.renderer, audio, status, errors + degraded, composed, thumb)
             if degraded:  # rendered, but not the author's picture: always marked, never "ok" by heuristic
                 row["reasons"].append("degraded")
                 row["okHeuristic"] = False
             main_thread["rowS"] += time.perf_counter() - started
             write(row)
-            live.pair_finished(result.worker, plan.pack, result.job.pair, key)
+            if worker is not None:
+                live.pair_finished(worker, plan.pack, planned.pair, key)
+            for digest in {planned.fg_hash, planned.bg_hash}:
+                waiting[digest] = [p for p in waiting[digest] if p is not planned]
+                if not waiting[digest]:
+                    layers[digest].frames = None
+
+        for digest, layer in list(layers.items()):
+            if layer.status != "pending":
+                for planned in list(waiting[digest]):
+                    finish(planned, None)
+        suspects: list[PlannedPair] = []
+        for result in pool.render(jobs, deadline=deadline):
+            digest = digest_of[result.job.pair]
+            layer = layers[digest]
+            layer.status, layer.errors, layer.result = result.status, list(result.errors), result
+            if result.status == "ok":
+                layer.frames = LayerFrames.from_page(result.series, settings.width, settings.height)
+            fingerprints.add(paths[digest].name, digest, result, layer.frames)
+            for planned in list(waiting[digest]):
+                other = layers[planned.bg_hash if planned.fg_hash == digest else planned.fg_hash]
+                if _suspect(layer, other, settings.max_frame_ms):
+                    suspects.append(planned)  # judged once both are measured alone, below
+                    continue
+                finish(planned, result.worker)
+        _judge_alone(pool, suspects, layers, jobs, digest_of, finish, deadline)
     progress.close()
     if main_thread["rows"]:
         count = main_thread["rows"]
-        print(f"sample {plan.pack}: {count} rows; main thread per row: statistics and row "
+        print(f"sample {plan.pack}: {count} rows; main thread per row: composition and row "
               f"{main_thread['rowS'] / count * 1000:.1f} ms, write and fsync {main_thread['writeS'] / count * 1000:.1f} ms",
               flush=True)
-    if by_pair:
-        print(f"sample {plan.pack}: MaxHours reached; {len(by_pair)} pairs left for the next run", flush=True)
+    unfinished = {p.pair for pairs in waiting.values() for p in pairs}
+    if unfinished:
+        print(f"sample {plan.pack}: MaxHours reached; {len(unfinished)} pairs left for the next run", flush=True)
     return pair_keys
 
 
-def _png_bytes(thumb) -> bytes:
-    return base64.b64decode(thumb) if isinstance(thumb, str) else bytes(thumb)
+def _suspect(layer: _Layer, other: _Layer, cap: float) -> bool:
+    """A pair over the cap whose layers were not both measured alone: its cost may be the load's."""
+    if layer.status != "ok" or other.status != "ok" or cap <= 0:
+        return False
+    return layer.frame_ms + other.frame_ms > cap and not (layer.alone and other.alone)
+
+
+def _judge_alone(pool, suspects: list[PlannedPair], layers: dict[str, _Layer], jobs: list, digest_of: dict,
+                 finish, deadline: float) -> None:
+    """Render each layer of the suspect pairs again with nothing else in flight on the pool (one job at a
+    time), so a pair's too-heavy never depends on how busy the machine was, then write their rows."""
+    job_of = {digest_of[job.pair]: job for job in jobs}
+    for digest in dict.fromkeys(d for p in suspects for d in (p.fg_hash, p.bg_hash)):
+        layer = layers[digest]
+        if layer.alone or time.time() >= deadline:
+            continue
+        for result in pool.render([job_of[digest]], deadline=deadline):
+            if result.status == "ok":
+                result.timings["alone"] = True
+                result.timings["sharedFrameMs"] = layer.frame_ms
+                layer.result = result
+    for planned in suspects:
+        if all(layers[d].alone for d in (planned.fg_hash, planned.bg_hash)):
+            finish(planned, None)
+
+
+class _FingerprintWriter:
+    """Writes the fingerprint row of each preset rendered for pairs, when it lacks a current one: the
+    fingerprint tasks then find it done (rows are found by key in any shard)."""
+
+    def __init__(self, workspace: Workspace, settings: SampleSettings, audio, renderer: str):
+        self.workspace, self.settings, self.audio, self.renderer = workspace, settings, audio, renderer
+        self.rows = row_files.read_fingerprint_rows(workspace, lambda warning: print(f"warning: {warning}", flush=True))
+        self.engine = engine_version()
+        self.handles: dict[int, object] = {}
+
+    def add(self, preset_id: str, digest: str, result, frames: LayerFrames | None) -> None:
+        if result.status not in ("ok", "too-heavy"):
+            return  # a passing failure: the fingerprint task tries again
+        key = fingerprint_key(digest, self.settings, self.audio.key, self.engine, self.renderer)
+        if not self.rows.needs_render(key, self.settings.max_frame_ms):
+            return
+        thumb = ""
+        if frames is not None and frames.thumb is not None:
+            thumb = f"thumbs/{key}.png"
+            self.workspace.fingerprint_thumbs_dir.mkdir(parents=True, exist_ok=True)
+            (self.workspace.fingerprints_dir / thumb).write_bytes(png_bytes(frames.thumb[..., :3]))
+        row = fingerprint_row(preset_id, digest, fingerprint_identity(key, self.settings, self.audio.key, self.renderer),
+                              self.settings, self.audio, result.status, list(result.errors), result,
+                              frames.frames if frames is not None else None, thumb)
+        shard = fingerprint_shard(digest)
+        if shard not in self.handles:
+            path = self.workspace.fingerprint_shard_path(shard)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_shard_file(path)
+            self.handles[shard] = path.open("ab")
+        append_jsonl(self.handles[shard], row)
+        self.rows.add(row)
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()

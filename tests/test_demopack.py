@@ -14,6 +14,7 @@ from stages.demopack import (
     DEFAULT_COUNT,
     DEMO_PACK,
     PRESETS_DIR,
+    VARIANTS,
     demo_pack_outputs,
     load_bases,
 )
@@ -44,9 +45,13 @@ def test_the_default_pack_has_enough_valid_pairs(default_pack):
     for entry in manifest.pairs:
         for url in (entry.fgUrl, entry.bgUrl):
             load_preset(resolve_url(workspace.public, url, manifest.path))
-    bases = [origin["base"] for origin in read_json(workspace.pack_dir(DEMO_PACK) / COUPLING_NAME)["pairs"]]
-    assert len(set(bases)) == len(bases), "each pair comes from its own base preset"
+    origins = read_json(workspace.pack_dir(DEMO_PACK) / COUPLING_NAME)["pairs"]
+    bases = [origin["base"] for origin in origins]
+    per_base = VARIANTS * (VARIANTS - 1)
+    assert len(set(bases)) == DEFAULT_COUNT // per_base, "each base gives every ordered pair of its variants"
     assert set(bases) <= set(load_bases())
+    contents = {path.read_bytes() for path in written[2:]}
+    assert len(contents) == DEFAULT_COUNT // per_base * VARIANTS, "a variant is the same file content in each pair"
 
 
 def test_variants_differ_by_the_recorded_offsets_and_nothing_else(default_pack):
@@ -62,12 +67,15 @@ def test_variants_differ_by_the_recorded_offsets_and_nothing_else(default_pack):
         for param in COUPLING:
             diff = fg["baseVals"][param.name] - bg["baseVals"][param.name]
             assert diff == pytest.approx(origin["diffs"][param.name], abs=1e-9)
-            assert 0.5 * param.scale - 1e-6 <= abs(diff) <= 2 * param.scale + 1e-6, (entry.pair, param.name)
-            assert param.low <= bg["baseVals"][param.name] and fg["baseVals"][param.name] <= param.high
+            steps = origin["variants"][0] - origin["variants"][1]
+            assert 0.25 * abs(steps) * param.scale - 1e-6 <= abs(diff) <= abs(steps) * param.scale + 1e-6, \
+                (entry.pair, param.name)
+            for variant in (fg, bg):
+                assert param.low <= variant["baseVals"][param.name] <= param.high
             value = base["baseVals"].get(param.name, param.default)
-            if param.low + param.scale <= value <= param.high - param.scale:
+            if param.low + param.scale <= value <= param.high - param.scale and abs(steps) == 2:
                 centre = (fg["baseVals"][param.name] + bg["baseVals"][param.name]) / 2
-                assert centre == pytest.approx(value, abs=1e-6), "fg = base + d, bg = base - d"
+                assert centre == pytest.approx(value, abs=1e-6), "the outer variants are base - d and base + d"
         coupled = {param.name for param in COUPLING}
         for variant in (fg, bg):
             assert {k: v for k, v in variant["baseVals"].items() if k not in coupled} == \

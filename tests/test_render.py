@@ -18,6 +18,7 @@ from stages.core.workspace import NODE_MODULES_DIR
 from stages.presets.conversion import load_preset
 from stages.render.audio import load_audio
 from stages.render.browser import BrowserRegistry, is_our_browser, kill_leftovers
+from stages.render.pairstats import LayerFrames, pair_series, pair_thumbnail
 from stages.render.pool import PairJob, RenderPool, require_audible
 
 PRESETS = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
@@ -112,6 +113,18 @@ def test_same_pair_twice_in_one_page_is_identical(pool, reference):
     results = list(pool.render([job(2), job(3)]))
     assert [result.status for result in results] == ["ok", "ok"]
     assert all(result.series == reference.series for result in results)
+
+
+def test_a_pair_composed_from_its_layers_rendered_alone_measures_what_the_page_measures(pool, reference):
+    """Sampling renders each preset alone and composes its pairs in Python (render.pairstats): frame by frame,
+    the series the page computes for the pair rendered together."""
+    layers = {result.job.pair: LayerFrames.from_page(result.series, SETTINGS.width, SETTINGS.height)
+              for result in pool.render([PairJob(1, preset(FG_NAME), None, FG_NAME, ""),
+                                         PairJob(2, preset(BG_NAME), None, BG_NAME, "")])}
+    composed = pair_series(layers[1], layers[2], SETTINGS.blend, SETTINGS.fg_opacity)
+    for name in SERIES:
+        np.testing.assert_allclose(composed[name], reference.series[name], rtol=0, atol=1e-9, err_msg=name)
+    assert pair_thumbnail(layers[1], layers[2], SETTINGS.blend, SETTINGS.fg_opacity).startswith(b"\x89PNG")
 
 
 def test_broken_warp_shader_fails_with_its_log_and_the_run_goes_on(pool, reference):

@@ -8,8 +8,8 @@
  *   cq.renderPair({fg, bg, settings, budget})  fg/bg: butterchurn preset objects; settings: RenderSettings
  *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame);
  *                                   budget: {maxFrameMs} (0: none), the render cost a pair may have.
- *   cq.renderLayer({preset, settings, size, budget})  one preset alone (a fingerprint): its frames reduced
- *                                   to size x size, see renderLayer below.
+ *   cq.renderLayer({preset, settings, size, budget})  one preset alone (a layer of any pair, and its
+ *                                   fingerprint): its frames reduced to size x size, see renderLayer below.
  *   cq.warmUp(settings)             renders an empty pair for 2 frames, so the first real pair of a page
  *                                   does not pay for compiling butterchurn's shaders and code.
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
@@ -444,13 +444,42 @@ async function renderPair({fg, bg, settings, budget = {}}) {
   }
 }
 
+function toBase64(bytes) {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function dropAlpha(rgba) {
+  const rgb = new Uint8Array(rgba.length / 4 * 3);
+  for (let i = 0, o = 0; i < rgba.length; i += 4, o += 3) {
+    rgb[o] = rgba[i];
+    rgb[o + 1] = rgba[i + 1];
+    rgb[o + 2] = rgba[i + 2];
+  }
+  return rgb;
+}
+
+// The visualizer's full-size frame as it stands (its default framebuffer), base64 RGBA, rows bottom-up.
+function readFrame(gl, width, height) {
+  const pixels = new Uint8Array(width * height * 4);
+  gl.bindFramebuffer(gl.READ_FRAMEBUFFER, null);
+  gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
+  return toBase64(pixels);
+}
+
 // ------------------------------------------------------------------------------ one layer alone
 
-// Renders one preset alone (a fingerprint: what this layer draws, whatever it is paired with) under the same
-// settings and audio as a pair, and returns its frames reduced on the GPU to size x size, all of them:
-// {status, errors, timings, frames: base64 RGBA, frame after frame, size, count, thumb}. The statistics are
-// computed from the frames in Python (stages/render/fingerprint.py), so the fingerprint's fields can grow
-// without re-rendering. A fresh visualizer, the same seed and rng reset as a pair's layer.
+// Renders one preset alone under the same settings and audio as a pair and returns its frames reduced on the
+// GPU to size x size, all of them: {status, errors, timings, frames: base64 RGB bytes (alpha dropped), frame
+// after frame, rows bottom-up as GL reads them, size, count, thumb: base64 RGBA bytes of the full-size frame
+// at the thumbnail frame, bottom-up, or ""}. A pair's statistics and thumbnail are the composite of its two
+// layers' frames, computed in Python (stages/render/pairstats.py) exactly as renderPair computes them here,
+// so each preset renders once whatever number of pairs it is in, and its fingerprint comes from the same
+// frames (stages/render/fingerprint.py). A fresh visualizer with its own seeded random stream, the same seed
+// and rng reset as a pair's layer.
 async function renderLayer({preset, settings, size, budget = {}}) {
   linkFailures = [];
   pageErrors = [];
@@ -508,7 +537,7 @@ async function renderLayer({preset, settings, size, budget = {}}) {
       timings.framesMs += performance.now() - clock;
       if (frame === thumbFrame) {
         clock = performance.now();
-        thumb = thumbnail(viz, viz, {...settings, fg_opacity: 1, blend: "normal"});
+        thumb = readFrame(viz.gl, settings.width, settings.height);
         timings.thumbMs += performance.now() - clock;
       }
       const count = frame + 1 - chunkStart;
@@ -523,11 +552,7 @@ async function renderLayer({preset, settings, size, budget = {}}) {
       if (overspent) return result("too-heavy", [overspent]);
     }
     if (linkFailures.length) return result("shader-failed", []);
-    let binary = "";
-    for (let i = 0; i < pixels.length; i += 0x8000) {
-      binary += String.fromCharCode.apply(null, pixels.subarray(i, i + 0x8000));
-    }
-    return result("ok", [], btoa(binary), thumb);
+    return result("ok", [], toBase64(dropAlpha(pixels)), thumb);
   } catch (error) {
     return result("load-failed", [`${phase}: ${describe(error)}`]);
   } finally {

@@ -126,7 +126,8 @@ def shard_key(settings: SampleSettings, pairs) -> str:
 def layer_render_key(settings: SampleSettings) -> dict:
     """What decides one preset's frames when rendered alone (a pair's compositing settings do not)."""
     return {"width": settings.width, "height": settings.height, "frames": settings.frames, "dt": settings.dt,
-            "seed": settings.seed, "warmup": settings.stats_warmup, "degraded": settings.allow_degraded,
+            "seed": settings.seed, "readback": settings.readback, "warmup": settings.stats_warmup,
+            "degraded": settings.allow_degraded,
             "fingerprint": FINGERPRINT_VERSION}
 
 
@@ -135,6 +136,12 @@ def fingerprint_key(preset_hash: str, settings: SampleSettings, audio_key: str, 
     measured, the audio, the engine and the renderer. Five packs sharing a preset share its fingerprint."""
     return value_hash({"preset": preset_hash, "layer": layer_render_key(settings), "audio": audio_key,
                        "engine": engine, "renderer": renderer})
+
+
+def fingerprint_identity(key: str, settings: SampleSettings, audio_key: str, renderer: str) -> dict:
+    """The identity fields of a fingerprint row with content key `key`."""
+    return {"contentKey": key, "engine": engine_version(), "renderer": renderer,
+            "render": {**layer_render_key(settings), "audioKey": audio_key}}
 
 
 def fingerprint_shard_key(settings: SampleSettings, preset_hashes: list[str]) -> str:

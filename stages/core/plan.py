@@ -97,6 +97,11 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
 FINGERPRINT_SHARDS = 16  # fixed: a preset's shard is a function of its content alone, on every machine
 
 
+def fingerprint_shard(digest: str) -> int:
+    """The fingerprint shard of a preset (its `preset_identity`)."""
+    return int(digest[:8], 16) % FINGERPRINT_SHARDS
+
+
 @dataclass(frozen=True)
 class PlannedPreset:
     path: Path   # the first file found with this content
@@ -131,5 +136,5 @@ def plan_fingerprints(paths, settings: SampleSettings) -> FingerprintPlan:
     presets = sorted(seen.values(), key=lambda preset: preset.digest)
     shards: dict[int, list[PlannedPreset]] = {}
     for preset in presets:
-        shards.setdefault(int(preset.digest[:8], 16) % FINGERPRINT_SHARDS, []).append(preset)
+        shards.setdefault(fingerprint_shard(preset.digest), []).append(preset)
     return FingerprintPlan(presets, dict(sorted(shards.items())), unreadable, settings)

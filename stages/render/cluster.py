@@ -190,7 +190,7 @@ def render_pair(run_key: str, job: PairJob) -> tuple[PairResult, int]:
         result = node.pool.render_one(job)
     except CqError as error:
         raise NodeFailed(address, str(error))
-    light = PairJob(job.pair, {}, {}, job.fg_id, job.bg_id)
+    light = PairJob(job.pair, {}, None if job.is_layer else {}, job.fg_id, job.bg_id)
     return dataclasses.replace(result, job=light, node=address), node.pool.restarts
 
 

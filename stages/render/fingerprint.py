@@ -1,18 +1,20 @@
 """A preset's fingerprint: what one layer draws, rendered alone, as numbers a pair can be estimated from.
 
-In: what the sampling page's `renderLayer` returns for one preset (its frames reduced on the GPU to
-FRAME_SIZE x FRAME_SIZE RGBA, every frame, under the same render settings and audio as a pair), the audio's
-energy per frame (`AudioTrack.energy`) and the statistics warm-up (`SampleSettings.stats_warmup`).
+In: one layer's frames as the sampling page's `renderLayer` returns them (`render.pairstats.LayerFrames`:
+every frame reduced on the GPU to the readback size, under the same render settings and audio as a pair:
+the very frames the preset's pairs are composed from), the audio's energy per frame (`AudioTrack.energy`)
+and the statistics warm-up (`SampleSettings.stats_warmup`).
 Out: `fingerprint_fields(...) -> dict`, stored in the fingerprint row (`contracts.validate_fingerprint_row`).
 
-Why frames and not a pair's statistics: a pair's row is computed from its two layers, each rendered by its
-own visualizer and reduced to a small image per frame, then composited per pixel (web/sampler.js). So what
-decides a coupled picture is in each layer's frames, and the composite of two fingerprints can be estimated
-without rendering the pair (`learn.composite`). The fields keep exactly what that estimate needs, plus the
-layer's own look. Luma is Rec.709 of the encoded values, as the page's; frames before the warm-up (the fade
-in from black every preset starts with) are left out, as a pair's statistics leave them out.
+Why frames and not a pair's statistics: a pair's row is computed from its two layers' frames, composited
+per pixel (`render.pairstats`). So what decides a coupled picture is in each layer's frames, and the
+composite of two fingerprints can be estimated without keeping the frames (`learn.composite`). The fields
+keep exactly what that estimate needs, plus the layer's own look. Luma is Rec.709 of the encoded values, as
+the page's; frames before the warm-up (the fade in from black every preset starts with) are left out, as a
+pair's statistics leave them out.
 
-Fields (W = the frames after the warm-up; every value in [0, 1] unless said):
+Fields (W = the frames after the warm-up; computed on the frames at the readback size; every value in [0, 1]
+unless said):
     luma[W]         mean luma per frame
     lumaVar[W]      spatial variance of luma per frame (how much structure the layer shows)
     motion[W]       mean per-pixel |luma_t - luma_t-1| per frame (how fast it changes)
@@ -26,7 +28,7 @@ Fields (W = the frames after the warm-up; every value in [0, 1] unless said):
     rgMean, ybMean  mean opponent chroma (red-green, yellow-blue), in [-1, 1]
     rgVar, ybVar    their spatial variance, averaged over frames (a composite's colourfulness is built from them)
     histogram[40]   share of pixel-frames per luma bin of width 0.025 (black and white fractions of a composite)
-    map[256]        mean luma per pixel over the frames, 16 x 16 (where on the frame the layer draws; the
+    map[256]        mean luma per pixel over the frames, box-averaged to 16 x 16 (where on the frame the layer draws; the
                     overlap of two layers' maps is the spatial covariance of a composite)
     frameMs         wall ms per frame of the layer at the sampling size (its share of a pair's render cost)
 
@@ -34,16 +36,16 @@ Changing what is computed here changes stored fingerprints: bump FINGERPRINT_VER
 """
 from __future__ import annotations
 
-import base64
 import math
 
 import numpy as np
 
+from ..core.contracts import now_iso
 from ..core.errors import CqError
 from ..render.framestats import correlation, flicker, warmup_frames
 
-FINGERPRINT_VERSION = 1
-FRAME_SIZE = 16           # frames are reduced to 16 x 16: 128 -> 64 -> 32 -> 16, exact 2x2 box averages
+FINGERPRINT_VERSION = 2
+MAP_SIZE = 16
 HISTOGRAM_BINS = 40       # 0.05 and 0.95 (black and white, as the page counts them) fall on bin edges
 COVERED_LUMA = 0.1
 DIGITS = 6
@@ -53,17 +55,28 @@ SCALARS = ("lumaMean", "lumaMin", "contrast", "motionMean", "motionP90", "flicke
 BLACK_LUMA, WHITE_LUMA = 0.05, 0.95
 
 
-def decode_frames(frames_base64: str, size: int, count: int) -> np.ndarray:
-    """The page's frames as float RGB in [0, 1], shape (count, size, size, 3)."""
-    raw = np.frombuffer(base64.b64decode(frames_base64), dtype=np.uint8)
-    if raw.size != count * size * size * 4:
-        raise CqError(f"a layer's frames hold {raw.size} bytes, expected {count} frames of {size}x{size} RGBA "
-                      "(the sampling page and stages/render/fingerprint.py disagree)")
-    return raw.reshape(count, size, size, 4)[..., :3].astype(np.float64) / 255.0
+def as_rgb(frames: np.ndarray) -> np.ndarray:
+    """A layer's uint8 frames (count, size, size, 3) as float RGB in [0, 1]."""
+    return frames.astype(np.float64) / 255.0
+
+
+def _map(luma: np.ndarray) -> np.ndarray:
+    """Mean luma per pixel over the frames (count, size, size), box-averaged to MAP_SIZE x MAP_SIZE (each map
+    cell the mean of the pixels whose centres fall in it; nearest pixel when the frames are smaller)."""
+    mean = luma.mean(axis=0)
+    size = mean.shape[0]
+    if size < MAP_SIZE:
+        nearest = (np.arange(MAP_SIZE) * size) // MAP_SIZE
+        return mean[np.ix_(nearest, nearest)]
+    edges = (np.arange(MAP_SIZE) * size) // MAP_SIZE
+    counts = np.diff(np.append(edges, size))
+    sums = np.add.reduceat(np.add.reduceat(mean, edges, axis=0), edges, axis=1)
+    return sums / np.outer(counts, counts)
 
 
 def fingerprint_fields(rgb: np.ndarray, energy: np.ndarray, warmup: float, frame_ms: float) -> dict:
-    """The documented fields of one layer from its frames `rgb` (F, S, S, 3) and the audio energy (>= F)."""
+    """The documented fields of one layer from its frames `rgb` (F, S, S, 3) in [0, 1] and the audio energy
+    (>= F frames)."""
     count = rgb.shape[0]
     if count < 3:
         raise CqError(f"a fingerprint needs 3 or more frames, got {count}")
@@ -97,7 +110,24 @@ def fingerprint_fields(rgb: np.ndarray, energy: np.ndarray, warmup: float, frame
         "rgVar": float(rg_var.mean()), "ybVar": float(yb_var.mean()),
         "frameMs": float(frame_ms) if frame_ms and math.isfinite(frame_ms) else 0.0,
         "histogram": histogram / max(1, histogram.sum()),
-        "map": luma_frames.mean(axis=0).reshape(-1),
+        "map": _map(luma_frames).reshape(-1),
     }
     return {name: (np.round(value, DIGITS).tolist() if isinstance(value, np.ndarray) else round(value, DIGITS))
             for name, value in fields.items()}
+
+
+def fingerprint_row(preset_id: str, preset_hash: str, identity: dict, settings, audio, status: str,
+                    errors: list[str], result=None, frames: np.ndarray | None = None, thumb: str = "") -> dict:
+    """One fingerprint row per the contract (`contracts.validate_fingerprint_row`). `identity`: its
+    contentKey, engine, renderer and render (`keys.fingerprint_identity`); `result` is the layer's render
+    result (None when it failed before rendering), `frames` its uint8 frames when it rendered."""
+    fields: dict = {}
+    if frames is not None and status == "ok":
+        fields = fingerprint_fields(as_rgb(frames), audio.energy, settings.stats_warmup,
+                                    result.timings.get("frameMs", 0.0))
+    return {
+        "presetId": preset_id, "presetHash": preset_hash, **identity, "status": status, "errors": errors,
+        "timings": dict(result.timings) if result is not None else {},
+        "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(),
+        "node": result.node if result is not None else "", "thumb": thumb, "fingerprint": fields,
+    }

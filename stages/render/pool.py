@@ -52,7 +52,6 @@ from ..render.browser import (
     launch_args,
     new_owner_mark,
 )
-from ..render.fingerprint import FRAME_SIZE
 
 ORIGIN = "https://cq-sampler.invalid"
 PAGE_URL = f"{ORIGIN}/sampler.html"
@@ -67,8 +66,9 @@ CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/j
 
 @dataclass
 class PairJob:
-    """A pair to render, or one preset alone (a fingerprint) when `bg` is None: then the result's `series`
-    is the page's `renderLayer` output, `{frames: base64 RGBA, size, count}`, not per-frame statistics."""
+    """A pair to render, or one preset alone (a layer) when `bg` is None: then the result's `series` is the
+    page's `renderLayer` output, `{frames: base64 RGB, size, count, thumb: base64 RGBA}` (`render.pairstats`),
+    not per-frame statistics, and `thumb_png` is None."""
 
     pair: int
     fg: dict
@@ -325,7 +325,7 @@ class _Worker:
         settings = self.pool._render_settings
         if job.is_layer:
             call = "(layer) => window.cq.renderLayer(layer)"
-            payload = {"preset": job.fg, "settings": settings, "size": FRAME_SIZE, "budget": budget}
+            payload = {"preset": job.fg, "settings": settings, "size": settings["readback"], "budget": budget}
         else:
             call = "(pair) => window.cq.renderPair(pair)"
             payload = {"fg": job.fg, "bg": job.bg, "settings": settings, "budget": budget}
@@ -345,9 +345,12 @@ class _Worker:
                     or _looks_crashed(error):
                 raise _BrowserLost(_first_line(error)) from None
             return _Outcome("load-failed", [f"page: {_first_line(error)}"])
-        series = raw["series"] if not job.is_layer else (
-            {"frames": raw["frames"], "size": raw["size"], "count": raw["count"]} if raw["status"] == "ok" else None)
-        return _Outcome(raw["status"], list(raw["errors"]), dict(raw["timings"]), series, raw.get("thumb") or "")
+        if not job.is_layer:
+            return _Outcome(raw["status"], list(raw["errors"]), dict(raw["timings"]), raw["series"],
+                            raw.get("thumb") or "")
+        series = ({"frames": raw["frames"], "size": raw["size"], "count": raw["count"], "thumb": raw["thumb"]}
+                  if raw["status"] == "ok" else None)
+        return _Outcome(raw["status"], list(raw["errors"]), dict(raw["timings"]), series)
 
 
 def _looks_crashed(error: Exception) -> bool:
@@ -718,14 +721,16 @@ class RenderPool:
         for result in (first, second):
             if result.status != "ok":
                 detail = result.errors[0] if result.errors else "no error text"
-                raise CqError(f"self-test: pair {job.pair} ({job.fg_id} over {job.bg_id}) did not render: "
-                              f"{result.status}: {detail}")
+                raise CqError(f"self-test: {job.fg_id} did not render: {result.status}: {detail}")
+        what = "layer" if job.is_layer else "pair"
         for name, values in first.series.items():
             other = second.series.get(name)
             if other != values:
-                frame = next((i for i, (a, b) in enumerate(zip(values, other or [])) if a != b), 0)
-                raise CqError(f"self-test: pair {job.pair} rendered twice gave different {name} at frame {frame} "
-                              f"on {self.renderer}: rendering is not deterministic here")
+                where = ""
+                if isinstance(values, list):
+                    where = f" at frame {next((i for i, (a, b) in enumerate(zip(values, other or [])) if a != b), 0)}"
+                raise CqError(f"self-test: {what} {job.fg_id} rendered twice gave different {name}{where} on "
+                              f"{self.renderer}: rendering is not deterministic here")
 
     @property
     def browser_pids(self) -> list[int]:
