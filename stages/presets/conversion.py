@@ -22,12 +22,13 @@ from ..core.contracts import (
     write_json,
 )
 from ..core.errors import ContractError
+from ..presets.eel import normalize_eel
 from ..presets.hlsl import TRANSLATOR_VERSION, HlslError, translate
 from ..presets.milk import MilkPreset, MilkReadError, decode_milk, parse_milk
 
 PRESET_SUFFIXES = (".json", ".milk")
 # Part of the conversion cache key, with the translator's version: bump when milk_to_butterchurn changes.
-CONVERTER_VERSION = "milk-3"
+CONVERTER_VERSION = "milk-4"
 
 
 class PresetError(ContractError):
@@ -42,15 +43,19 @@ class PresetError(ContractError):
 
 
 def milk_to_butterchurn(milk: MilkPreset, where, allow_degraded: bool = False) -> dict:
-    """A read .milk preset as butterchurn's preset object, its shaders translated to GLSL."""
+    """A read .milk preset as butterchurn's preset object, its EEL in what butterchurn's parser takes
+    (`presets.eel`), its shaders translated to GLSL."""
+    def with_eel(section: dict) -> dict:
+        return {key: normalize_eel(value) if key.endswith("_eqs_eel") else value for key, value in section.items()}
+
     preset = {
         "version": milk.eel_version,
         "baseVals": dict(milk.base_vals),
-        "init_eqs_eel": milk.init_eel,
-        "frame_eqs_eel": milk.frame_eel,
-        "pixel_eqs_eel": milk.pixel_eel,
-        "shapes": [dict(shape) for shape in milk.shapes],
-        "waves": [dict(wave) for wave in milk.waves],
+        "init_eqs_eel": normalize_eel(milk.init_eel),
+        "frame_eqs_eel": normalize_eel(milk.frame_eel),
+        "pixel_eqs_eel": normalize_eel(milk.pixel_eel),
+        "shapes": [with_eel(shape) for shape in milk.shapes],
+        "waves": [with_eel(wave) for wave in milk.waves],
     }
     degraded = []
     for stage in ("warp", "comp"):
