@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from stages.core.contracts import file_hash, write_json
-from stages.core.keys import audio_identity, content_key, preset_identity, shard_key
+from stages.core.contracts import file_hash, value_hash, write_json
+from stages.core.keys import audio_identity, content_key, fingerprint_key, layer_render_key, preset_identity, shard_key
 from stages.core.plan import PlannedPair
 from stages.core.settings import RenderSettings, SampleSettings
+from stages.render.framestats import stats_key
 
 # Every sample setting, by what it does to a row's identity.
 PIXELS = {item.name for item in dataclasses.fields(RenderSettings)} | {
@@ -139,6 +140,22 @@ def test_preset_identity_of_json_is_its_bytes_and_of_milk_more(tmp_path):
     assert preset_identity(milk) != file_hash(milk), "a .milk file's picture also depends on the translator"
     (tmp_path / "b.milk").write_text(text)
     assert preset_identity(tmp_path / "b.milk") == preset_identity(milk)
+
+
+def test_keys_keep_their_values(tmp_path):
+    """Rows already sampled keep their keys: these values were computed by the code that keyed them (a
+    refactor of how a key is put together must give the same hashes, or every row renders again)."""
+    fg, milk = tmp_path / "a_fg.json", tmp_path / "a.milk"
+    fg.write_text('{"baseVals": {"zoom": 1.01}}\n')
+    milk.write_text("[preset00]\nfDecay=0.9\nzoom=1.01\n")
+    settings = SampleSettings()
+    assert preset_identity(fg) == "57ae6d204e78dbbd"
+    assert preset_identity(milk) == "764ab079a361805f"
+    pair = PlannedPair(0, fg, milk, preset_identity(fg), preset_identity(milk))
+    assert content_key(pair, settings, AUDIO, ENGINE, RENDERER) == "49abd559dcbf94d1"
+    assert fingerprint_key(preset_identity(milk), settings, AUDIO, ENGINE, RENDERER) == "cae06c336bf36f70"
+    assert stats_key(settings) == "1f15c8668e3dd742"
+    assert value_hash(layer_render_key(settings)) == "fdb945fb4d2a0c18"
 
 
 # ------------------------------------------------------------------ versions, in a copy of the repo
