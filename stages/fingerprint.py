@@ -44,7 +44,7 @@ def build_row(plan: FingerprintPlan, preset: PlannedPreset, key: str, renderer: 
     return {
         "presetId": preset.path.name, "presetHash": preset.digest, "contentKey": key, "status": status,
         "errors": errors, "engine": engine_version(), "renderer": renderer,
-        "render": {**layer_render_key(plan.settings), "audioKey": audio.key},
+        "render": {**layer_render_key(plan.settings, plan.versions), "audioKey": audio.key},
         "timings": dict(result.timings) if result is not None else {},
         "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(),
         "node": result.node if result is not None else "", "thumb": thumb, "fingerprint": fields,
@@ -64,7 +64,8 @@ def run(workspace: Workspace, plan: FingerprintPlan, shard: int) -> None:
     engine = engine_version()
 
     def keys_for(renderer: str) -> dict[str, str]:
-        return {p.digest: fingerprint_key(p.digest, settings, audio.key, engine, renderer) for p in plan.presets}
+        return {p.digest: fingerprint_key(p.digest, settings, audio.key, engine, renderer, plan.versions)
+                for p in plan.presets}
 
     renderer = known_renderer(workspace, settings)
     preset_keys = keys_for(renderer or "")

@@ -115,7 +115,8 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
 
     def keys_for(renderer: str) -> dict[int, str]:
         """Content keys of every planned pair of the pack (the queue spans the shards)."""
-        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for s in plan.shards for p in s}
+        return {p.pair: content_key(p, settings, audio.key, engine, renderer, plan.versions)
+                for s in plan.shards for p in s}
 
     renderer = known_renderer(workspace, settings)
     pair_keys = keys_for(renderer or "")
