@@ -57,7 +57,8 @@ from ..core.errors import CqError
 from ..core.settings import SampleSettings
 
 SERIES_FIELDS = ("luma", "lumaStd", "colour", "delta", "black", "white", "fgLuma", "bgLuma", "fgShare")
-STATS_VERSION = 1  # in every row's content key (`render.versions`): bump it when a statistic changes
+# in every row's content key (through `render.versions`): bump it when a statistic changes
+STATS_VERSION = 1
 DIGITS = 6  # rounding of every output: rows stay short and compare equal across runs
 
 
