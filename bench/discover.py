@@ -86,13 +86,14 @@ def flat_library(corpus: Path, folder: Path) -> list[Path]:
 def random_pack(workspace: Workspace, discovered: str, count: int, seed: int) -> str:
     """K random pairs of distinct presets of the discovered pack's library, as pack `random-<discovered>`."""
     from stages.core.keys import preset_identity
+    from stages.render.versions import KEY_VERSIONS
 
     library = sorted((workspace.pack_dir(discovered) / "library").iterdir())
     rng = random.Random(seed)
     pairs, seen = [], set()
     while len(pairs) < count:
         fg, bg = rng.sample(library, 2)
-        if (fg, bg) in seen or preset_identity(fg) == preset_identity(bg):
+        if (fg, bg) in seen or preset_identity(fg, KEY_VERSIONS) == preset_identity(bg, KEY_VERSIONS):
             continue
         seen.add((fg, bg))
         urls = ["/" + path.relative_to(workspace.public).as_posix() for path in (fg, bg)]

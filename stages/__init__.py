@@ -26,7 +26,8 @@ Libraries, by concept (lower layers never import higher ones):
     presets/   milk (.milk reader), hlsl (HLSL -> GLSL translator), conversion (preset files -> butterchurn
                presets, cached), manifests (a pack's manifest from its folders)
     render/    browser (find/launch/end Chromium), pool (pairs rendered by a pool of pages), audio,
-               framestats (frames -> row statistics), server (the player's HTTP server)
+               framestats (frames -> row statistics), server (the player's HTTP server), versions (the
+               versions of the code that decides what a row measures, handed to core.keys)
     learn/     features, model, checkpoint, sources (elite / eval / negatives), metrics, gates,
                inputs (what training reads, for doit's up-to-date checks), training (the loop), scoring
 """

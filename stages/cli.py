@@ -244,7 +244,8 @@ def build(argv: list[str]) -> int:
     from . import graph
 
     doit_main = DoitMain(ModuleTaskLoader(graph), config_filenames=(),
-                         extra_config={"COMMAND": {"info": f"{__package__}.core.uptodate:Info"}})
+                         extra_config={"COMMAND": {"info": f"{__package__}.core.uptodate:Info",
+                                                      "list": f"{__package__}.core.uptodate:List"}})
     doit_main.BIN_NAME = command()  # doit's own messages ("see `X help info`") name this command
     return doit_main.run(argv)
 

@@ -30,6 +30,7 @@ from .core.plan import plan_fingerprints
 from .core.settings import SampleSettings, configured
 from .core.workspace import Workspace, command
 from .learn.discovery import DiscoverSettings
+from .render.versions import KEY_VERSIONS
 
 PRESET_SUFFIXES = (".milk", ".json")
 DISCOVERED_PREFIX = "pairs-manifest.discovered.v"
@@ -105,7 +106,7 @@ def run(workspace: Workspace, settings: DiscoverSettings, log=print) -> Path:
     log(f"discover: {len(presets)} presets from {folder} in {pack_dir / LIBRARY_DIR}")
 
     sample_settings = configured(SampleSettings, workspace)
-    plan = plan_fingerprints(presets, sample_settings)
+    plan = plan_fingerprints(presets, sample_settings, KEY_VERSIONS)
     for shard in plan.shards:
         fingerprint.run(workspace, plan, shard)
 
@@ -116,7 +117,7 @@ def run(workspace: Workspace, settings: DiscoverSettings, log=print) -> Path:
         if vector is None:
             unreadable.append(cache.failures[path])
             continue
-        digest = preset_identity(path)
+        digest = preset_identity(path, KEY_VERSIONS)
         row = cache.fingerprints.rows.get(digest)
         if row is not None and row["status"] != "ok":  # a pair with it would fail the same way
             unreadable.append(f"{path.name}: {row['status']}: {(row['errors'] or [''])[0][:200]}")

@@ -37,8 +37,9 @@ def fingerprint_rows(workspace: Workspace) -> PackRows:
 def build_row(plan: FingerprintPlan, preset: PlannedPreset, key: str, renderer: str, audio, status: str,
               errors: list[str], result=None, frames=None, thumb: str = "") -> dict:
     """One fingerprint row per the contract (`render.fingerprint.fingerprint_row`)."""
-    return fingerprint_row(preset.path.name, preset.digest, fingerprint_identity(key, plan.settings, audio.key, renderer),
-                           plan.settings, audio, status, errors, result, frames, thumb)
+    identity = fingerprint_identity(key, plan.settings, audio.key, renderer, plan.versions)
+    return fingerprint_row(preset.path.name, preset.digest, identity, plan.settings, audio, status, errors, result,
+                           frames, thumb)
 
 
 def run(workspace: Workspace, plan: FingerprintPlan, shard: int) -> None:
@@ -54,7 +55,8 @@ def run(workspace: Workspace, plan: FingerprintPlan, shard: int) -> None:
     engine = engine_version()
 
     def keys_for(renderer: str) -> dict[str, str]:
-        return {p.digest: fingerprint_key(p.digest, settings, audio.key, engine, renderer) for p in plan.presets}
+        return {p.digest: fingerprint_key(p.digest, settings, audio.key, engine, renderer, plan.versions)
+                for p in plan.presets}
 
     renderer = known_renderer(workspace, settings)
     preset_keys = keys_for(renderer or "")

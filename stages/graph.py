@@ -35,6 +35,7 @@ from .learn.discovery import DiscoverSettings
 from .learn.inputs import inputs_digest, pack_inputs_digest
 from .presets import filtering
 from .presets.manifests import pack_preset_paths
+from .render.versions import KEY_VERSIONS
 
 WS = Workspace.from_environment()
 try:
@@ -112,7 +113,7 @@ def pack_plans(settings):
     """(pack, plan or the error that stops planning it) for each pack to sample."""
     for pack in settings.pack_list or WS.packs():
         try:
-            yield pack, plan_pack(WS, pack, settings), None
+            yield pack, plan_pack(WS, pack, settings, KEY_VERSIONS), None
         except CqError as error:  # a broken manifest fails its pack's task, not the whole graph
             yield pack, None, error
 
@@ -160,7 +161,7 @@ def workspace_presets(settings) -> list:
 def task_fingerprint(**params):
     """Render each preset of the packs alone, once per content (its fingerprint), in resumable shards."""
     settings = settings_of(SAMPLE, params)
-    plan = plan_fingerprints(workspace_presets(settings), settings)
+    plan = plan_fingerprints(workspace_presets(settings), settings, KEY_VERSIONS)
     for shard in plan.shards:
         yield {
             "name": str(shard),

@@ -20,12 +20,13 @@ from .core.plan import plan_pack
 from .core.rows import identities_from_rows, pair_rows, read_pack_rows
 from .core.settings import SampleSettings
 from .core.workspace import Workspace, command
+from .render.versions import KEY_VERSIONS
 
 
 def current_rows(workspace: Workspace, pack: str, settings: SampleSettings):
     """(plan, {pair: current row}, warnings, runtime record, audio record) for a pack. Without the identity
     cache (deleted, or from another machine) the renderer and audio key are read from the rows themselves."""
-    plan = plan_pack(workspace, pack, settings)
+    plan = plan_pack(workspace, pack, settings, KEY_VERSIONS)
     known = keys.load_identity_cache(workspace)
     browser = known["browsers"].get(keys.browser_signature(settings), {})
     audio = known["audio"].get(audio_identity(settings), {})

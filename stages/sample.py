@@ -107,7 +107,8 @@ def run(workspace: Workspace, plan: PackPlan, shard: int) -> None:
 
     def keys_for(renderer: str) -> dict[int, str]:
         """Content keys of every planned pair of the pack (the queue spans the shards)."""
-        return {p.pair: content_key(p, settings, audio.key, engine, renderer) for s in plan.shards for p in s}
+        return {p.pair: content_key(p, settings, audio.key, engine, renderer, plan.versions)
+                for s in plan.shards for p in s}
 
     renderer = known_renderer(workspace, settings)
     pair_keys = keys_for(renderer or "")
@@ -262,7 +263,7 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
         jobs.append(PairJob(index, preset, None, path.name, ""))
     pool.on_pair_start = lambda worker, job: live.pair_started(
         worker, plan.pack, waiting[digest_of[job.pair]][0].pair, job.fg_id, "(alone)")
-    fingerprints = _FingerprintWriter(workspace, settings, audio, pool.renderer)
+    fingerprints = _FingerprintWriter(workspace, settings, audio, pool.renderer, plan.versions)
 
     main_thread = {"rowS": 0.0, "writeS": 0.0, "rows": 0}  # the loop's own cost, printed at the end
     with contextlib.ExitStack() as files:
@@ -376,8 +377,9 @@ class _FingerprintWriter:
     """Writes the fingerprint row of each preset rendered for pairs, when it lacks a current one: the
     fingerprint tasks then find it done (rows are found by key in any shard)."""
 
-    def __init__(self, workspace: Workspace, settings: SampleSettings, audio, renderer: str):
+    def __init__(self, workspace: Workspace, settings: SampleSettings, audio, renderer: str, versions):
         self.workspace, self.settings, self.audio, self.renderer = workspace, settings, audio, renderer
+        self.versions = versions
         self.rows = row_files.read_fingerprint_rows(workspace, lambda warning: print(f"warning: {warning}", flush=True))
         self.engine = engine_version()
         self.handles: dict[int, object] = {}
@@ -385,7 +387,7 @@ class _FingerprintWriter:
     def add(self, preset_id: str, digest: str, result, frames: LayerFrames | None) -> None:
         if result.status not in ("ok", "too-heavy"):
             return  # a passing failure: the fingerprint task tries again
-        key = fingerprint_key(digest, self.settings, self.audio.key, self.engine, self.renderer)
+        key = fingerprint_key(digest, self.settings, self.audio.key, self.engine, self.renderer, self.versions)
         if not self.rows.needs_render(key, self.settings.max_frame_ms):
             return
         thumb = ""
@@ -393,9 +395,9 @@ class _FingerprintWriter:
             thumb = f"thumbs/{key}.png"
             self.workspace.fingerprint_thumbs_dir.mkdir(parents=True, exist_ok=True)
             (self.workspace.fingerprints_dir / thumb).write_bytes(png_bytes(frames.thumb[..., :3]))
-        row = fingerprint_row(preset_id, digest, fingerprint_identity(key, self.settings, self.audio.key, self.renderer),
-                              self.settings, self.audio, result.status, list(result.errors), result,
-                              frames.frames if frames is not None else None, thumb)
+        identity = fingerprint_identity(key, self.settings, self.audio.key, self.renderer, self.versions)
+        row = fingerprint_row(preset_id, digest, identity, self.settings, self.audio, result.status,
+                              list(result.errors), result, frames.frames if frames is not None else None, thumb)
         shard = fingerprint_shard(digest)
         if shard not in self.handles:
             path = self.workspace.fingerprint_shard_path(shard)

@@ -43,6 +43,7 @@ from stages.core.keys import preset_identity
 from stages.core.settings import SampleSettings
 from stages.core.workspace import NODE_MODULES_DIR, Workspace
 from stages.learn.features import PRESET_FEATURES, preset_features
+from stages.render.versions import KEY_VERSIONS
 
 CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
 # Presets that load quickly, draw bright, moving pictures in headless Chromium, and render reproducibly on
@@ -152,7 +153,8 @@ def sampled_row(pack: str, pair: int, fg: Path, bg: Path, stats: dict, status: s
         "pmAvgLumaFg": 0.2, "pmAvgLumaBg": 0.2, "audioRms": 0.2, "audioPeak": 0.8,
         "pageErrorsSinceLast": 0, "consoleErrorsSinceLast": 0,
         "okHeuristic": ok and not too_dark, "reasons": ["too-dark"] if too_dark else [] if ok else [status],
-        "contentKey": key or f"synthetic-{pack}-{pair}", "fgHash": preset_identity(fg), "bgHash": preset_identity(bg),
+        "contentKey": key or f"synthetic-{pack}-{pair}", "fgHash": preset_identity(fg, KEY_VERSIONS),
+        "bgHash": preset_identity(bg, KEY_VERSIONS),
         "status": status, "render": {"width": 64, "height": 64, "frames": 16}, "engine": "synthetic",
         "renderer": "SwiftShader", "errors": errors if errors is not None else [] if ok else ["synthetic failure"],
         "timings": {"loadMs": 0, "renderMs": 0, "totalMs": 100}, "stats": stats, "attempts": 1,

@@ -19,6 +19,7 @@ from stages.core.contracts import read_json
 from stages.core.plan import plan_pack
 from stages.presets.manifests import write_manifest_from_folder
 from stages.render.audio import load_audio
+from stages.render.versions import KEY_VERSIONS
 
 KNOBS = ["--epochs", "12", "--batch-size", "64", "--neg-samples", "400", "--neg-min-pair-distance", "10",
          "--learning-rate", "0.005"]
@@ -63,7 +64,7 @@ def test_merge_reruns_on_its_code_and_sampler_code_never_resamples(checkout_copy
     make_pack(workspace, "p", 6)
     click_track = load_audio(SETTINGS).key
     remember_run(workspace, audio_key=click_track)
-    sample(workspace, plan_pack(workspace, "p", SETTINGS), audio_key=click_track)
+    sample(workspace, plan_pack(workspace, "p", SETTINGS, KEY_VERSIONS), audio_key=click_track)
 
     def merge() -> list[str]:
         return doit(workspace, "merge", env=no_browser, checkout=checkout_copy).executed

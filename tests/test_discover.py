@@ -18,6 +18,7 @@ from stages.learn import discovery
 from stages.learn.discovery import DiscoverSettings, discover
 from stages.learn.features import PAIR_FEATURES, TEXT_WIDTH, pair_features
 from stages.learn.fingerprints import Layout
+from stages.render.versions import KEY_VERSIONS
 
 
 def brute_force(vectors, identities, predict, settings: DiscoverSettings):
@@ -102,7 +103,7 @@ def test_discover_a_folder_writes_versions_a_pack_to_sample_and_keeps_going_past
     assert len(version["bestBackgrounds"]) == 4
 
     # the picks are a pack the sampler plans like any other
-    plan = plan_pack(workspace, "discovered-My-Library", SampleSettings(frames=24, width=64, height=64))
+    plan = plan_pack(workspace, "discovered-My-Library", SampleSettings(frames=24, width=64, height=64), KEY_VERSIONS)
     assert len(plan.ordered) == 3 and not any(planned.missing for planned in plan.ordered)
     assert load_manifest(workspace.manifest_path("discovered-My-Library")).pack == "discovered-My-Library"
 

@@ -6,8 +6,10 @@ import pytest
 
 from stages.core.contracts import STAT_FIELDS
 from stages.core.errors import CqError
+from stages.core.keys import stats_key
 from stages.core.settings import SampleSettings
-from stages.render.framestats import SERIES_FIELDS, correlation, flicker, pair_stats, stats_key
+from stages.render.framestats import SERIES_FIELDS, correlation, flicker, pair_stats
+from stages.render.versions import KEY_VERSIONS
 
 F = 20
 SETTINGS = SampleSettings(frames=F)
@@ -105,8 +107,8 @@ def test_thresholds_are_settings():
     assert "too-dark" not in pair_stats(dim, ENERGY, SETTINGS)[3]
     stricter = dataclasses.replace(SETTINGS, min_luma=0.1)
     assert "too-dark" in pair_stats(dim, ENERGY, stricter)[3]
-    assert stats_key(stricter) != stats_key(SETTINGS)
-    assert stats_key(dataclasses.replace(SETTINGS, workers=3)) == stats_key(SETTINGS)
+    assert stats_key(stricter, KEY_VERSIONS) != stats_key(SETTINGS, KEY_VERSIONS)
+    assert stats_key(dataclasses.replace(SETTINGS, workers=3), KEY_VERSIONS) == stats_key(SETTINGS, KEY_VERSIONS)
 
 
 def test_correlation_is_bounded_and_zero_for_constants():

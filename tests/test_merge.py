@@ -19,6 +19,7 @@ from stages.core.plan import PackPlan, PlannedPair, plan_pack
 from stages.core.settings import SampleSettings
 from stages.core.workspace import Workspace
 from stages.render.audio import load_audio
+from stages.render.versions import KEY_VERSIONS
 
 SETTINGS = SampleSettings(packs="p", frames=16, width=64, height=64, shard_size=2, workers=1)
 RENDERER, AUDIO_KEY = "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device))", "frames-of-the-click-track"
@@ -36,7 +37,7 @@ def remember_run(workspace: Workspace, settings: SampleSettings = SETTINGS, audi
 def row(planned: PlannedPair, settings: SampleSettings = SETTINGS, status: str = "ok", renderer: str = RENDERER,
         audio_key: str = AUDIO_KEY) -> dict:
     """The row a sampling run writes for a planned pair: keyed by the pair's files and the settings."""
-    key = keys.content_key(planned, settings, audio_key, keys.engine_version(), renderer)
+    key = keys.content_key(planned, settings, audio_key, keys.engine_version(), renderer, KEY_VERSIONS)
     stats = {name: 0.1 + planned.pair / 100 for name in STAT_FIELDS} if status == "ok" else {}
     return sampled_row("p", planned.pair, planned.fg_path, planned.bg_path, stats, status, key=key)
 
@@ -59,7 +60,7 @@ def sampled(workspace) -> PackPlan:
     """A 6-pair pack in 3 shards, every shard sampled."""
     make_pack(workspace, "p", 6)
     remember_run(workspace)
-    plan = plan_pack(workspace, "p", SETTINGS)
+    plan = plan_pack(workspace, "p", SETTINGS, KEY_VERSIONS)
     sample(workspace, plan)
     return plan
 
@@ -108,9 +109,9 @@ def test_stale_rows_are_left_out(workspace, sampled):
 def test_progress_counts_the_coverage_target_only(workspace):
     make_pack(workspace, "p", 10)
     remember_run(workspace)
-    everything = plan_pack(workspace, "p", SETTINGS)
+    everything = plan_pack(workspace, "p", SETTINGS, KEY_VERSIONS)
     half = dataclasses.replace(SETTINGS, target_coverage=0.5)
-    plan = plan_pack(workspace, "p", half)
+    plan = plan_pack(workspace, "p", half, KEY_VERSIONS)
     assert plan.target == 5 and [len(shard) for shard in plan.shards] == [2, 2, 1]
     # an earlier run at full coverage sampled the last 3 pairs of the order; this one sampled shard 0
     write_rows(workspace.shard_path("p", 9), [row(p) for p in everything.ordered[7:]])
@@ -128,7 +129,7 @@ def test_progress_counts_the_coverage_target_only(workspace):
 def test_failed_rows_and_missing_files_are_counted_in_meta(workspace):
     make_pack(workspace, "p", 6)
     remember_run(workspace)
-    plan = plan_pack(workspace, "p", SETTINGS)
+    plan = plan_pack(workspace, "p", SETTINGS, KEY_VERSIONS)
     sample(workspace, plan, shards=[0], status="shader-failed")
     sample(workspace, plan, shards=[1, 2])
     gone = plan.shards[2][0].fg_path
@@ -166,7 +167,7 @@ def test_doit_merges_again_when_a_shard_changes_and_never_starts_a_browser(works
     make_pack(workspace, "p", 6)
     click_track = load_audio(SETTINGS).key  # what the sample tasks will find for the audio
     remember_run(workspace, audio_key=click_track)
-    plan = plan_pack(workspace, "p", SETTINGS)
+    plan = plan_pack(workspace, "p", SETTINGS, KEY_VERSIONS)
     sample(workspace, plan, audio_key=click_track)
 
     first = doit(workspace, "merge", env=no_browser)

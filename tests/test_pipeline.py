@@ -28,6 +28,7 @@ from stages.core.contracts import (
 from stages.core.plan import plan_pack
 from stages.core.settings import SampleSettings
 from stages.core.workspace import CHECKOUT, Workspace
+from stages.render.versions import KEY_VERSIONS
 
 SETTINGS = """[sample]
 packs = "tiny"
@@ -64,7 +65,7 @@ def test_rows_follow_the_contract_and_a_second_doit_runs_nothing(workspace, doit
     # shard's file and both shards are marked done
     assert first.stdout.count("sample tiny: 3 rows; main thread per row") == 1
     plan = plan_pack(workspace, "tiny", SampleSettings(packs="tiny", frames=16, width=64, height=64, shard_size=2,
-                                                       workers=1))
+                                                       workers=1), KEY_VERSIONS)
     assert len(plan.shards) == 2
     for index, shard in enumerate(plan.shards):
         assert sorted(row["pair"] for row in read_jsonl(workspace.shard_path("tiny", index)).rows) == \

@@ -12,10 +12,11 @@ from stages.core.errors import ContractError
 from stages.core.plan import plan_pack
 from stages.core.settings import SampleSettings
 from stages.core.workspace import Workspace
+from stages.render.versions import KEY_VERSIONS
 
 
 def plan(workspace: Workspace, pack: str = "p", **settings):
-    return plan_pack(workspace, pack, SampleSettings(**{"shard_size": 4, **settings}))
+    return plan_pack(workspace, pack, SampleSettings(**{"shard_size": 4, **settings}), KEY_VERSIONS)
 
 
 def pair_numbers(planned) -> list[int]:

@@ -13,6 +13,7 @@ from stages.core.errors import CqError
 from stages.core.plan import plan_pack
 from stages.core.settings import SampleSettings, TaskParams, TrainSettings
 from stages.core.workspace import CHECKOUT, Workspace
+from stages.render.versions import KEY_VERSIONS
 
 
 def given(params: TaskParams, **values) -> dict:
@@ -23,8 +24,9 @@ def given(params: TaskParams, **values) -> dict:
 def test_shards_do_not_depend_on_the_worker_count(tmp_path):
     workspace = Workspace(tmp_path)
     make_pack(workspace, "tiny", 120)
-    shards = {workers: [[pair.pair for pair in shard] for shard in
-                        plan_pack(workspace, "tiny", SampleSettings(workers=workers)).shards] for workers in (1, 3, 16)}
+    shards = {workers: [[pair.pair for pair in shard]
+                        for shard in plan_pack(workspace, "tiny", SampleSettings(workers=workers), KEY_VERSIONS).shards]
+              for workers in (1, 3, 16)}
     assert shards[1] == shards[3] == shards[16]
     assert len(shards[1]) == 3
 

@@ -22,6 +22,7 @@ from stages.core.settings import SampleSettings, configured
 from stages.core.workspace import CHECKOUT, NODE_MODULES_DIR, Workspace
 from stages.render.live import LiveStatus
 from stages.render.server import WATCH_PATH, serving
+from stages.render.versions import KEY_VERSIONS
 from stages.render.watch import Watcher
 
 CONVERTED = NODE_MODULES_DIR / "butterchurn-presets" / "presets" / "converted"
@@ -203,10 +204,10 @@ def ended_run(workspace: Workspace, minutes_ago: float, run_minutes: float) -> S
     start_ms = end_ms - int(run_minutes * 60000)
     rows = []
     rng = np.random.default_rng(1)
-    planned = [pair for shard in plan_pack(workspace, "tiny", settings).shards for pair in shard]
+    planned = [pair for shard in plan_pack(workspace, "tiny", settings, KEY_VERSIONS).shards for pair in shard]
     for index, pair in enumerate(planned):
         row = sampled_row("tiny", pair.pair, pair.fg_path, pair.bg_path, stats_for(0.8, rng),
-                          key=content_key(pair, settings, "audio-key", engine_version(), "SwiftShader"))
+                          key=content_key(pair, settings, "audio-key", engine_version(), "SwiftShader", KEY_VERSIONS))
         row.update(tMs=start_ms + (index + 1) * (end_ms - start_ms) // len(planned),
                    reasons=["deaf"] if index == 0 else [], okHeuristic=index != 0)
         rows.append(row)

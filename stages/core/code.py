@@ -23,7 +23,8 @@ Where a task is not checked by its code, and why:
   statistics enters the key as versions that change only with what is measured: the engine (butterchurn's
   version and the sampling page's files, hashed: the page draws the pixels, so any edit of it renders
   again), `render.framestats.STATS_VERSION`, `presets.hlsl.TRANSLATOR_VERSION` and
-  `presets.conversion.CONVERTER_VERSION`. Bump the constant with a change that alters what a row
+  `presets.conversion.CONVERTER_VERSION` (collected in `render.versions` and handed to `core.keys`, which
+  imports none of that code). Bump the constant with a change that alters what a row
   measures; a comment or a refactor of the sampler's Python keeps every row. The same versions key the
   `.milk` conversion cache, so `convert`, rerun by its code, translates again only when one changed.
 - `web_deps`: its product is shared by every workspace and named by the npm lock; it is checked against

@@ -1,6 +1,7 @@
 """The sampling plan of a pack: which pairs, in what order, cut into which shards.
 
-In: a pack's `pairs-manifest.v0.json` and the `SampleSettings`. Out: a `PackPlan` whose `shards` list the
+In: a pack's `pairs-manifest.v0.json`, the `SampleSettings` and the versions that key rows
+(`render.versions.KEY_VERSIONS`). Out: a `PackPlan` whose `shards` list the
 pairs each `sample:<pack>:<shard>` task renders, and a `shard_key` per shard that changes exactly when that
 shard's content changes (a preset file edited, a pair added, a pixel setting changed).
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from ..core.contracts import Manifest, load_manifest, resolve_url, value_hash
 from ..core.errors import ContractError
-from ..core.keys import fingerprint_shard_key, preset_identity, shard_key
+from ..core.keys import KeyVersions, fingerprint_shard_key, preset_identity, shard_key
 from ..core.settings import SampleSettings
 from ..core.workspace import Workspace
 
@@ -47,18 +48,19 @@ class PackPlan:
     target: int                 # pairs to sample: ceil(TargetCoverage * pairs)
     shards: list[list[PlannedPair]]
     settings: SampleSettings
+    versions: KeyVersions
 
     def shard_key(self, index: int) -> str:
-        return shard_key(self.settings, self.shards[index])
+        return shard_key(self.settings, self.shards[index], self.versions)
 
     def key(self) -> str:
         """What decides the merged rows: every shard's key."""
         return value_hash([self.shard_key(index) for index in range(len(self.shards))])
 
 
-def _identity_or_blank(path: Path) -> str:
+def _identity_or_blank(path: Path, versions: KeyVersions) -> str:
     try:
-        return preset_identity(path)
+        return preset_identity(path, versions)
     except OSError:
         return ""
 
@@ -67,7 +69,7 @@ def order_key(seed: int, pair: int) -> str:
     return value_hash([seed, pair])
 
 
-def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> PackPlan:
+def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings, versions: KeyVersions) -> PackPlan:
     """Read the manifest (ContractError if it is malformed or a URL escapes public/) and plan the shards."""
     manifest_path = workspace.manifest_path(pack)
     manifest = load_manifest(manifest_path)
@@ -82,14 +84,14 @@ def plan_pack(workspace: Workspace, pack: str, settings: SampleSettings) -> Pack
         where = f"{manifest_path} pair {entry.pair}"
         fg_path = resolve_url(workspace.public, entry.fgUrl, where)
         bg_path = resolve_url(workspace.public, entry.bgUrl, where)
-        planned.append(PlannedPair(entry.pair, fg_path, bg_path, _identity_or_blank(fg_path),
-                                   _identity_or_blank(bg_path)))
+        planned.append(PlannedPair(entry.pair, fg_path, bg_path, _identity_or_blank(fg_path, versions),
+                                   _identity_or_blank(bg_path, versions)))
     planned.sort(key=lambda p: order_key(settings.shuffle_seed, p.pair))
     target = min(len(planned), math.ceil(settings.target_coverage * len(planned) - 1e-9))
     chosen = planned[:target]
     size = settings.shard_size
     shards = [chosen[i:i + size] for i in range(0, len(chosen), size)]
-    return PackPlan(pack, manifest, planned, target, shards, settings)
+    return PackPlan(pack, manifest, planned, target, shards, settings, versions)
 
 
 # ------------------------------------------------------------------------------------ fingerprints
@@ -116,18 +118,19 @@ class FingerprintPlan:
     shards: dict[int, list[PlannedPreset]]
     unreadable: list[str]  # "path: reason" of files that could not be read to hash
     settings: SampleSettings
+    versions: KeyVersions
 
     def shard_key(self, shard: int) -> str:
-        return fingerprint_shard_key(self.settings, [p.digest for p in self.shards[shard]])
+        return fingerprint_shard_key(self.settings, [p.digest for p in self.shards[shard]], self.versions)
 
 
-def plan_fingerprints(paths, settings: SampleSettings) -> FingerprintPlan:
+def plan_fingerprints(paths, settings: SampleSettings, versions: KeyVersions) -> FingerprintPlan:
     """Every distinct preset among `paths` (missing files are left to the pair sampler, which reports them)."""
     seen: dict[str, PlannedPreset] = {}
     unreadable = []
     for path in paths:
         try:
-            digest = preset_identity(path)
+            digest = preset_identity(path, versions)
         except OSError as error:
             if Path(path).exists():
                 unreadable.append(f"{path}: {error.strerror or error}")
@@ -137,4 +140,4 @@ def plan_fingerprints(paths, settings: SampleSettings) -> FingerprintPlan:
     shards: dict[int, list[PlannedPreset]] = {}
     for preset in presets:
         shards.setdefault(fingerprint_shard(preset.digest), []).append(preset)
-    return FingerprintPlan(presets, dict(sorted(shards.items())), unreadable, settings)
+    return FingerprintPlan(presets, dict(sorted(shards.items())), unreadable, settings, versions)

@@ -150,7 +150,7 @@ def pair_rows(plan: PackPlan, rows: PackRows, audio_key: str, renderer: str) -> 
     engine = engine_version()
     found = {}
     for planned in plan.ordered:
-        row = rows.row_for(content_key(planned, plan.settings, audio_key, engine, renderer))
+        row = rows.row_for(content_key(planned, plan.settings, audio_key, engine, renderer, plan.versions))
         if row is not None:
             found[planned.pair] = labelled(row, planned.pair, planned.fg_path.name, planned.bg_path.name)
     return found

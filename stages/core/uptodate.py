@@ -8,19 +8,23 @@
 - `CodeUnchanged(stage, pages)`: true while the code that produces the task's artifact is what it was at
   the last successful run (the rule, and the tasks it does not apply to: `core.code`);
 - `Holds(predicate, what)`: a plain check, `what` saying what is wrong when it is false.
+
+And doit's `info` and `list` commands, told to say the truth about group tasks (`sample`, `merge`, ...).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
-from doit import cmd_info
+from doit import cmd_info, cmd_list
 from doit.exceptions import InvalidCommand
 from doit.tools import config_changed
 
 from ..core.code import code_hash
 
 SHOWN_CHANGES = 6
+STATUS_FIELD = re.compile(r"\{status((?:![rsa])?(?::[^{}]*)?)\}")  # `{status}` of a `list --template`
 
 
 class Key(str):
@@ -145,3 +149,38 @@ class Info(cmd_info.Info):
             return 0
         self.outstream.write(self.get_reasons(status.reasons).replace(" (args=[], kwargs={})", "") + "\n")
         return 1
+
+
+class List(cmd_list.List):
+    """`list --status` that tells the truth about a group task (`sample`, `merge`, `train`, ...). A task that
+    does nothing itself (no actions, no dependencies of its own) is "R" to doit always, as any task without
+    dependencies is; here it is "R" when a task it depends on would run (or "E" when one cannot), else "U"."""
+
+    doc_purpose = "list tasks (with --status: R would run, U up to date, a group task by the tasks it groups)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.statuses: dict[str, str] = {}  # by task name: each computed once (`--all` lists a group and its tasks)
+
+    def _print_task(self, template, task, status, list_deps, tasks):
+        if status:  # the letter goes into the template (with any format spec it gives), doit prints the rest
+            letter = "I" if self.dep_manager.status_is_ignore(task) else self.STATUS_MAP[self._status(task, tasks)]
+            template = STATUS_FIELD.sub(lambda field: f"{{0{field[1]}}}".format(letter), template)
+        super()._print_task(template, task, False, list_deps, tasks)
+
+    def _status(self, task, tasks) -> str:
+        """doit's status of `task` ("run", "up-to-date" or "error"), a group's from the tasks it depends on."""
+        if task.name not in self.statuses:
+            if self.dep_manager.status_is_ignore(task):
+                found = "up-to-date"  # skipped by doit while ignored
+            elif _does_nothing_itself(task):
+                grouped = {self._status(tasks[name], tasks) for name in task.task_dep}
+                found = next((state for state in ("error", "run") if state in grouped), "up-to-date")
+            else:
+                found = self.dep_manager.get_status(task, tasks).status
+            self.statuses[task.name] = found
+        return self.statuses[task.name]
+
+
+def _does_nothing_itself(task) -> bool:
+    return not (task.actions or task.file_dep or task.uptodate or task.targets)

@@ -30,6 +30,7 @@ from ..core.settings import SampleSettings
 from ..learn.composite import COMPOSITE_FEATURES, composite_features
 from ..learn.fingerprints import SCALARS, FingerprintStore, Layout, empty_vector
 from ..presets.conversion import load_preset
+from ..render.versions import KEY_VERSIONS
 
 # (name, butterchurn's default, low, high): the value is clipped to [low, high] and mapped to [0, 1].
 BASE_VALUES: tuple[tuple[str, float, float, float], ...] = (
@@ -269,7 +270,7 @@ class FeatureCache:
             return None
         try:
             text, self.families[path] = _read(path, self.cache_dir)
-            fingerprint = self.fingerprints.vector(preset_identity(path)) if self.fingerprints is not None else None
+            fingerprint = self.fingerprints.vector(preset_identity(path, KEY_VERSIONS)) if self.fingerprints is not None else None
         except CqError as error:
             self.failures[path] = str(error)
             return None

@@ -24,6 +24,7 @@ from ..core.settings import SampleSettings
 from ..core.workspace import Workspace
 from ..render.fingerprint import HISTOGRAM_BINS, SERIES
 from ..render.framestats import warmup_frames
+from ..render.versions import KEY_VERSIONS
 
 SCALARS = ("lumaMean", "lumaMin", "contrast", "motionMean", "motionP90", "flicker", "blackFrac", "whiteFrac",
            "colourfulness", "audioCorr", "coverage", "edges", "rgMean", "ybMean", "rgVar", "ybVar", "frameMs",
@@ -95,7 +96,7 @@ class FingerprintStore:
 
     def __init__(self, workspace: Workspace, settings: SampleSettings):
         self.layout = Layout.of_settings(settings)
-        wanted = layer_render_key(settings)
+        wanted = layer_render_key(settings, KEY_VERSIONS)
         engine = engine_version()
         best: dict[str, tuple] = {}
         for row in read_fingerprint_rows(workspace).by_key.values():

@@ -31,6 +31,7 @@ from ..core.settings import SampleSettings, TrainSettings, configured
 from ..core.workspace import Workspace, command
 from ..learn.features import FeatureCache, pair_features
 from ..learn.quality import measured_quality
+from ..render.versions import KEY_VERSIONS
 
 # ------------------------------------------------------------------------------------- pack presets
 
@@ -80,7 +81,7 @@ def read_pack_presets(workspace: Workspace, pack: str, cache: FeatureCache) -> P
         presets.pairs.append(entry.pair)
         presets.fg.append(vectors[0])
         presets.bg.append(vectors[1])
-        presets.hashes[entry.pair] = (preset_identity(paths[0]), preset_identity(paths[1]))
+        presets.hashes[entry.pair] = (preset_identity(paths[0], KEY_VERSIONS), preset_identity(paths[1], KEY_VERSIONS))
         presets.families[entry.pair] = (cache.families[paths[0]], cache.families[paths[1]])
     if progress:
         progress.close()

@@ -43,8 +43,8 @@ reasons (okHeuristic is true when there are none)
     deaf        audioCorr < min_audio_corr   (only when the audio varies at all)
     fg-drowned  fgShare < min_layer_share    bg-drowned  bgShare < min_layer_share
 
-Changing a threshold or the warm-up changes these outputs but not the pixels: `stats_key(settings)` is the
-hash to keep next to a row's content key when the statistics are cached.
+Changing a threshold or the warm-up changes these outputs but not the pixels: `core.keys.stats_key` (of
+the settings and STATS_VERSION) is the hash to keep next to a row's content key when the statistics are cached.
 """
 from __future__ import annotations
 
@@ -52,21 +52,14 @@ import math
 
 import numpy as np
 
-from ..core.contracts import STAT_FIELDS, value_hash
+from ..core.contracts import STAT_FIELDS
 from ..core.errors import CqError
 from ..core.settings import SampleSettings
 
 SERIES_FIELDS = ("luma", "lumaStd", "colour", "delta", "black", "white", "fgLuma", "bgLuma", "fgShare")
+# in every row's content key (through `render.versions`): bump it when a statistic changes
 STATS_VERSION = 1
 DIGITS = 6  # rounding of every output: rows stay short and compare equal across runs
-
-
-def stats_key(settings: SampleSettings) -> str:
-    """Hash of everything besides the pixels that decides `pair_stats`' output."""
-    return value_hash({"version": STATS_VERSION, "warmup": settings.stats_warmup,
-                       "min_luma": settings.min_luma, "max_luma": settings.max_luma,
-                       "min_motion": settings.min_motion, "max_flicker": settings.max_flicker,
-                       "min_audio_corr": settings.min_audio_corr, "min_layer_share": settings.min_layer_share})
 
 
 def warmup_frames(frame_count: int, fraction: float) -> int:

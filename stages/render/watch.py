@@ -27,6 +27,7 @@ from ..core.plan import plan_pack
 from ..core.settings import SampleSettings, configured, from_params
 from ..core.workspace import Workspace
 from .live import LIVE_KIND
+from .versions import KEY_VERSIONS
 
 RUNS_SHOWN = 4
 RATE_WINDOW_S = 300.0  # pairs/min over the last five minutes (or since the run started, if later)
@@ -96,12 +97,12 @@ class Watcher:
         key = value_hash([dataclasses.asdict(settings), stamp, browser.get("renderer", ""), audio.get("key", "")])
         if key == state.plan_key:
             return
-        plan = plan_pack(self.workspace, pack, settings)
+        plan = plan_pack(self.workspace, pack, settings, KEY_VERSIONS)
         state.plan_key, state.target = key, plan.target
         state.target_keys = {}
         if browser and audio:
             engine = engine_version()
-            state.target_keys = {content_key(planned, settings, audio["key"], engine, browser["renderer"]):
+            state.target_keys = {content_key(planned, settings, audio["key"], engine, browser["renderer"], plan.versions):
                                  planned.pair for shard in plan.shards for planned in shard if not planned.missing}
 
     def _read_shards(self, state: _PackState, pack: str) -> None:
