@@ -16,6 +16,7 @@ Series per frame: luma, lumaStd, colour, delta, black, white, fgLuma, bgLuma, fg
 from __future__ import annotations
 
 import base64
+import functools
 import struct
 import zlib
 from dataclasses import dataclass
@@ -54,8 +55,16 @@ class LayerFrames:
         return cls(raw.reshape(count, size, size, 3), thumb)
 
     @property
-    def nbytes(self) -> int:
-        return self.frames.nbytes + (self.thumb.nbytes if self.thumb is not None else 0)
+    def rgb(self) -> np.ndarray:
+        """The frames as float RGB in [0, 1], (count, pixels, 3)."""
+        return self.frames.reshape(self.frames.shape[0], -1, 3) / 255.0
+
+    @functools.cached_property
+    def opponents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Luma, red-green and yellow-blue per pixel (count, pixels), kept while the layer is (a normal blend is
+        linear in them, so each pair of the layer reuses them)."""
+        rgb = self.rgb
+        return rgb @ REC709, rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
 
 
 def _blend(blend: str, opacity: float):
@@ -71,20 +80,23 @@ def pair_series(fg: LayerFrames, bg: LayerFrames, blend: str, opacity: float) ->
     if fg.frames.shape != bg.frames.shape:
         raise CqError(f"the layers' frames differ in shape: fg {fg.frames.shape}, bg {bg.frames.shape}")
     count = fg.frames.shape[0]
-    f = fg.frames.reshape(count, -1, 3) / 255.0
-    b = bg.frames.reshape(count, -1, 3) / 255.0
-    c = _blend(blend, opacity)(f, b)
-    y = c @ REC709
-    yf, yb = f @ REC709, b @ REC709
+    (y_fg, rg_fg, yb_fg), (y_bg, rg_bg, yb_bg) = fg.opponents, bg.opponents
+    if blend == "normal":  # linear: the composite's luma and chroma are the layers', mixed
+        y = opacity * y_fg + (1 - opacity) * y_bg
+        rg = opacity * rg_fg + (1 - opacity) * rg_bg
+        yb_chroma = opacity * yb_fg + (1 - opacity) * yb_bg
+    else:
+        c = _blend(blend, opacity)(fg.rgb, bg.rgb)
+        y = c @ REC709
+        rg = c[..., 0] - c[..., 1]
+        yb_chroma = 0.5 * (c[..., 0] + c[..., 1]) - c[..., 2]
     mean_y = y.mean(axis=1)
-    rg = c[..., 0] - c[..., 1]
-    yb_chroma = 0.5 * (c[..., 0] + c[..., 1]) - c[..., 2]
     mean_rg, mean_ybc = rg.mean(axis=1), yb_chroma.mean(axis=1)
     var_rg = np.maximum(0.0, (rg * rg).mean(axis=1) - mean_rg ** 2)
     var_yb = np.maximum(0.0, (yb_chroma * yb_chroma).mean(axis=1) - mean_ybc ** 2)
-    mean_f, mean_b = yf.mean(axis=1), yb.mean(axis=1)
-    cov_f = np.maximum(0.0, (y * yf).mean(axis=1) - mean_y * mean_f)
-    cov_b = np.maximum(0.0, (y * yb).mean(axis=1) - mean_y * mean_b)
+    mean_f, mean_b = y_fg.mean(axis=1), y_bg.mean(axis=1)
+    cov_f = np.maximum(0.0, (y * y_fg).mean(axis=1) - mean_y * mean_f)
+    cov_b = np.maximum(0.0, (y * y_bg).mean(axis=1) - mean_y * mean_b)
     delta = np.zeros(count)
     delta[1:] = np.abs(np.diff(y, axis=0)).mean(axis=1)
     flat = cov_f + cov_b <= FLAT_COVARIANCE
