@@ -251,7 +251,7 @@ def task_report():
             "name": pack,
             "actions": [(report_errors(report.run), [WS, pack])],
             "uptodate": [KeyUnchanged(report.inputs_signature(WS, pack), f"what the report of {pack} shows"),
-                         CodeUnchanged(report)],
+                         CodeUnchanged(report, report.template_files())],
             "targets": [WS.report_index_path(pack)],
             "clean": True,
         }

@@ -7,16 +7,19 @@ Out: one self-contained HTML file (styles, charts as SVG and thumbnails as data 
 histogram, the 24 best and 24 worst pairs with their statistics, coverage, training curves, the k-fold
 cross-validation (per-fold figures, the measured quality of each sampled pair against its out-of-fold score,
 and the pairs where they disagree most), the gate results and the presets that failed and why.
+
+The markup is in `templates/report/` (`page.html`, a template per section, the SVG charts as macros); this
+module reads the inputs and hands each section the plain values it shows. A new section is a function here,
+a template in `sections/` and a heading with its include in `page.html`.
 """
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from .core.contracts import (
     TRAIN_SOURCES,
@@ -33,13 +36,18 @@ from .core.contracts import (
 )
 from .core.errors import ContractError, CqError
 from .core.settings import TrainSettings
-from .core.workspace import Workspace, command, tool_command
+from .core.workspace import REPORT_TEMPLATES_DIR, Workspace, command, tool_command
 from .learn.gates import MIN_SPREAD_BELOW_MEDIAN, gate_failures
 from .learn.history import changes, read_history, varying_settings
 
 GALLERY_SIZE = 24
 DISCOVERED_SHOWN = 48
 HISTOGRAM_BINS = 20
+SCATTER_SIZE = 320
+DISAGREEMENT_ROWS = 12
+HISTORY_RUNS = 12
+HISTORY_METRICS = ("crossValidation.net.spearman", "crossValidation.ridge.spearman", "crossValidation.net.pearson",
+                   "eliteAuc")
 SHOWN_STATS = (("lumaMean", "luma"), ("contrast", "contrast"), ("colourfulness", "colour"),
                ("motionMean", "motion"), ("flicker", "flicker"), ("blackFrac", "black"),
                ("audioCorr", "audio"), ("fgShare", "fg share"))
@@ -97,10 +105,6 @@ def gather(workspace: Workspace, pack: str) -> PackData:
 
 # ------------------------------------------------------------------------------------------ pieces
 
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def file_name(url: str) -> str:
     return url.rsplit("/", 1)[-1]
 
@@ -111,6 +115,10 @@ def fmt(value, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def fixed(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
 
 
 def thumb_uri(workspace: Workspace, pack: str, row: dict | None) -> str:
@@ -124,7 +132,10 @@ def thumb_uri(workspace: Workspace, pack: str, row: dict | None) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def histogram_svg(scores: list[float], stats: dict) -> str:
+# ------------------------------------------------------------------------------------------ charts
+# The geometry of each chart (coordinates in its viewBox); `charts.html` draws it.
+
+def histogram_chart(scores: list[float], stats: dict) -> dict:
     width, height, pad, head = 640, 240, 32, 52  # head: room above the bars for the p50/mean labels
     counts = [0] * HISTOGRAM_BINS
     for score in scores:
@@ -132,33 +143,23 @@ def histogram_svg(scores: list[float], stats: dict) -> str:
     top = max(counts) or 1
     bar_width = (width - 2 * pad) / HISTOGRAM_BINS
     base = height - pad
-    parts = [f'<svg viewBox="0 0 {width} {height}" class="chart" role="img" aria-label="score histogram">']
-    for index, count in enumerate(counts):
-        bar_height = (base - head) * count / top
-        x = pad + index * bar_width
-        hue = int(index / (HISTOGRAM_BINS - 1) * 120)
-        parts.append(f'<rect x="{x + 1:.1f}" y="{base - bar_height:.1f}" width="{bar_width - 2:.1f}" '
-                     f'height="{bar_height:.1f}" fill="hsl({hue},70%,55%)"><title>{index / HISTOGRAM_BINS:.2f}–'
-                     f'{(index + 1) / HISTOGRAM_BINS:.2f}: {count} pairs</title></rect>')
+    bars = [{"x": pad + index * bar_width + 1, "y": base - (base - head) * count / top, "width": bar_width - 2,
+             "height": (base - head) * count / top, "hue": int(index / (HISTOGRAM_BINS - 1) * 120),
+             "low": index / HISTOGRAM_BINS, "high": (index + 1) / HISTOGRAM_BINS, "count": count}
+            for index, count in enumerate(counts)]
+    markers = []
     for row, (name, colour) in enumerate((("p50", "#e8ecf4"), ("mean", "#7cc4ff"))):
         x = pad + stats[name] * (width - 2 * pad)
         anchor = "end" if stats[name] > 0.8 else "start"
-        label_y = 18 + 14 * row
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{label_y - 4}" y2="{base}" stroke="{colour}" '
-                     f'stroke-dasharray="4 3"/><text x="{x + (-4 if anchor == "end" else 4):.1f}" '
-                     f'y="{label_y}" fill="{colour}" text-anchor="{anchor}">{name} {stats[name]:.3f}</text>')
-    for tick in range(0, 11, 2):
-        x = pad + tick / 10 * (width - 2 * pad)
-        parts.append(f'<text x="{x:.1f}" y="{base + 16}" text-anchor="middle">{tick / 10:.1f}</text>')
-    parts.append(f'<text x="{pad}" y="{head - 6}">{top} pairs</text>'
-                 f'<text x="{width - pad}" y="{base + 28}" text-anchor="end">quality01</text>')
-    parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{base}" y2="{base}" stroke="#555"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+        markers.append({"name": name, "value": stats[name], "colour": colour, "x": x, "y": 18 + 14 * row,
+                        "anchor": anchor, "label_x": x + (-4 if anchor == "end" else 4)})
+    ticks = [{"x": pad + tick / 10 * (width - 2 * pad), "label": tick / 10} for tick in range(0, 11, 2)]
+    return {"width": width, "height": height, "pad": pad, "head": head, "base": base, "top": top, "bars": bars,
+            "markers": markers, "ticks": ticks}
 
 
-def curves_svg(epochs: list[dict]) -> str:
-    """Per-source training loss and the k-fold mean validation loss per epoch."""
+def curves_chart(epochs: list[dict]) -> dict | None:
+    """Per-source training loss and the k-fold mean validation loss per epoch (None without epochs)."""
     width, height, pad = 640, 240, 40
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for record in epochs:
@@ -169,7 +170,7 @@ def curves_svg(epochs: list[dict]) -> str:
             series["validation"].append((record["epoch"], record["validationLoss"]))
     points = [point for values in series.values() for point in values]
     if not points:
-        return '<p class="dim">no epochs recorded</p>'
+        return None
     first, last = min(p[0] for p in points), max(p[0] for p in points)
     low, high = 0.0, max(p[1] for p in points) * 1.05 or 1.0
 
@@ -177,37 +178,38 @@ def curves_svg(epochs: list[dict]) -> str:
         x = pad + (epoch - first) / max(1, last - first) * (width - 2 * pad)
         return x, height - pad - (loss - low) / (high - low) * (height - 2 * pad)
 
-    parts = [f'<svg viewBox="0 0 {width} {height}" class="chart" role="img" aria-label="training curves">']
-    for fraction in (0, 0.5, 1):
-        y = height - pad - fraction * (height - 2 * pad)
-        value = low + fraction * (high - low)
-        parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333"/>'
-                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
-    parts.append(f'<text x="{pad}" y="{height - 14}">epoch {first}</text>'
-                 f'<text x="{width / 2}" y="{height - 14}" text-anchor="middle">loss per epoch (BCE)</text>'
-                 f'<text x="{width - pad}" y="{height - 14}" text-anchor="end">epoch {last}</text>')
-    legend_x = pad
+    grid = [{"y": height - pad - fraction * (height - 2 * pad), "value": low + fraction * (high - low)}
+            for fraction in (0, 0.5, 1)]
+    lines, legend_x = [], pad
     for name, values in series.items():
-        colour = SOURCE_COLOURS[name]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*point) for point in values))
-        dash = ' stroke-dasharray="5 3"' if name == "validation" else ""
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}>'
-                     f'<title>{name}</title></polyline>')
         label = "validation (k-fold mean)" if name == "validation" else name
-        parts.append(f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{legend_x + 14}" y="17">{label}</text>')
+        lines.append({"name": name, "label": label, "colour": SOURCE_COLOURS[name], "dashed": name == "validation",
+                      "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*point) for point in values)),
+                      "legend_x": legend_x})
         legend_x += 22 + 8 * len(label)
-    parts.append("</svg>")
-    return "".join(parts)
+    return {"width": width, "height": height, "pad": pad, "first": first, "last": last, "grid": grid,
+            "lines": lines}
 
 
-def badge(passed: bool | None) -> str:
-    if passed is None:
-        return '<span class="badge wait">not run</span>'
-    return '<span class="badge ok">pass</span>' if passed else '<span class="badge bad">fail</span>'
+def scatter_chart(points: list[tuple[int, float, float]]) -> dict:
+    """Measured quality (x) against the out-of-fold score (y), one dot per sampled pair of the pack."""
+    size, pad = SCATTER_SIZE, 36
+    span = size - 2 * pad
+
+    def xy(x, y):
+        return pad + x * span, size - pad - y * span
+
+    dots = []
+    for pair, measured, predicted in points:
+        x, y = xy(min(max(measured, 0.0), 1.0), min(max(predicted, 0.0), 1.0))
+        dots.append({"x": x, "y": y, "pair": pair, "measured": measured, "predicted": predicted})
+    (x1, y1), (x2, y2) = xy(0, 0), xy(1, 1)
+    return {"size": size, "pad": pad, "span": span, "diagonal": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+            "dots": dots}
 
 
 # ------------------------------------------------------------------------------------------ sections
+# What each section shows, as plain values; `templates/report/sections/<name>.html` lays it out.
 
 def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | None, str]]:
     rows: list[tuple[str, bool | None, str]] = []
@@ -232,257 +234,155 @@ def gate_rows(data: PackData, min_quality_std: float) -> list[tuple[str, bool | 
     return rows
 
 
-def pair_card(workspace: Workspace, data: PackData, entry, score: float) -> str:
-    row = data.rows.get(entry.pair)
-    uri = thumb_uri(workspace, data.pack, row)
-    picture = (f'<img src="{uri}" alt="pair {entry.pair}" width="128" height="128">' if uri else
-               '<div class="nothumb dim">not sampled</div>' if row is None else
-               f'<div class="nothumb">{esc(row["status"])}</div>')
-    stats = row["stats"] if row else {}
-    cells = "".join(f"<dt>{esc(label)}</dt><dd>{fmt(stats.get(name), 2)}</dd>" for name, label in SHOWN_STATS
-                    if name in stats)
-    flags = ([row["status"]] if row and row["status"] != "ok" else []) + (row or {}).get("reasons", [])
-    reasons = "".join(f'<span class="chip">{esc(flag)}</span>' for flag in dict.fromkeys(flags))
-    return (f'<figure class="card">{picture}<figcaption><b>#{entry.pair}</b> <span class="score">'
-            f'{score:.3f}</span><div class="files" title="{esc(entry.fgUrl)}&#10;{esc(entry.bgUrl)}">'
-            f'fg {esc(file_name(entry.fgUrl))}<br>bg {esc(file_name(entry.bgUrl))}</div>'
-            f'<dl>{cells}</dl>{reasons}</figcaption></figure>')
+def summary_cards(data: PackData, gates: list[tuple[str, bool | None, str]]) -> list[tuple[str, str]]:
+    """The figures at the top of the page, as (value, label)."""
+    total = len(data.manifest.pairs)
+    outcomes = {passed for _, passed, _ in gates}
+    gates_text = "fail" if False in outcomes else "incomplete" if None in outcomes else "pass"
+    failed_rows = sum(1 for row in data.rows.values() if row["status"] != "ok")
+    quality = data.quality
+    return [(str(total), "pairs in the manifest"),
+            (str(len(quality["pairs"])) if quality else "–",
+             "pairs scored" + (" (rejected)" if data.quality_rejected else "")),
+            (f"{100 * len(data.rows) / max(1, total):.0f}%", "sampled (eval rows)"),
+            (str(failed_rows), "sampled pairs failed"),
+            ("pass" if data.verify and data.verify["passed"] else "fail" if data.verify else "–", "verify"),
+            (gates_text, "all gates")]
 
 
-def gallery(workspace: Workspace, data: PackData) -> str:
+def distribution(data: PackData) -> dict | None:
     if data.quality is None:
-        return f'<p class="dim">no scores yet (run <code>{esc(command("score"))}</code>)</p>'
+        return None
+    stats = data.quality["qualityStats"]
+    return {"chart": histogram_chart([item["quality01"] for item in data.quality["pairs"]], stats), "stats": stats}
+
+
+def pair_card(workspace: Workspace, data: PackData, entry, score: float) -> dict:
+    row = data.rows.get(entry.pair)
+    stats = row["stats"] if row else {}
+    flags = ([row["status"]] if row and row["status"] != "ok" else []) + (row or {}).get("reasons", [])
+    return {"pair": entry.pair, "score": score, "fgUrl": entry.fgUrl, "bgUrl": entry.bgUrl,
+            "thumb": thumb_uri(workspace, data.pack, row), "status": row["status"] if row else None,
+            "stats": [(label, stats[name]) for name, label in SHOWN_STATS if name in stats],
+            "flags": list(dict.fromkeys(flags))}
+
+
+def galleries(workspace: Workspace, data: PackData) -> list[tuple[str, list[dict]]] | None:
+    """(title, cards) of the best pairs and of the worst, or of all when they are few; None without scores."""
+    if data.quality is None:
+        return None
     by_pair = {entry.pair: entry for entry in data.manifest.pairs}
     ranked = sorted(data.quality["pairs"], key=lambda item: (-item["quality01"], item["pair"]))
     if len(ranked) <= GALLERY_SIZE:
-        galleries = [(f"all {len(ranked)} pairs, best first", ranked)]
+        shown = [(f"all {len(ranked)} pairs, best first", ranked)]
     else:
         worst = ranked[::-1][:min(GALLERY_SIZE, len(ranked) - GALLERY_SIZE)]
-        galleries = [(f"{GALLERY_SIZE} best pairs", ranked[:GALLERY_SIZE]), (f"{len(worst)} worst pairs", worst)]
-    parts = []
-    for title, items in galleries:
-        cards = "".join(pair_card(workspace, data, by_pair[item["pair"]], item["quality01"]) for item in items)
-        parts.append(f"<h3>{esc(title)}</h3><div class=\"grid\">{cards}</div>")
-    return "".join(parts)
+        shown = [(f"{GALLERY_SIZE} best pairs", ranked[:GALLERY_SIZE]), (f"{len(worst)} worst pairs", worst)]
+    return [(title, [pair_card(workspace, data, by_pair[item["pair"]], item["quality01"]) for item in items])
+            for title, items in shown]
 
 
-def coverage_section(data: PackData) -> str:
+def coverage(data: PackData) -> dict:
     total = len(data.manifest.pairs)
-    sampled = len(data.rows)
-    statuses = Counter(row["status"] for row in data.rows.values())
-    parts = []
-    if data.meta and data.pack in data.meta["progress"]:
-        progress = data.meta["progress"][data.pack]
-        fraction = progress["visited"] / max(1, progress["target"])
-        parts.append(f'<p>visited <b>{progress["visited"]}</b> of target {progress["target"]} '
-                     f'({total} pairs in the manifest) — {"done" if progress["done"] else "not done"}</p>'
-                     f'<div class="meter"><span style="width:{min(100, fraction * 100):.1f}%"></span></div>')
-        webgl = data.meta["runtime"].get("webgl") or {}
-        parts.append(f'<p class="dim">sampled {esc(data.meta["startedAt"])} → {esc(data.meta["finishedAt"])}; '
-                     f'audio {esc(data.meta["audio"]["mode"])}; renderer {esc(webgl.get("renderer", "?"))}</p>')
-    else:
-        parts.append(f'<p class="dim">no meta.json progress for this pack (run <code>{esc(command("merge"))}</code>)</p>')
-    parts.append(f"<p>{sampled} of {total} pairs have an eval row "
-                 f"({100 * sampled / max(1, total):.1f}%)</p>")
-    if statuses:
-        parts.append("<table><tr><th>row status</th><th>pairs</th></tr>" + "".join(
-            f"<tr><td>{esc(status)}</td><td>{count}</td></tr>" for status, count in statuses.most_common())
-            + "</table>")
-    return "".join(parts)
+    progress = data.meta["progress"][data.pack] if data.meta and data.pack in data.meta["progress"] else None
+    return {"total": total, "sampled": len(data.rows), "sampledPercent": 100 * len(data.rows) / max(1, total),
+            "progress": progress, "meta": data.meta,
+            "visitedPercent": min(100, 100 * progress["visited"] / max(1, progress["target"])) if progress else None,
+            "renderer": (data.meta["runtime"].get("webgl") or {}).get("renderer", "?") if progress else None,
+            "statuses": Counter(row["status"] for row in data.rows.values()).most_common()}
 
 
-def metric_cell(metric) -> str:
-    if metric is None:
-        return '<td class="dim">too few pairs</td>'
-    return f"<td>{metric['value']:.3f} <span class=\"dim\">[{metric['lo']:.3f}, {metric['hi']:.3f}]</span></td>"
-
-
-def training_section(data: PackData) -> str:
+def training(data: PackData) -> dict | None:
     report = data.training
     if report is None:
-        return f'<p class="dim">no training report yet (run <code>{esc(command("train"))}</code>)</p>'
+        return None
     elite = report["eliteAuc"]
     elite_text = ("no elite pairs rated both ≥4 and ≤2" if elite is None else
                   f"{elite['value']:.3f} [{elite['lo']:.3f}, {elite['hi']:.3f}] ({elite['positives']} good vs "
                   f"{elite['negatives']} bad, {'out of fold' if elite['heldOut'] else 'in-sample'})")
-    sources = "".join(f"<tr><td>{esc(name)}</td><td>{fmt(info.get('count'))}</td>"
-                      f"<td>{fmt(info.get('share'), 2)}</td><td>{fmt(info.get('lossWeight'), 2)}</td>"
-                      f"<td class=\"dim\">{esc(info.get('note', ''))}</td></tr>"
-                      for name, info in report["sources"].items())
-    return (f"{curves_svg(report['epochs'])}"
-            f"<p class=\"dim\">trained {esc(report['trainedAt'])} on {esc(report['device'])} in "
-            f"{report['trainSeconds']:.1f} s (cross-validation {report.get('crossValidationSeconds', 0.0):.1f} s), "
-            f"final fit {len(report['epochs'])} epochs, {report['featureCount']} features</p>"
-            f"<p>elite separation (AUC, 95% bootstrap interval): {esc(elite_text)}</p>"
-            f"<h3>sources</h3><table><tr><th>source</th><th>pairs</th><th>share</th><th>loss weight</th><th></th></tr>"
-            f"{sources}</table>")
+    return {"report": report, "curves": curves_chart(report["epochs"]), "elite": elite_text,
+            "crossValidationSeconds": report.get("crossValidationSeconds", 0.0)}
 
 
-# ------------------------------------------------------------------------------- cross-validation
-
-SCATTER_SIZE = 320
-DISAGREEMENT_ROWS = 12
-
-
-def scatter_svg(points: list[tuple[int, float, float]]) -> str:
-    """Measured quality (x) against the out-of-fold score (y), one dot per sampled pair of the pack."""
-    size, pad = SCATTER_SIZE, 36
-    span = size - 2 * pad
-
-    def xy(x, y):
-        return pad + x * span, size - pad - y * span
-
-    parts = [f'<svg viewBox="0 0 {size} {size}" class="chart scatter" role="img" '
-             f'aria-label="measured vs out-of-fold score">',
-             f'<rect x="{pad}" y="{pad}" width="{span}" height="{span}" fill="none" stroke="#333"/>',
-             '<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#555" stroke-dasharray="4 3"/>'
-             .format(*xy(0, 0), *xy(1, 1))]
-    for pair, measured, predicted in points:
-        x, y = xy(min(max(measured, 0.0), 1.0), min(max(predicted, 0.0), 1.0))
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#5fb3ff" fill-opacity="0.7">'
-                     f'<title>#{pair}: measured {measured:.3f}, out-of-fold {predicted:.3f}</title></circle>')
-    parts.append(f'<text x="{size / 2}" y="{size - 8}" text-anchor="middle">measured quality</text>'
-                 f'<text x="12" y="{size / 2}" transform="rotate(-90 12 {size / 2})" text-anchor="middle">'
-                 f'out-of-fold net score</text></svg>')
-    return "".join(parts)
-
-
-def cross_validation_section(data: PackData) -> str:
+def cross_validation(data: PackData) -> dict | None:
     """Per-fold figures, the scatter of this pack's sampled pairs and the pairs where they disagree most."""
     validated = (data.training or {}).get("crossValidation")
     if validated is None:
-        return ('<p class="dim">no cross-validation yet (too few sampled pairs, or no training report: '
-                f'run <code>{esc(command("sample"))}</code>, then <code>{esc(command("train"))}</code>)</p>')
+        return None
     prefix = f"{data.pack}:"
-    ours = [item for item in validated["outOfFold"] if item["key"].startswith(prefix)]
-    folds = "".join(f"<tr><td>{record['fold'] + 1}</td><td>{record['pairs']}</td><td>{fmt(record['net'])}</td>"
-                    f"<td>{fmt(record['ridge'])}</td><td>{fmt(record['seconds'], 1)} s</td></tr>"
-                    for record in validated["perFold"])
-    difference = validated["netMinusRidge"]["spearman"]
-    rows = {item["key"]: item for item in ours}
+    ours = [{**item, "pair": int(item["key"][len(prefix):])} for item in validated["outOfFold"]
+            if item["key"].startswith(prefix)]
+    by_key = {item["key"]: item for item in ours}
     scores = {entry["pair"]: entry["quality01"] for entry in (data.quality or {}).get("pairs", [])}
-    worst = [rows[key] for key in validated["disagreements"] if key in rows][:DISAGREEMENT_ROWS]
-    disagreeing = "".join(
-        f"<tr><td>#{esc(item['key'][len(prefix):])}</td><td>{item['measured']:.3f}</td><td>{item['net']:.3f}</td>"
-        f"<td>{fmt(item['ridge'])}</td><td>{fmt(scores.get(int(item['key'][len(prefix):])))}</td>"
-        f"<td>{esc(', '.join(data.rows.get(int(item['key'][len(prefix):]), {}).get('reasons', [])))}</td></tr>"
-        for item in worst)
-    sampled_rho = (data.quality or {}).get("stats", {}).get("sampledSpearman")
-    by_preset = (data.training or {}).get("crossValidationByPreset")
-    preset_rows = (f"<tr><th colspan=\"3\">by preset: the held-out pairs' fg and bg presets (and their variants, "
-                   f"same code under other parameters) never seen in training; {by_preset['pairs']} pairs</th></tr>"
-                   f"<tr><td>coupling net</td>{metric_cell(by_preset['net']['spearman'])}"
-                   f"{metric_cell(by_preset['net']['pearson'])}</tr>"
-                   f"<tr><td>ridge baseline</td>{metric_cell(by_preset['ridge']['spearman'])}"
-                   f"{metric_cell(by_preset['ridge']['pearson'])}</tr>"
-                   f"<tr><td>net − ridge</td>{metric_cell(by_preset['netMinusRidge']['spearman'])}<td></td></tr>"
-                   if by_preset else "")
-    return (f"<p>{validated['folds']}-fold cross-validation by pair and by preset over {validated['pairs']} sampled "
-            f"pairs of all packs; the final fit runs the {validated['chosenEpochs']} epochs with the lowest mean "
-            f"validation loss by pair. Out-of-fold figures with 95% bootstrap intervals:</p>"
-            f"<table><tr><th>model</th><th>Spearman</th><th>Pearson</th></tr>"
-            f"<tr><th colspan=\"3\">by pair</th></tr>"
-            f"<tr><td>coupling net</td>{metric_cell(validated['net']['spearman'])}"
-            f"{metric_cell(validated['net']['pearson'])}</tr>"
-            f"<tr><td>ridge baseline</td>{metric_cell(validated['ridge']['spearman'])}"
-            f"{metric_cell(validated['ridge']['pearson'])}</tr>"
-            f"<tr><td>net − ridge</td>{metric_cell(difference)}<td></td></tr>{preset_rows}</table>"
-            f"<p>scores of this pack's sampled pairs against their measurement (Spearman): "
-            f"<b>{fmt(sampled_rho)}</b> (a sampled pair is scored by its measurement)</p>"
-            f"<h3>per fold (Spearman at the chosen epoch)</h3><table><tr><th>fold</th><th>pairs</th><th>net</th>"
-            f"<th>ridge</th><th>time</th></tr>{folds}</table>"
-            f"<h3>measured vs out-of-fold score ({len(ours)} pairs of {esc(data.pack)})</h3>"
-            f"{scatter_svg([(int(item['key'][len(prefix):]), item['measured'], item['net']) for item in ours])}"
-            f"<h3>where measurement and out-of-fold score disagree most</h3>"
-            f"<table class=\"disagreements\"><tr><th>pair</th><th>measured</th><th>net (out of fold)</th>"
-            f"<th>ridge</th><th>quality01</th><th>reasons</th></tr>{disagreeing}</table>")
+    disagreeing = [{**item, "quality": scores.get(item["pair"]),
+                    "reasons": data.rows.get(item["pair"], {}).get("reasons", [])}
+                   for item in [by_key[key] for key in validated["disagreements"] if key in by_key][:DISAGREEMENT_ROWS]]
+    return {"validated": validated, "byPreset": data.training.get("crossValidationByPreset"),
+            "sampledSpearman": (data.quality or {}).get("stats", {}).get("sampledSpearman"), "pairs": len(ours),
+            "scatter": scatter_chart([(item["pair"], item["measured"], item["net"]) for item in ours]),
+            "disagreeing": disagreeing}
 
 
-def fingerprint_section(workspace: Workspace) -> str:
+def fingerprints(workspace: Workspace) -> dict | None:
     """The fingerprints' own coverage (every preset of every pack, rendered alone once)."""
     path = workspace.fingerprint_meta_path
     try:
         meta = read_json(path) if path.is_file() else None
     except ContractError:
         meta = None
-    if not meta:
-        return f'<p class="dim">no fingerprints yet (run <code>{esc(command("fingerprint"))}</code>)</p>'
-    failures = "".join(f"<li>{esc(line)}</li>" for line in meta.get("failures", []))
-    return (f"<p><b>{meta['fingerprinted']}</b> of {meta['presets']} presets fingerprinted, {meta['failed']} failed "
-            f"(coverage {100 * meta['coverage']:.0f}%); a pair with a failed layer is estimated to fail too</p>"
-            f'<div class="meter"><span style="width:{min(100, 100 * meta["coverage"]):.1f}%"></span></div>'
-            + (f"<ul class=\"problems\">{failures}</ul>" if failures else ""))
+    return {"meta": meta, "percent": min(100, 100 * meta["coverage"])} if meta else None
 
 
-def discovered_section(workspace: Workspace, data: PackData) -> str:
+def discovered(workspace: Workspace, data: PackData) -> dict | None:
     """For a pack that discovery made: each pick with its thumbnail, the model's prediction beside what the
     sampler measured (the measurement checks the model's picks)."""
     try:
         document = read_json(workspace.manifest_path(data.pack))
     except ContractError:
-        return ""
+        return None
     made = document.get("generatedFrom") if isinstance(document, dict) else None
     if not isinstance(made, dict) or not made.get("discovered"):
-        return ""
+        return None
     measured = {entry["pair"]: entry.get("measured") for entry in (data.quality or {}).get("pairs", [])}
     by_pair = {entry.pair: entry for entry in data.manifest.pairs}
     cards = []
     for item in document["pairs"][:DISCOVERED_SHOWN]:
-        entry, row = by_pair[item["pair"]], data.rows.get(item["pair"])
-        uri = thumb_uri(workspace, data.pack, row)
-        picture = (f'<img src="{uri}" alt="pair {entry.pair}" width="128" height="128">' if uri else
-                   '<div class="nothumb dim">not sampled yet</div>')
-        cards.append(f'<figure class="card">{picture}<figcaption><b>#{item.get("rank", entry.pair)}</b> predicted '
-                     f'<span class="score">{fmt(item.get("predicted"))}</span> measured '
-                     f'<span class="score">{fmt(measured.get(entry.pair))}</span><div class="files">'
-                     f'fg {esc(file_name(entry.fgUrl))}<br>bg {esc(file_name(entry.bgUrl))}</div></figcaption></figure>')
-    return (f"<h2>Discovered pairs</h2><p>{esc(made.get('rule', ''))}: {made.get('scoredPairs', 0):,} pairs of "
-            f"{made.get('scoredPresets', 0)} presets from <code>{esc(made.get('library', ''))}</code> scored in "
-            f"{fmt(made.get('seconds'), 1)} s</p><div class=\"grid\">{''.join(cards)}</div>")
+        entry = by_pair[item["pair"]]
+        cards.append({"pair": entry.pair, "rank": item.get("rank", entry.pair), "predicted": item.get("predicted"),
+                      "measured": measured.get(entry.pair), "fgUrl": entry.fgUrl, "bgUrl": entry.bgUrl,
+                      "thumb": thumb_uri(workspace, data.pack, data.rows.get(item["pair"]))})
+    return {"rule": made.get("rule", ""), "scoredPairs": f"{made.get('scoredPairs', 0):,}",
+            "scoredPresets": made.get("scoredPresets", 0), "library": made.get("library", ""),
+            "seconds": made.get("seconds"), "cards": cards}
 
 
-HISTORY_RUNS = 12
-HISTORY_METRICS = ("crossValidation.net.spearman", "crossValidation.ridge.spearman", "crossValidation.net.pearson",
-                   "eliteAuc")
-
-
-def history_section(workspace: Workspace) -> str:
+def history(workspace: Workspace) -> dict:
     """Training runs side by side, newest first (as `dvc exp show`): metrics, the settings that vary between
     runs, and what changed since the run before."""
-    history = read_history(workspace)
-    problems = "".join(f'<li>{esc(problem)}</li>' for problem in history.problems)
-    problems = f'<ul class="problems">{problems}</ul>' if problems else ""
-    if not history.runs:
-        return (f'<p class="dim">no training runs recorded yet (each <code>{esc(command("train"))}</code> adds '
-                f'one)</p>{problems}')
-    runs = history.runs[-HISTORY_RUNS:]
-    earlier = history.runs[-HISTORY_RUNS - 1] if len(history.runs) > HISTORY_RUNS else None
+    recorded = read_history(workspace)
+    runs = recorded.runs[-HISTORY_RUNS:]
+    earlier = recorded.runs[-HISTORY_RUNS - 1] if len(recorded.runs) > HISTORY_RUNS else None
     present = {name for run in runs for name in run["metrics"]}
     metrics = [name for name in HISTORY_METRICS if name in present] + sorted(
         name for name in present if name.startswith("finalLoss."))
     varying = varying_settings(runs)
-    head = "".join(f"<th>{esc(name)}</th>" for name in
-                   ["run", "trained", "device", *metrics, *varying, "what changed"])
     lines = []
     for index in range(len(runs) - 1, -1, -1):
         run = runs[index]
         before = runs[index - 1] if index else earlier
-        cells = [f"<td><code>{esc(run['runId'])}</code></td>", f"<td>{esc(run['trainedAt'])}</td>",
-                 f"<td>{esc(run['device'])}</td>"]
+        values = []
         for name in metrics:
             value = run["metrics"].get(name)
             old = before["metrics"].get(name) if before else None
-            delta = (f' <span class="dim">({value - old:+.3f})</span>'
-                     if value is not None and old is not None and abs(value - old) >= 5e-4 else "")
-            cells.append(f"<td>{fmt(value)}{delta}</td>")
-        for name in varying:
-            changed = before is not None and before["settings"].get(name) != run["settings"].get(name)
-            cells.append(f'<td{" class=changed" if changed else ""}>{esc(run["settings"].get(name))}</td>')
-        cells.append(f'<td class="dim">{esc("; ".join(changes(before, run)))}</td>')
-        lines.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<p class="dim">{len(history.runs)} runs in {esc(workspace.train_history_path)}'
-            f'{f", the last {HISTORY_RUNS} shown" if len(history.runs) > HISTORY_RUNS else ""}</p>'
-            f'<div class="wide"><table class="history"><tr>{head}</tr>{"".join(lines)}</table></div>{problems}')
+            shown = value is not None and old is not None and abs(value - old) >= 5e-4
+            values.append((value, value - old if shown else None))
+        settings = [(run["settings"].get(name),
+                     before is not None and before["settings"].get(name) != run["settings"].get(name))
+                    for name in varying]
+        lines.append({"run": run, "metrics": values, "settings": settings, "changes": "; ".join(changes(before, run))})
+    return {"path": workspace.train_history_path, "count": len(recorded.runs), "shown": HISTORY_RUNS,
+            "columns": ["run", "trained", "device", *metrics, *varying, "what changed"], "lines": lines,
+            "problems": recorded.problems}
 
 
 def blamed_errors(errors: list[str], layer: str) -> list[str] | None:
@@ -496,7 +396,7 @@ def blamed_errors(errors: list[str], layer: str) -> list[str] | None:
     return [error for error in errors if error[:2] == layer or error[:2] not in ("fg", "bg")]
 
 
-def failures_section(data: PackData) -> str:
+def failures(data: PackData) -> dict:
     """Presets behind failed rows, grouped per preset file, plus the files the scorer could not find or read."""
     by_preset: dict[str, dict] = {}
     by_pair = {entry.pair: entry for entry in data.manifest.pairs}
@@ -512,115 +412,44 @@ def failures_section(data: PackData) -> str:
             item["pairs"].append(row["pair"])
             item["statuses"][row["status"]] += 1
             item["errors"].extend(error for error in errors if error not in item["errors"])
-    parts = []
-    if by_preset:
-        parts.append("<table class=\"failures\"><tr><th>preset</th><th>pairs</th><th>status</th><th>why</th></tr>")
-        for url, item in sorted(by_preset.items(), key=lambda pair: -len(pair[1]["pairs"])):
-            pairs = ", ".join(f"#{pair}" for pair in sorted(item["pairs"])[:8])
-            more = f" +{len(item['pairs']) - 8}" if len(item["pairs"]) > 8 else ""
-            why = "<br>".join(esc(error[:300]) for error in item["errors"][:3]) or '<span class="dim">no message</span>'
-            parts.append(f"<tr><td title=\"{esc(url)}\">{esc(file_name(url))}</td><td>{pairs}{more}</td>"
-                         f"<td>{esc(', '.join(item['statuses']))}</td><td class=\"why\">{why}</td></tr>")
-        parts.append("</table>")
-    else:
-        parts.append("<p>no sampled pair failed</p>")
-    if data.quality:
-        for key in ("missing", "unreadable"):
-            listed = data.quality["stats"].get(key) or []
-            if listed:
-                parts.append(f"<h3>{key} preset files (scorer)</h3><ul>"
-                             + "".join(f"<li>{esc(text)}</li>" for text in listed) + "</ul>")
-    return "".join(parts)
+    presets = []
+    for url, item in sorted(by_preset.items(), key=lambda pair: -len(pair[1]["pairs"])):
+        shown = item["errors"][:3]
+        presets.append({"url": url, "pairs": sorted(item["pairs"])[:8], "more": max(0, len(item["pairs"]) - 8),
+                        "statuses": ", ".join(item["statuses"]),
+                        "why": [error[:300] for error in shown] if any(shown) else []})
+    unscored = [(key, (data.quality or {}).get("stats", {}).get(key) or []) for key in ("missing", "unreadable")]
+    return {"presets": presets, "unscored": [(key, listed) for key, listed in unscored if listed]}
 
 
-STYLE = """
-:root{color-scheme:dark;--bg:#0c0e13;--panel:#151922;--line:#262c38;--text:#e8ecf4;--dim:#8e97a8;
---ok:#6fe3a0;--bad:#ff7a7a;--wait:#ffd36e;font:14px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif}
-body{margin:0;background:var(--bg);color:var(--text)}
-main{max-width:1180px;margin:0 auto;padding:24px}
-h1{margin:0 0 4px;font-size:26px}h2{margin:32px 0 12px;font-size:19px;border-bottom:1px solid var(--line);
-padding-bottom:6px}h3{font-size:15px;margin:18px 0 8px}
-.dim{color:var(--dim)}code{background:var(--panel);padding:1px 5px;border-radius:4px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px;margin-top:16px}
-.cards div{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.cards b{display:block;font-size:22px}.cards span{color:var(--dim);font-size:12px}
-table{border-collapse:collapse;margin:6px 0}td,th{padding:4px 10px;border-bottom:1px solid var(--line);
-text-align:left;vertical-align:top}th{color:var(--dim);font-weight:500}
-.badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;font-weight:600}
-.badge.ok{background:#173d2a;color:var(--ok)}.badge.bad{background:#48191d;color:var(--bad)}
-.badge.wait{background:#3f3516;color:var(--wait)}
-.chart{width:100%;max-width:680px;background:var(--panel);border-radius:8px}
-.chart.scatter{max-width:360px}
-.chart text{fill:var(--dim);font-size:11px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:10px}
-.card{margin:0;background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:8px;font-size:12px}
-.card img,.nothumb{display:block;width:100%;height:auto;aspect-ratio:1;border-radius:4px;image-rendering:auto;
-background:#000}.nothumb{display:flex;align-items:center;justify-content:center;color:var(--bad)}
-.nothumb.dim{color:var(--dim)}
-.card .score{float:right;font-weight:600}.files{color:var(--dim);overflow:hidden;white-space:nowrap;
-text-overflow:ellipsis;margin:2px 0}
-.card dl{display:grid;grid-template-columns:auto auto auto auto;gap:0 6px;margin:4px 0}
-.card dt{color:var(--dim)}.card dd{margin:0;text-align:right;font-variant-numeric:tabular-nums}
-.chip{display:inline-block;margin:2px 3px 0 0;padding:0 6px;border-radius:8px;background:#3a2327;color:var(--bad)}
-.meter{height:10px;background:var(--panel);border-radius:5px;overflow:hidden;max-width:680px}
-.meter span{display:block;height:100%;background:linear-gradient(90deg,#5fb3ff,#6fe3a0)}
-.failures .why{font-family:ui-monospace,monospace;font-size:12px;color:var(--bad);max-width:520px;
-overflow-wrap:anywhere}
-.problems li{color:var(--wait)}
-.wide{overflow-x:auto}.history td.changed{color:var(--wait);font-weight:600}
-"""
+@functools.cache
+def page_templates():
+    """The report's templates; autoescaped, so what comes from a user's files (preset names, paths,
+    messages) is text on the page. jinja2 is imported here: doit loads this module for every command."""
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(REPORT_TEMPLATES_DIR), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                     keep_trailing_newline=True)
+    environment.filters.update(fmt=fmt, fixed=fixed, file_name=file_name)
+    environment.globals.update(command=command)
+    return environment
+
+
+def template_files() -> list[Path]:
+    """The files the page is drawn from besides this module's code (an edit of one rebuilds the reports)."""
+    return sorted(path for path in REPORT_TEMPLATES_DIR.rglob("*") if path.is_file())
 
 
 def render_html(workspace: Workspace, data: PackData, min_quality_std: float) -> str:
-    total = len(data.manifest.pairs)
     gates = gate_rows(data, min_quality_std)
-    outcomes = {passed for _, passed, _ in gates}
-    gates_text = "fail" if False in outcomes else "incomplete" if None in outcomes else "pass"
-    failed_rows = sum(1 for row in data.rows.values() if row["status"] != "ok")
-    quality = data.quality
-    scores = [item["quality01"] for item in quality["pairs"]] if quality else []
-    cards = [(str(total), "pairs in the manifest"),
-             (str(len(scores)) if quality else "–",
-              "pairs scored" + (" (rejected)" if data.quality_rejected else "")),
-             (f"{100 * len(data.rows) / max(1, total):.0f}%", "sampled (eval rows)"),
-             (str(failed_rows), "sampled pairs failed"),
-             ("pass" if data.verify and data.verify["passed"] else "fail" if data.verify else "–", "verify"),
-             (gates_text, "all gates")]
-    summary = "".join(f"<div><b>{esc(value)}</b><span>{esc(label)}</span></div>" for value, label in cards)
-    gate_table = "<table><tr><th>gate</th><th></th><th>measured</th></tr>" + "".join(
-        f"<tr><td>{esc(name)}</td><td>{badge(passed)}</td><td>{esc(detail)}</td></tr>"
-        for name, passed, detail in gates) + "</table>"
-    if quality:
-        stats = quality["qualityStats"]
-        stat_table = "<table><tr>" + "".join(f"<th>{key}</th>" for key in stats) + "</tr><tr>" + "".join(
-            f"<td>{value:.4f}</td>" for value in stats.values()) + "</tr></table>"
-        distribution = histogram_svg(scores, stats) + stat_table
-    else:
-        distribution = f'<p class="dim">no scores yet (run <code>{esc(command("score"))}</code>)</p>'
-    problems = ("<h2>Not available</h2><ul class=\"problems\">" + "".join(
-        f"<li>{esc(problem)}</li>" for problem in data.problems) + "</ul>") if data.problems else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(data.pack)} — coupled-quality report</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
-<body><main>
-<h1>{esc(data.pack)}</h1>
-<p class="dim">coupled-quality report, generated {esc(now_iso())} from {esc(workspace.root)} · play this pack
-weighted by these scores: <code>{esc(tool_command("serve"))}</code>, then open
-<code>http://127.0.0.1:8765/web/player.html?pack={esc(quote(data.pack))}</code></p>
-<div class="cards">{summary}</div>
-<h2>Gates</h2>{gate_table}
-<h2>Score distribution</h2>{distribution}
-<h2>Best and worst pairs</h2>{gallery(workspace, data)}
-<h2>Coverage</h2>{coverage_section(data)}
-<h2>Training</h2>{training_section(data)}
-<h2>Cross-validation</h2>{cross_validation_section(data)}
-<h2>Fingerprints</h2>{fingerprint_section(workspace)}
-{discovered_section(workspace, data)}
-<h2>Presets that failed</h2>{failures_section(data)}
-<h2>Training history</h2>{history_section(workspace)}
-{problems}
-</main></body></html>
-"""
+    return page_templates().get_template("page.html").render(
+        pack=data.pack, generated=now_iso(), root=workspace.root, serve=tool_command("serve"),
+        cards=summary_cards(data, gates), gates=gates, distribution=distribution(data),
+        galleries=galleries(workspace, data), coverage=coverage(data), training=training(data),
+        cross_validation=cross_validation(data), fingerprints=fingerprints(workspace),
+        discovered=discovered(workspace, data), failures=failures(data), history=history(workspace),
+        problems=data.problems)
 
 
 def report_inputs(workspace: Workspace, pack: str) -> list[Path]:

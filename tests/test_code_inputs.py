@@ -27,8 +27,9 @@ COMMENTS = {".py": "\n# edited\n", ".js": "\n// edited\n", ".html": "\n<!-- edit
 
 
 def edit(checkout: Path, name: str) -> None:
-    """Append a comment to a module of the copy's package (`learn/scoring.py`) or to one of its pages."""
-    path = checkout / ("stages" if name.endswith(".py") else "web") / name
+    """Append a comment to a module of the copy's package (`learn/scoring.py`), to a template of its own
+    (`templates/...`) or to one of its pages."""
+    path = checkout / ("stages" if name.endswith(".py") or name.startswith("templates/") else "web") / name
     with path.open("a") as file:
         file.write(COMMENTS[path.suffix])
 
@@ -47,6 +48,7 @@ def test_the_scoring_rule_rescores_the_trainer_retrains_and_the_report_rebuilds_
     assert night() == []
     for module, rerun in [
         ("report.py", ["report:tiny"]),
+        ("templates/report/sections/gates.html", ["report:tiny"]),  # the report's markup is its code
         ("learn/gates.py", ["score:tiny", "report:tiny"]),       # score and report import the gates
         ("learn/scoring.py", ["score:tiny", "report:tiny"]),     # imported by score inside its run
         # a seeded retrain writes the same checkpoint, so nothing is rescored; the report shows the new run

@@ -65,7 +65,8 @@ def test_wheel_carries_its_files_under_a_unique_name(installed):
     package = purelib / "coupled_quality"
     assert not (purelib / "stages").exists()
     for relative in ("graph.py", "cli.py", "core/workspace.py", "web/sampler.html", "web/player.js",
-                     "web/package-lock.json", "web/package.json", "data/demo-bases.json"):
+                     "web/package-lock.json", "web/package.json", "data/demo-bases.json",
+                     "templates/report/page.html", "templates/report/style.css", "templates/report/sections/gates.html"):
         assert (package / relative).is_file(), relative
     assert not (package / "web" / "node_modules").exists()
 

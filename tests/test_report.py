@@ -122,3 +122,25 @@ def test_a_thumbnail_path_outside_the_eval_dir_is_not_embedded(tmp_path):
 def test_a_pack_without_a_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ContractError, match="pairs-manifest.v0.json: file not found"):
         build_report(Workspace(tmp_path), "nope")
+
+
+def test_markup_in_a_preset_name_and_a_message_is_text_on_the_page(tmp_path):
+    ws = Workspace(tmp_path)
+    make_pack(ws, "demo", 4, rows="eval", quality=True)
+    # the last pair failed: its fg file name shows in its card and in the failures table with its error
+    manifest = read_json(ws.manifest_path("demo"))
+    old_url = manifest["pairs"][3]["fgUrl"]
+    new_url = old_url.replace("coupled_00003", "coupled_<script>alert(1)<!--")
+    (ws.public / old_url.lstrip("/")).rename(ws.public / new_url.lstrip("/"))
+    manifest["pairs"][3]["fgUrl"] = new_url
+    write_json(ws.manifest_path("demo"), manifest)
+    rows = read_jsonl(ws.eval_path("demo")).rows
+    rows[3]["errors"] = ['fg load: "<img src=x onerror=alert(2)>" & more']
+    ws.eval_path("demo").unlink()
+    with ws.eval_path("demo").open("ab") as handle:
+        for row in rows:
+            append_jsonl(handle, row)
+    page = build_report(ws, "demo").read_text()
+    assert "<script" not in page and "<img src=x" not in page and "<!--" not in page
+    assert "fg coupled_&lt;script&gt;alert(1)&lt;!--" in page, "the name is shown, as text"
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page and "&amp; more" in page, "the message too"

@@ -3,8 +3,8 @@
 **The rule.** A task's artifact is stale when the code that produces it changed. That code is the task's
 stage module and every module of this package it imports, directly or through other modules, at the top
 or inside a function (found by reading their `from .x import y` lines, so a new helper module counts
-without a list to keep), plus the browser pages the task serves. It is compared by source text, hashed
-(`code_hash`): a comment counts too. That is the simple honest rule: the build cannot tell a comment from
+without a list to keep), plus the browser pages the task serves and the templates it fills. It is compared by source text,
+hashed (`code_hash`): a comment counts too. That is the simple honest rule: the build cannot tell a comment from
 a changed rule, a rebuild nobody needed costs at most a retrain and a verify run, and a changed rule
 without a rebuild is stale scores kept silently. The unit is the module: `demopack` imports the render
 pool for its `demo-bases` tool, so a pool edit rebuilds the demo pack (to the same bytes). The check is

@@ -31,6 +31,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CHECKOUT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "dodo.py").is_file() else None
 WEB_DIR = (CHECKOUT or PACKAGE_DIR) / "web"
 DATA_DIR = (CHECKOUT or PACKAGE_DIR) / "data"
+# inside the package in a checkout too: the report stage's markup is its code (a template edit rebuilds reports)
+REPORT_TEMPLATES_DIR = PACKAGE_DIR / "templates" / "report"
 
 
 def user_cache_dir(platform: str, environ: Mapping[str, str], home: Path) -> Path:
