@@ -8,8 +8,11 @@
  *   cq.renderPair({fg, bg, settings, budget})  fg/bg: butterchurn preset objects; settings: RenderSettings
  *                                   (width, height, frames, dt, seed, fg_opacity, blend, readback, thumb_frame);
  *                                   budget: {maxFrameMs} (0: none), the render cost a pair may have.
- *   cq.renderLayer({preset, settings, size, budget})  one preset alone (a layer of any pair, and its
- *                                   fingerprint): its frames reduced to size x size, see renderLayer below.
+ *   cq.renderLayer({preset, settings, size, budget})  one preset alone, what sampling renders (a layer of
+ *                                   any pair, and its fingerprint): its frames reduced to size x size, see
+ *                                   renderLayer below. renderPair renders both layers together (screening,
+ *                                   the fidelity bench, and the proof that composing layers in Python gives
+ *                                   the page's statistics: tests/test_render.py).
  *   cq.warmUp(settings)             renders an empty pair for 2 frames, so the first real pair of a page
  *                                   does not pay for compiling butterchurn's shaders and code.
  *   cq.info()                       {vendor, renderer, engine}: the WebGL renderer and the engine version.
