@@ -31,6 +31,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CHECKOUT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "dodo.py").is_file() else None
 WEB_DIR = (CHECKOUT or PACKAGE_DIR) / "web"
 DATA_DIR = (CHECKOUT or PACKAGE_DIR) / "data"
+# the published JSON Schemas of the manifest and the quality file (`core.schemas`)
+SCHEMAS_DIR = (CHECKOUT or PACKAGE_DIR) / "schemas"
 
 
 def user_cache_dir(platform: str, environ: Mapping[str, str], home: Path) -> Path:
