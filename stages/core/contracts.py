@@ -260,7 +260,7 @@ def _worded(failure: str, data: Any, kind: type, not_object: str, as_written: bo
     match = _FAILURE.fullmatch(failure)
     what, path = match["what"], match["path"] or ""
     labels: list[str] = []
-    annotation, value, key, wording = kind, data, None, {}
+    annotation, value, key = kind, data, None
     for name, index in _STEP.findall(path):
         container, _ = _unwrapped(annotation)
         if name:
@@ -312,7 +312,11 @@ def typed(where, data: Any, kind: type[T], not_object: str = "", as_written: boo
             return msgspec.json.decode(dumps(data), type=kind)
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as error:
-        raise ContractError(where, _worded(str(error), data, kind, not_object, as_written)) from None
+        try:
+            problem = _worded(str(error), data, kind, not_object, as_written)
+        except (AttributeError, IndexError, KeyError, StopIteration, TypeError):
+            problem = str(error)  # msgspec's words are not an API: a wording we cannot read is shown as it is
+        raise ContractError(where, problem) from None
 
 
 # ---------------------------------------------------------------------------------------- manifest
