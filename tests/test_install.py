@@ -16,7 +16,7 @@ from packs import make_pack
 
 from stages.core.workspace import CHECKOUT, Workspace
 
-SOURCES = ("stages", "web", "data", "pyproject.toml", "README.md")
+SOURCES = ("stages", "web", "data", "schemas", "pyproject.toml", "README.md")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_wheel_carries_its_files_under_a_unique_name(installed):
     assert not (purelib / "stages").exists()
     for relative in ("graph.py", "cli.py", "core/workspace.py", "web/sampler.html", "web/player.js",
                      "web/package-lock.json", "web/package.json", "data/demo-bases.json",
-                     "templates/report/page.html", "templates/report/style.css", "templates/report/sections/gates.html"):
+                     "templates/report/page.html", "templates/report/style.css", "templates/report/sections/gates.html",
+                     "schemas/pairs-manifest.v0.schema.json", "schemas/pairs-quality.v0.schema.json"):
         assert (package / relative).is_file(), relative
     assert not (package / "web" / "node_modules").exists()
 

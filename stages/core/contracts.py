@@ -4,11 +4,17 @@ Files (seed formats from DESIGN.md, plus our additions):
 
 - pairs manifest   `public/presets/<pack>/pairs-manifest.v0.json`   -> `load_manifest` / `Manifest`
 - eval row         one JSON object per line in shards and eval.jsonl -> `validate_eval_row`, `read_rows`
+- fingerprint row  one JSON object per line in fingerprint shards    -> `validate_fingerprint_row`
 - meta             `artifacts/coupled-eval/<pack>/meta.json`        -> `validate_meta`
 - quality file     `public/presets/<pack>/pairs-quality.v0.json`    -> `validate_quality`
 - elite manifest   hand-rated pairs                                  -> `load_elite`
 - ratings          `ratings.jsonl` in the workspace, from the player -> `validate_rating`, `read_ratings`
 - checkpoint       `outputs/coupling/models/coupling_net_final.pth` -> `validate_checkpoint`
+- training report  next to the checkpoint                            -> `validate_train_report`
+
+Each format is a type in `core.formats` (one definition: the validator here, and the JSON Schemas that
+`core.schemas` publishes); this module checks data against them and words a failure as one line, with the
+few rules a type cannot say (unique pair numbers, a quality file's pairs in its manifest, an ok row's stats).
 
 Everything JSON goes through `read_json` / `write_json` / `read_jsonl` / `append_jsonl` here, so no other
 module parses these files by hand. Writes are atomic (temp file + fsync + rename); appends are flushed
@@ -16,22 +22,47 @@ and fsynced line by line, and a torn last line (a killed writer) is skipped and 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
+import re
 import secrets
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 import orjson
 
 from ..core.errors import ContractError
+from ..core.formats import (
+    META_KIND,
+    STAT_FIELDS,
+    TRAIN_REPORT_KIND,
+    TRAIN_SOURCES,
+    VERIFY_KIND,
+    Checkpoint,
+    EliteEntry,
+    EliteManifest,
+    EvalMeta,
+    EvalRow,
+    FingerprintRow,
+    ManifestPair,
+    PairsManifest,
+    PairsQuality,
+    Rating,
+    TrainReport,
+    VerifyReport,
+)
 
 MANIFEST_NAME = "pairs-manifest.v0.json"
 QUALITY_NAME = "pairs-quality.v0.json"
-META_KIND = "coupled_eval.v0"
+ELITE_NOT_V0 = "an elite manifest must be an object with version 'v0'"
+T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------- JSON I/O
 
@@ -186,32 +217,109 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-# ------------------------------------------------------------------------------------------ checks
+# ---------------------------------------------------------------------------------------- typed checks
+
+# msgspec words a failure as `WHAT - at `$.a[0].b``; the path and the data say where, today's words say what
+_FAILURE = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>.*)`)?", re.S)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_MISSING = re.compile(r"Object missing required field `(?P<key>[^`]+)`")
+_WRONG_TYPE = re.compile(r"Expected `[^`]+`, got `[^`]+`")
 
 
-def _require(where, record: dict, key: str, kinds, context: str = ""):
-    if key not in record:
-        raise ContractError(where, f"{context}missing field '{key}'")
-    value = record[key]
-    if kinds is float:
-        kinds = (int, float)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and kinds in (int, (int, float))):
-        raise ContractError(where, f"{context}field '{key}' has {type(value).__name__} {value!r}")
+@functools.cache
+def _field_types(struct: type) -> dict[str, Any]:
+    return typing.get_type_hints(struct, include_extras=True)
+
+
+def _unwrapped(annotation) -> tuple[Any, dict]:
+    """The type under `Annotated[...]` and a union with None/UNSET, plus the wording its Meta carries."""
+    wording: dict = {}
+    while typing.get_origin(annotation) is Annotated:
+        annotation, *metas = typing.get_args(annotation)
+        for meta in metas:
+            wording.update(getattr(meta, "extra", None) or {})
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member not in (type(None), msgspec.UnsetType)]
+        if len(members) == 1:
+            annotation, more = _unwrapped(members[0])
+            wording = {**more, **wording}
+    return annotation, wording
+
+
+def _conforms(value: Any, kind, as_written: bool) -> bool:
+    try:
+        msgspec.json.decode(dumps(value), type=kind) if as_written else msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _worded(failure: str, data: Any, kind: type, not_object: str, as_written: bool) -> str:
+    """Today's one-line wording of a msgspec failure: `CONTEXT: missing field 'KEY'`, `CONTEXT: field 'KEY' has
+    TYPE VALUE`, or the wording the failing field carries in its type (`core.formats`)."""
+    match = _FAILURE.fullmatch(failure)
+    what, path = match["what"], match["path"] or ""
+    labels: list[str] = []
+    annotation, value, key = kind, data, None
+    for name, index in _STEP.findall(path):
+        container, _ = _unwrapped(annotation)
+        if name:
+            annotation, value, key = _field_types(container)[name], value[name], name
+            labels.append(name)
+            continue
+        element_type = typing.get_args(container)[-1]  # list[T] or dict[str, T]
+        if index == "...":  # msgspec does not name the failing key of a dict: find it
+            index = next((item for item, element in value.items() if not _conforms(element, element_type, as_written)),
+                         next(iter(value)))
+            value = value[index]
+        else:
+            value = value[int(index)]
+        annotation, key = element_type, None
+        labels[-1] += f"[{index}]"
+    missing = _MISSING.fullmatch(what)
+    if missing:
+        struct, _ = _unwrapped(annotation)
+        context = "".join(f"{label}: " for label in labels)
+        field_type = _field_types(struct).get(missing["key"], Any)
+        _, wording = _unwrapped(field_type)
+        template = wording.get("invalid") or wording.get("missing") or "{context}missing field '{key}'"
+        return template.format(context=context, key=missing["key"], value=None)
+    if not labels:
+        return not_object or "must be a JSON object"
+    if key is None:  # an element of a list or dict
+        context = "".join(f"{label}: " for label in labels)
+        return f"{context}must be an object" if what.startswith("Expected `object`") else f"{context}{what}"
+    _, wording = _unwrapped(annotation)
+    context = "".join(f"{label}: " for label in labels[:-1])
+    if "invalid" in wording:
+        return wording["invalid"].format(context=context, key=key, value=value)
     if isinstance(value, float) and not math.isfinite(value):
-        raise ContractError(where, f"{context}field '{key}' is {value}")
-    return value
+        return f"{context}field '{key}' is {value}"
+    if _WRONG_TYPE.match(what):
+        return f"{context}field '{key}' has {type(value).__name__} {value!r}"
+    if "violated" in wording:
+        return wording["violated"].format(context=context, key=key, value=value)
+    return f"{context}field '{key}': {what}"
+
+
+def typed(where, data: Any, kind: type[T], not_object: str = "", as_written: bool = False) -> T:
+    """`data` (decoded JSON) as the type `kind` of `core.formats`; a failure is a one-line ContractError.
+
+    `as_written` checks the JSON that `write_json` makes of `data` (numpy numbers as numbers, NaN as null),
+    for what the tool writes from Python; otherwise `data` is checked as it is (what was read)."""
+    try:
+        if as_written:
+            return msgspec.json.decode(dumps(data), type=kind)
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as error:
+        try:
+            problem = _worded(str(error), data, kind, not_object, as_written)
+        except (AttributeError, IndexError, KeyError, StopIteration, TypeError):
+            problem = str(error)  # msgspec's words are not an API: a wording we cannot read is shown as it is
+        raise ContractError(where, problem) from None
 
 
 # ---------------------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class ManifestPair:
-    pair: int
-    fgUrl: str
-    bgUrl: str
-    warp_diff: float | None = None
-    cx_diff: float | None = None
 
 
 @dataclass
@@ -222,48 +330,19 @@ class Manifest:
     generatedAt: str = ""
 
     def to_json(self) -> dict:
-        pairs = []
-        for entry in self.pairs:
-            item = {"pair": entry.pair, "fgUrl": entry.fgUrl, "bgUrl": entry.bgUrl}
-            if entry.warp_diff is not None:
-                item["warp_diff"] = entry.warp_diff
-            if entry.cx_diff is not None:
-                item["cx_diff"] = entry.cx_diff
-            pairs.append(item)
         return {"version": "v0", "generatedAt": self.generatedAt or now_iso(), "pack": self.pack,
-                "pairs": pairs}
+                "pairs": msgspec.to_builtins(self.pairs)}
 
 
 def parse_manifest(path: Path, data: Any) -> Manifest:
     where = Path(path)
-    if not isinstance(data, dict):
-        raise ContractError(where, "a pairs manifest must be a JSON object")
-    if data.get("version") != "v0":
-        raise ContractError(where, f"version is {data.get('version')!r}, expected 'v0'")
-    pack = _require(where, data, "pack", str)
-    if not pack or "/" in pack or "\\" in pack or pack in (".", ".."):
-        raise ContractError(where, f"pack name {pack!r} is not a plain folder name")
-    raw_pairs = _require(where, data, "pairs", list)
-    pairs: list[ManifestPair] = []
+    manifest = typed(where, data, PairsManifest, "a pairs manifest must be a JSON object")
     seen: set[int] = set()
-    for index, item in enumerate(raw_pairs):
-        context = f"pairs[{index}]: "
-        if not isinstance(item, dict):
-            raise ContractError(where, f"{context}must be an object")
-        pair = _require(where, item, "pair", int, context)
-        if pair in seen:
-            raise ContractError(where, f"{context}pair {pair} appears twice")
-        seen.add(pair)
-        urls = [_require(where, item, key, str, context) for key in ("fgUrl", "bgUrl")]
-        for url in urls:
-            if not url.startswith("/"):
-                raise ContractError(where, f"{context}URL {url!r} must be a web path starting with '/'")
-        extras = {}
-        for key in ("warp_diff", "cx_diff"):
-            if item.get(key) is not None:
-                extras[key] = float(_require(where, item, key, float, context))
-        pairs.append(ManifestPair(pair, urls[0], urls[1], **extras))
-    return Manifest(where, pack, pairs, str(data.get("generatedAt", "")))
+    for index, entry in enumerate(manifest.pairs):
+        if entry.pair in seen:
+            raise ContractError(where, f"pairs[{index}]: pair {entry.pair} appears twice")
+        seen.add(entry.pair)
+    return Manifest(where, manifest.pack, manifest.pairs, manifest.generatedAt)
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -283,89 +362,22 @@ def resolve_url(public_dir: Path, url: str, where) -> Path:
     return target
 
 
-# ---------------------------------------------------------------------------------------- eval row
-
-# The seed's fields, kept exactly; a row never has pair:null.
-SEED_ROW_FIELDS: dict[str, Any] = {
-    "tMs": int, "pack": str, "pair": int, "presetFgId": str, "presetBgId": str,
-    "vizAvgLuma": float, "vizAvgFrameDelta": float, "pmAvgLumaFg": float, "pmAvgLumaBg": float,
-    "audioRms": float, "audioPeak": float, "pageErrorsSinceLast": int, "consoleErrorsSinceLast": int,
-    "okHeuristic": bool, "reasons": list,
-}
-# What makes a row trustworthy and useful (ours).
-EXTRA_ROW_FIELDS: dict[str, Any] = {
-    "contentKey": str,     # hash of fgHash, bgHash, render settings, engine and renderer
-    "fgHash": str, "bgHash": str,
-    "status": str,         # one of ROW_STATUSES
-    "render": dict,        # the settings that change pixels (size, frames, dt, seed, blend, audio key)
-    "engine": str,         # page + butterchurn version
-    "renderer": str,       # WebGL UNMASKED_RENDERER
-    "errors": list,        # shader link / EEL / page errors, as text
-    "timings": dict,       # the page's (createMs, loadMs, renderMs, frameMs, peakFrameMs, ...) and the pool's: pairMs,
-                           # maxFrameMs (the cost cap the status was judged under, 0: none), alone (nothing else in
-                           # flight on the pool), sharedFrameMs (a pair cut under load and judged again alone);
-                           # empty for a row that was never rendered. core.rows judges rows again by them.
-    "stats": dict,         # STAT_FIELDS, empty when the pair did not render
-    "attempts": int,
-    "sampledAt": str,
-    "thumb": str,          # PNG of the composite at a fixed frame, relative to the pack's eval dir ("" if none)
-}
-# Fields rows written before them lack: checked when present.
-OPTIONAL_ROW_FIELDS: dict[str, Any] = {
-    "node": str,           # where it was rendered: "local", or the Dask worker's address
-    "gpu": str,            # the GPU its browser was pinned to, "INDEX:UUID" (the gpus setting), else ""
-}
-ROW_STATUSES = ("ok", "load-failed", "shader-failed", "eel-error", "timeout", "crashed", "black",
-                "read-failed", "translate-failed", "degraded", "missing-file", "too-heavy")
-# Richer statistics over the composited 64x64 frames (all in [0,1] unless noted).
-STAT_FIELDS = (
-    "lumaMean", "lumaMin", "contrast", "colourfulness", "motionMean", "motionP90", "flicker",
-    "blackFrac", "whiteFrac", "audioCorr",  # audioCorr in [-1,1]
-    "fgShare", "bgShare",
-)
+# ---------------------------------------------------------------------------------------- rows
 
 
 def validate_eval_row(row: Any, where="eval row") -> dict:
-    """Check one eval row against the contract; return it unchanged."""
-    if not isinstance(row, dict):
-        raise ContractError(where, "an eval row must be a JSON object")
-    for key, kind in {**SEED_ROW_FIELDS, **EXTRA_ROW_FIELDS}.items():
-        _require(where, row, key, kind)
-    for key, kind in OPTIONAL_ROW_FIELDS.items():
-        if key in row:
-            _require(where, row, key, kind)
-    if row["status"] not in ROW_STATUSES:
-        raise ContractError(where, f"status {row['status']!r} is not one of {', '.join(ROW_STATUSES)}")
+    """Check one eval row against `formats.EvalRow`; return it unchanged (unknown keys kept, unchecked)."""
+    typed(where, row, EvalRow, "an eval row must be a JSON object")
     if row["status"] == "ok":
         missing = [name for name in STAT_FIELDS if name not in row["stats"]]
         if missing:
             raise ContractError(where, f"stats lack {', '.join(missing)}")
-    if not row["audioRms"] > 0:
-        raise ContractError(where, "audioRms must be > 0: the visuals were rendered without audio")
     return row
 
 
-FINGERPRINT_ROW_FIELDS = {
-    "presetId": str,       # the file name it was rendered from (any file with the same content shares the row)
-    "presetHash": str,     # keys.preset_identity of the file
-    "contentKey": str,     # keys.fingerprint_key: preset, layer render settings, audio, engine, renderer
-    "status": str,         # ROW_STATUSES
-    "errors": list, "engine": str, "renderer": str, "render": dict,
-    "timings": dict,       # as an eval row's (the layer's cost, its cap, alone or not)
-    "attempts": int, "sampledAt": str, "node": str,
-    "thumb": str,          # PNG of the layer at the thumbnail frame, relative to the fingerprints dir ("" if none)
-    "fingerprint": dict,   # render.fingerprint's fields, empty unless status is ok
-}
-
-
 def validate_fingerprint_row(row: Any, where="fingerprint row") -> dict:
-    """Check one fingerprint row against the contract; return it unchanged."""
-    if not isinstance(row, dict):
-        raise ContractError(where, "a fingerprint row must be a JSON object")
-    for key, kind in FINGERPRINT_ROW_FIELDS.items():
-        _require(where, row, key, kind)
-    if row["status"] not in ROW_STATUSES:
-        raise ContractError(where, f"status {row['status']!r} is not one of {', '.join(ROW_STATUSES)}")
+    """Check one fingerprint row against `formats.FingerprintRow`; return it unchanged."""
+    typed(where, row, FingerprintRow, "a fingerprint row must be a JSON object")
     if row["status"] == "ok" and not all(isinstance(row["fingerprint"].get(name), list) for name in ("luma", "map")):
         raise ContractError(where, "an ok fingerprint lacks its luma series or map")
     return row
@@ -386,102 +398,39 @@ def read_rows(path: Path, validate=validate_eval_row) -> tuple[list[dict], list[
     return rows, warnings
 
 
-# -------------------------------------------------------------------------------------------- meta
+# ---------------------------------------------------------------------------------------- meta & quality
 
 
 def validate_meta(meta: Any, where="meta.json") -> dict:
-    if not isinstance(meta, dict) or meta.get("kind") != META_KIND:
-        raise ContractError(where, f"kind must be {META_KIND!r}")
-    for key, kind in {"startedAt": str, "finishedAt": str, "settings": dict, "progress": dict,
-                      "audio": dict, "runtime": dict, "errors": list}.items():
-        _require(where, meta, key, kind)
-    for pack, progress in meta["progress"].items():
-        for key in ("visited", "target", "done"):
-            _require(where, progress, key, (int, bool) if key == "done" else int, f"progress[{pack}]: ")
-    _require(where, meta["audio"], "mode", str, "audio: ")
-    if meta["audio"]["mode"] not in ("file", "click"):
-        raise ContractError(where, "audio.mode must be 'file' or 'click'")
-    for key in ("gpuMode", "headed", "requireGpu", "webgl"):
-        if key not in meta["runtime"]:
-            raise ContractError(where, f"runtime lacks '{key}'")
+    typed(where, meta, EvalMeta, f"kind must be {META_KIND!r}", as_written=True)
     return meta
 
 
-# ------------------------------------------------------------------------------------ quality file
-
-QUALITY_STAT_FIELDS = ("min", "p50", "p95", "max", "std", "mean")
-
-
 def validate_quality(quality: Any, where="pairs-quality.v0.json", manifest: Manifest | None = None) -> dict:
-    if not isinstance(quality, dict) or quality.get("version") != "v0":
-        raise ContractError(where, "version must be 'v0'")
-    pack = _require(where, quality, "pack", str)
-    if manifest is not None and pack != manifest.pack:
-        raise ContractError(where, f"pack is {pack!r} but the manifest's pack is {manifest.pack!r}")
-    _require(where, quality, "generatedAt", str)
-    pairs = _require(where, quality, "pairs", list)
+    typed(where, quality, PairsQuality, "version must be 'v0'", as_written=True)
+    if manifest is not None and quality["pack"] != manifest.pack:
+        raise ContractError(where, f"pack is {quality['pack']!r} but the manifest's pack is {manifest.pack!r}")
     known = {entry.pair for entry in manifest.pairs} if manifest is not None else None
     seen = set()
-    for index, item in enumerate(pairs):
-        context = f"pairs[{index}]: "
-        if not isinstance(item, dict):
-            raise ContractError(where, f"{context}must be an object")
-        pair = _require(where, item, "pair", int, context)
-        score = _require(where, item, "quality01", float, context)
-        if not 0.0 <= score <= 1.0:
-            raise ContractError(where, f"{context}quality01 {score} is outside [0, 1]")
+    for index, item in enumerate(quality["pairs"]):
+        pair = item["pair"]
         if pair in seen or (known is not None and pair not in known):
-            raise ContractError(where, f"{context}pair {pair} is duplicated or not in the manifest")
+            raise ContractError(where, f"pairs[{index}]: pair {pair} is duplicated or not in the manifest")
         seen.add(pair)
-    stats = _require(where, quality, "qualityStats", dict)
-    for key in QUALITY_STAT_FIELDS:
-        _require(where, stats, key, float, "qualityStats: ")
-    _require(where, _require(where, quality, "stats", dict), "missingFiles", int, "stats: ")
     return quality
 
 
 # --------------------------------------------------------------------------------- elite & ratings
 
 
-@dataclass(frozen=True)
-class EliteEntry:
-    fgUrl: str
-    bgUrl: str
-    score: float  # 1..5
-
-
-def _elite_entry(where, item: Any, context: str) -> EliteEntry:
-    if not isinstance(item, dict):
-        raise ContractError(where, f"{context}must be an object")
-    urls = [_require(where, item, key, str, context) for key in ("fgUrl", "bgUrl")]
-    score = _require(where, item, "score", float, context)
-    if not 1 <= score <= 5:
-        raise ContractError(where, f"{context}score {score} is outside 1..5")
-    return EliteEntry(urls[0], urls[1], float(score))
-
-
 def load_elite(path: Path) -> list[EliteEntry]:
     """Read an elite manifest `{version:"v0", entries:[{fgUrl, bgUrl, score:1..5}]}`."""
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("version") != "v0":
-        raise ContractError(path, "an elite manifest must be an object with version 'v0'")
-    entries = _require(path, data, "entries", list)
-    return [_elite_entry(path, item, f"entries[{i}]: ") for i, item in enumerate(entries)]
-
-
-RATING_FIELDS = {"pack": str, "pair": int, "fgUrl": str, "bgUrl": str, "score": int, "ratedAt": str}
+    return typed(path, read_json(path), EliteManifest, ELITE_NOT_V0).entries
 
 
 def validate_rating(rating: Any, where="rating") -> dict:
-    """A rating the player appends to `ratings.jsonl`: the user's 1..5 for one pair.
-
-    The player's server also writes `ratingId` (one per keypress), so a retried POST is recorded once."""
-    if not isinstance(rating, dict):
-        raise ContractError(where, "a rating must be a JSON object")
-    for key, kind in RATING_FIELDS.items():
-        _require(where, rating, key, kind)
-    if not 1 <= rating["score"] <= 5:
-        raise ContractError(where, f"score {rating['score']} is outside 1..5")
+    """A rating the player appends to `ratings.jsonl` (`formats.Rating`); returned unchanged."""
+    typed(where, rating, Rating, "a rating must be a JSON object")
     return rating
 
 
@@ -503,36 +452,17 @@ def read_ratings(path: Path) -> tuple[list[EliteEntry], list[str]]:
 
 # ------------------------------------------------------------------------------------- checkpoint
 
-CHECKPOINT_FIELDS = {"weights": dict, "featureNames": list, "featureMean": list, "featureStd": list,
-                     "config": dict, "codeVersion": str, "torchVersion": str}
-
 
 def validate_checkpoint(checkpoint: Any, where="checkpoint") -> dict:
     """A checkpoint carries all scoring needs: weights, feature names + normalisation, config, versions."""
-    if not isinstance(checkpoint, dict):
-        raise ContractError(where, "a checkpoint must be a dict saved with torch.save")
-    for key, kind in CHECKPOINT_FIELDS.items():
-        _require(where, checkpoint, key, kind)
+    typed(where, checkpoint, Checkpoint, "a checkpoint must be a dict saved with torch.save")
     size = len(checkpoint["featureNames"])
     if len(checkpoint["featureMean"]) != size or len(checkpoint["featureStd"]) != size:
         raise ContractError(where, "feature normalisation does not match the feature names")
     return checkpoint
 
 
-
 # ---------------------------------------------------------------------------------- training report
-
-TRAIN_REPORT_KIND = "coupling_train.v0"
-TRAIN_SOURCES = ("elite", "eval", "neg")
-
-
-def _require_metric(where, record: dict, name: str, context: str) -> None:
-    """A metric is `{value, lo, hi}` (bootstrap 95% interval) or null when there are too few pairs."""
-    if name not in record:
-        raise ContractError(where, f"{context}lacks '{name}'")
-    if record[name] is not None:
-        for key in ("value", "lo", "hi"):
-            _require(where, record[name], key, float, f"{context}{name}: ")
 
 
 def validate_train_report(report: Any, where="training report") -> dict:
@@ -552,50 +482,25 @@ def validate_train_report(report: Any, where="training report") -> dict:
       packs{pack: {rows, okRows, failedRows, staleRows, pairs}}}`
     where a metric is `{value, lo, hi}` or null; `epochs` are the final fit's (its validationLoss is the
     k-fold mean, null without cross-validation); a loss of a source absent from the run is null; keys are
-    `pack:pair`.
+    `pack:pair`. `formats.TrainReport` types the fields checked.
     """
-    if not isinstance(report, dict) or report.get("kind") != TRAIN_REPORT_KIND:
-        raise ContractError(where, f"kind must be {TRAIN_REPORT_KIND!r}")
-    for key, kind in {"trainedAt": str, "trainSeconds": float, "device": str, "deviceSnapshot": dict,
-                      "settings": dict, "featureCount": int, "sources": dict, "epochs": list,
-                      "packs": dict}.items():
-        _require(where, report, key, kind)
+    typed(where, report, TrainReport, f"kind must be {TRAIN_REPORT_KIND!r}", as_written=True)
     for index, epoch in enumerate(report["epochs"]):
-        context = f"epochs[{index}]: "
-        _require(where, epoch, "epoch", int, context)
         for key in ("loss", "drawn"):
-            missing = [name for name in TRAIN_SOURCES if name not in _require(where, epoch, key, dict, context)]
+            missing = [name for name in TRAIN_SOURCES if name not in epoch[key]]
             if missing:
-                raise ContractError(where, f"{context}{key} lacks {', '.join(missing)}")
-    for key in ("crossValidation", "eliteAuc"):
-        if key not in report:
-            raise ContractError(where, f"missing field {key!r} (null when there is none)")
-    for name in ("crossValidation", "crossValidationByPreset"):
-        validated = report.get(name)
-        if validated is None:
-            continue
-        context = f"{name}: "
-        for key, kind in {"folds": int, "pairs": int, "chosenEpochs": int, "validationLoss": list,
-                          "perFold": list, "outOfFold": list, "disagreements": list}.items():
-            _require(where, validated, key, kind, context)
-        for model in ("net", "ridge"):
-            metrics = _require(where, validated, model, dict, context)
-            for metric in ("spearman", "pearson"):
-                _require_metric(where, metrics, metric, f"{context}{model}: ")
-        for index, item in enumerate(validated["outOfFold"]):
-            for key, kind in {"key": str, "measured": float, "net": float}.items():
-                _require(where, item, key, kind, f"{context}outOfFold[{index}]: ")
+                raise ContractError(where, f"epochs[{index}]: {key} lacks {', '.join(missing)}")
     return report
 
 
 # ------------------------------------------------------------------------------------ verify report
 
-VERIFY_KIND = "coupled_verify.v0"
-
 
 def load_verify_report(path: Path) -> dict:
     """Read a verify report written by `verify_pack`."""
     report = read_json(path)
-    if not isinstance(report, dict) or report.get("kind") != VERIFY_KIND or not isinstance(report.get("checks"), list):
-        raise ContractError(path, f"not a verify report (kind {VERIFY_KIND!r} with checks)", "rerun doit verify")
+    try:
+        typed(path, report, VerifyReport)
+    except ContractError:
+        raise ContractError(path, f"not a verify report (kind {VERIFY_KIND!r} with checks)", "rerun doit verify") from None
     return report

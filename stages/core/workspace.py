@@ -33,6 +33,8 @@ WEB_DIR = (CHECKOUT or PACKAGE_DIR) / "web"
 DATA_DIR = (CHECKOUT or PACKAGE_DIR) / "data"
 # inside the package in a checkout too: the report stage's markup is its code (a template edit rebuilds reports)
 REPORT_TEMPLATES_DIR = PACKAGE_DIR / "templates" / "report"
+# the published JSON Schemas of the manifest and the quality file (`core.schemas`)
+SCHEMAS_DIR = (CHECKOUT or PACKAGE_DIR) / "schemas"
 
 
 def user_cache_dir(platform: str, environ: Mapping[str, str], home: Path) -> Path:

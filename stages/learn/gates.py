@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.contracts import QUALITY_STAT_FIELDS
+from ..core.formats import QUALITY_STAT_FIELDS
 
 MIN_SPREAD_BELOW_MEDIAN = 0.05
 
