@@ -171,6 +171,12 @@ class _Layer:
         return float(self.result.timings.get("frameMs", 0.0)) if self.result is not None else 0.0
 
     @property
+    def peak_ms(self) -> float:
+        """The highest cost at one of the page's budget checks (none in a render of one readback chunk, which
+        the page never cuts)."""
+        return float(self.result.timings.get("peakFrameMs", 0.0)) if self.result is not None else 0.0
+
+    @property
     def alone(self) -> bool:
         return bool(self.result is not None and self.result.timings.get("alone"))
 
@@ -190,14 +196,16 @@ class _Composed:
 
 def _compose(fg: _Layer, bg: _Layer, settings: SampleSettings) -> tuple[str, list[str], _Composed, bytes | None]:
     """A pair's status, errors, render and thumbnail PNG from its layers rendered alone. A pair is too heavy
-    when its layers' frames cost more than `max_frame_ms` together (each measured alone on the pool). The
+    when its layers' frames cost more than `max_frame_ms` together at the page's budget checks (each
+    measured alone on the pool). The
     workers' time (createMs ... pairMs) is each layer's divided among the pairs of this run that use it, so
     summed over rows it is the time the workers spent."""
     layers = (("fg", fg), ("bg", bg))
     rendered = [layer for _, layer in layers if layer.result is not None]
     frame_ms = fg.frame_ms + bg.frame_ms
+    peak_ms = fg.peak_ms + bg.peak_ms
     cap = settings.max_frame_ms
-    timings = {"fgFrameMs": fg.frame_ms, "bgFrameMs": bg.frame_ms, "frameMs": frame_ms, "peakFrameMs": frame_ms,
+    timings = {"fgFrameMs": fg.frame_ms, "bgFrameMs": bg.frame_ms, "frameMs": frame_ms, "peakFrameMs": peak_ms,
                "costClock": "wall", "maxFrameMs": cap, "alone": fg.alone and bg.alone,
                **{name: round(sum(layer.result.timings.get(name, 0.0) / layer.uses for layer in rendered), 1)
                   for name in WORKER_TIMINGS}}
@@ -208,9 +216,9 @@ def _compose(fg: _Layer, bg: _Layer, settings: SampleSettings) -> tuple[str, lis
     for name, layer in layers:
         if layer.status != "ok":
             return layer.status, [f"{name}: {error}" for error in layer.errors], composed, None
-    if cap > 0 and frame_ms > cap:
-        return "too-heavy", [f"frames cost {frame_ms:.1f} ms each (wall, fg {fg.frame_ms:.1f} + bg {bg.frame_ms:.1f}, "
-                             f"each alone), above the budget of {cap:g} ms"], composed, None
+    if cap > 0 and peak_ms > cap:
+        return "too-heavy", [f"frames cost {peak_ms:.1f} ms each at their peak (wall, fg {fg.peak_ms:.1f} + bg "
+                             f"{bg.peak_ms:.1f}, each alone), above the budget of {cap:g} ms"], composed, None
     composed.series = pair_series(fg.frames, bg.frames, settings.blend, settings.fg_opacity)
     return "ok", [], composed, pair_thumbnail(fg.frames, bg.frames, settings.blend, settings.fg_opacity)
 
@@ -261,14 +269,19 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
         layers[digest] = _Layer("pending", [], len(waiting[digest]), preset)
         digest_of[index] = digest
         jobs.append(PairJob(index, preset, None, path.name, ""))
-    pool.on_pair_start = lambda worker, job: live.pair_started(
-        worker, plan.pack, waiting[digest_of[job.pair]][0].pair, job.fg_id, "(alone)")
+    def started(worker: int, job) -> None:
+        pairs = waiting.get(digest_of.get(job.pair, ""), [])
+        if pairs:
+            live.pair_started(worker, plan.pack, pairs[0].pair, job.fg_id, "(alone)")
+
+    pool.on_pair_start = started
     fingerprints = _FingerprintWriter(workspace, settings, audio, pool.renderer, plan.versions)
 
     main_thread = {"rowS": 0.0, "writeS": 0.0, "rows": 0}  # the loop's own cost, printed at the end
     with contextlib.ExitStack() as files:
         handles: dict[int, object] = {}
         files.callback(fingerprints.close)
+        files.callback(setattr, pool, "on_pair_start", None)  # the pool outlives this stage
 
         def write(row: dict) -> None:
             started = time.perf_counter()
@@ -351,7 +364,7 @@ def _suspect(layer: _Layer, other: _Layer, cap: float) -> bool:
     """A pair over the cap whose layers were not both measured alone: its cost may be the load's."""
     if layer.status != "ok" or other.status != "ok" or cap <= 0:
         return False
-    return layer.frame_ms + other.frame_ms > cap and not (layer.alone and other.alone)
+    return layer.peak_ms + other.peak_ms > cap and not (layer.alone and other.alone)
 
 
 def _judge_alone(pool, suspects: list[PlannedPair], layers: dict[str, _Layer], jobs: list, digest_of: dict,
