@@ -270,9 +270,10 @@ def _render(workspace, plan: PackPlan, rows: PackRows, audio, deadline: float, k
         digest_of[index] = digest
         jobs.append(PairJob(index, preset, None, path.name, ""))
     def started(worker: int, job) -> None:
+        """The watch page shows the first pair waiting for the preset a worker took."""
         pairs = waiting.get(digest_of.get(job.pair, ""), [])
         if pairs:
-            live.pair_started(worker, plan.pack, pairs[0].pair, job.fg_id, "(alone)")
+            live.pair_started(worker, plan.pack, pairs[0].pair, pairs[0].fg_path.name, pairs[0].bg_path.name)
 
     pool.on_pair_start = started
     fingerprints = _FingerprintWriter(workspace, settings, audio, pool.renderer, plan.versions)
