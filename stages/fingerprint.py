@@ -25,8 +25,8 @@ from .core.plan import FingerprintPlan, PlannedPreset
 from .core.progress import Progress
 from .core.rows import PackRows, drop_torn_tail, mark_shard_done, prepare_shard_file, read_fingerprint_rows
 from .core.workspace import Workspace
-from .render.fingerprint import fingerprint_row
-from .render.pairstats import LayerFrames, png_bytes
+from .render.fingerprint import fingerprint_row, write_thumbnail
+from .render.pairstats import LayerFrames
 from .render.session import RUN_STARTED, SESSION, current_audio, known_renderer, render_pool
 
 
@@ -122,12 +122,10 @@ def render(workspace: Workspace, plan: FingerprintPlan, rows: PackRows, audio, k
         for result in pool.render(jobs, deadline=deadline):
             preset = by_index[result.job.pair]
             key = preset_keys[preset.digest]
-            thumb, frames = "", None
+            frames = None
             if result.status == "ok":
                 frames = LayerFrames.from_page(result.series, settings.width, settings.height)
-                if frames.thumb is not None:
-                    thumb = f"thumbs/{key}.png"
-                    (workspace.fingerprints_dir / thumb).write_bytes(png_bytes(frames.thumb[..., :3]))
+            thumb = write_thumbnail(workspace.fingerprints_dir, key, frames)
             write(build_row(plan, preset, key, pool.renderer, audio, result.status, list(result.errors), result,
                             frames.frames if frames is not None else None, thumb))
     progress.close()

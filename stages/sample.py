@@ -37,8 +37,8 @@ from .core.progress import Progress
 from .core.rows import PackRows, drop_torn_tail, mark_shard_done, prepare_shard_file, read_pack_rows
 from .core.settings import SampleSettings
 from .core.workspace import Workspace
-from .render.fingerprint import fingerprint_row
-from .render.pairstats import LayerFrames, pair_series, pair_thumbnail, png_bytes
+from .render.fingerprint import fingerprint_row, write_thumbnail
+from .render.pairstats import LayerFrames, pair_series, pair_thumbnail
 from .render.session import RUN_STARTED, SESSION, current_audio, known_renderer, render_pool
 
 
@@ -404,11 +404,7 @@ class _FingerprintWriter:
         key = fingerprint_key(digest, self.settings, self.audio.key, self.engine, self.renderer, self.versions)
         if not self.rows.needs_render(key, self.settings.max_frame_ms):
             return
-        thumb = ""
-        if frames is not None and frames.thumb is not None:
-            thumb = f"thumbs/{key}.png"
-            self.workspace.fingerprint_thumbs_dir.mkdir(parents=True, exist_ok=True)
-            (self.workspace.fingerprints_dir / thumb).write_bytes(png_bytes(frames.thumb[..., :3]))
+        thumb = write_thumbnail(self.workspace.fingerprints_dir, key, frames)
         identity = fingerprint_identity(key, self.settings, self.audio.key, self.renderer, self.versions)
         row = fingerprint_row(preset_id, digest, identity, self.settings, self.audio, result.status,
                               list(result.errors), result, frames.frames if frames is not None else None, thumb)

@@ -43,6 +43,7 @@ import numpy as np
 from ..core.contracts import now_iso
 from ..core.errors import CqError
 from ..render.framestats import correlation, flicker, warmup_frames
+from ..render.pairstats import png_bytes
 
 FINGERPRINT_VERSION = 2
 MAP_SIZE = 16
@@ -131,3 +132,14 @@ def fingerprint_row(preset_id: str, preset_hash: str, identity: dict, settings, 
         "attempts": result.attempts if result is not None else 0, "sampledAt": now_iso(),
         "node": result.node if result is not None else "", "thumb": thumb, "fingerprint": fields,
     }
+
+
+def write_thumbnail(fingerprints_dir, key: str, frames) -> str:
+    """Write a rendered layer's thumbnail (`pairstats.LayerFrames`) as `thumbs/<key>.png` under the
+    fingerprints folder; return that relative path, or "" when the layer has none."""
+    if frames is None or frames.thumb is None:
+        return ""
+    thumb = f"thumbs/{key}.png"
+    (fingerprints_dir / thumb).parent.mkdir(parents=True, exist_ok=True)
+    (fingerprints_dir / thumb).write_bytes(png_bytes(frames.thumb[..., :3]))
+    return thumb
